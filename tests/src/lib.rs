@@ -1,0 +1,3 @@
+//! Shared support for the end-to-end suites: network namespaces, processes,
+//! labs. Every test builds its world through here and tears it down even when
+//! it fails.
