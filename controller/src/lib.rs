@@ -7,4 +7,5 @@
 //! makes it so), [`plan`] and [`check`] (the dry-run commands), [`lab`] (the
 //! seed topology in network namespaces).
 
+pub mod config;
 pub mod lab;

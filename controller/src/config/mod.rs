@@ -1,0 +1,191 @@
+//! The controller's YAML config: loaded once at start, every field checked,
+//! every error naming the field and the value it had.
+
+mod raw;
+mod validate;
+mod values;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nativeroute_router_drivers::Ownership;
+
+pub use values::{Cidr, RouterName};
+
+/// A config that passed every check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub pool: PoolConfig,
+    pub ipam: IpamMode,
+    pub nodes: NodesConfig,
+    pub manage_node_condition: bool,
+    pub resync_interval: Duration,
+    pub ownership: OwnershipConfig,
+    pub removal_guard: RemovalGuard,
+    pub routers: Vec<RouterConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub cidrs: Vec<IpNet>,
+    pub node_mask_v4: u8,
+    pub node_mask_v6: u8,
+    pub reserved: Vec<IpNet>,
+}
+
+impl PoolConfig {
+    /// The size of the subnet a node gets in the family of `cidr`.
+    pub fn node_mask_for(&self, cidr: &IpNet) -> u8 {
+        match cidr {
+            IpNet::V4(_) => self.node_mask_v4,
+            IpNet::V6(_) => self.node_mask_v6,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpamMode {
+    /// nativeroute assigns subnets from the pool.
+    Allocate,
+    /// The cluster already assigns `spec.podCIDR`; nativeroute only routes it.
+    PodCidr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodesConfig {
+    Kubernetes {
+        selector: String,
+        address_type: String,
+    },
+    File {
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnershipConfig {
+    pub netlink_protocol: u8,
+    pub route_tag: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RemovalGuard {
+    /// The largest share of a router's owned routes that one sync may remove
+    /// while their nodes still exist; above it, the removals are refused.
+    pub max_share: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterConfig {
+    pub name: RouterName,
+    pub driver: DriverConfig,
+    /// Nodes whose next hop lies in one of these are served by this router;
+    /// empty means every node.
+    pub node_networks: Vec<IpNet>,
+}
+
+impl RouterConfig {
+    /// Whether this router serves a node with next hop `via` (by network).
+    pub fn serves_next_hop(&self, via: IpAddr) -> bool {
+        self.node_networks.is_empty() || self.node_networks.iter().any(|net| net.contains(&via))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverConfig {
+    Netlink { netns: Option<String>, table: u32 },
+}
+
+impl Config {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Parses and checks config text; every problem found is returned.
+    pub fn parse(text: &str) -> Result<Config, Problems> {
+        let raw = raw::parse(text)?;
+        validate::validate(raw)
+    }
+
+    /// The ownership rule the drivers apply.
+    pub fn ownership(&self) -> Ownership {
+        Ownership {
+            pool: self.pool.cidrs.clone(),
+            netlink_protocol: self.ownership.netlink_protocol,
+            route_tag: self.ownership.route_tag,
+        }
+    }
+
+    pub fn router(&self, name: &str) -> Option<&RouterConfig> {
+        self.routers
+            .iter()
+            .find(|router| router.name.as_str() == name)
+    }
+}
+
+/// One thing wrong with the config: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() || self.field == "." {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Everything wrong with a config, one problem per line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Problems(vec![Problem {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {} is invalid:\n{problems}", path.display())]
+    Invalid { path: PathBuf, problems: Problems },
+}
+
+#[cfg(test)]
+mod tests;

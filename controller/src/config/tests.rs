@@ -1,0 +1,159 @@
+use super::*;
+
+const VALID: &str = r#"
+pool:
+  cidrs: [11.11.0.0/16]
+  reserved: [11.11.0.0/24]
+nodes:
+  source: file
+  file: /etc/nativeroute/nodes.yaml
+resyncInterval: 30s
+routers:
+  - name: core-1
+    driver: netlink
+    netns: rtr
+    table: 100
+    nodeNetworks: [192.168.2.0/24, 192.168.3.0/24]
+"#;
+
+fn problems_of(text: &str) -> String {
+    match Config::parse(text) {
+        Ok(config) => panic!("expected the config to be refused, got {config:?}"),
+        Err(problems) => problems.to_string(),
+    }
+}
+
+#[test]
+fn a_valid_config_is_read_with_its_defaults() {
+    let config = Config::parse(VALID).expect("valid config");
+    assert_eq!(config.pool.node_mask_v4, 24);
+    assert_eq!(config.pool.node_mask_v6, 64);
+    assert_eq!(config.ipam, IpamMode::Allocate);
+    assert_eq!(config.resync_interval, Duration::from_secs(30));
+    assert_eq!(config.ownership.netlink_protocol, 0xcb);
+    assert_eq!(config.ownership.route_tag, 1111);
+    assert_eq!(config.removal_guard.max_share, 0.5);
+    let router = &config.routers[0];
+    assert_eq!(router.name.as_str(), "core-1");
+    assert_eq!(
+        router.driver,
+        DriverConfig::Netlink {
+            netns: Some("rtr".into()),
+            table: 100
+        }
+    );
+    assert!(router.serves_next_hop("192.168.3.4".parse().expect("ip")));
+    assert!(!router.serves_next_hop("192.168.4.4".parse().expect("ip")));
+}
+
+#[test]
+fn a_malformed_cidr_names_the_field_and_the_value() {
+    let text = VALID.replace("192.168.3.0/24]", "192.168.3.0/33]");
+    let message = problems_of(&text);
+    assert!(message.contains("routers[0].nodeNetworks[1]"), "{message}");
+    assert!(message.contains("192.168.3.0/33"), "{message}");
+}
+
+#[test]
+fn host_bits_in_a_cidr_are_refused_with_the_network_suggested() {
+    let message = problems_of(&VALID.replace("cidrs: [11.11.0.0/16]", "cidrs: [11.11.0.5/16]"));
+    assert!(message.contains("pool.cidrs[0]"), "{message}");
+    assert!(message.contains("11.11.0.0/16"), "{message}");
+}
+
+#[test]
+fn an_unknown_key_is_an_error_not_a_silent_default() {
+    let message = problems_of(&VALID.replace("resyncInterval", "resyncIntervall"));
+    assert!(message.contains("resyncIntervall"), "{message}");
+}
+
+#[test]
+fn a_bad_duration_names_the_value() {
+    let message = problems_of(&VALID.replace("30s", "thirty"));
+    assert!(message.contains("resyncInterval"), "{message}");
+    assert!(message.contains("thirty"), "{message}");
+}
+
+#[test]
+fn a_reserved_range_covering_the_pool_is_refused() {
+    let message = problems_of(&VALID.replace("reserved: [11.11.0.0/24]", "reserved: [11.0.0.0/8]"));
+    assert!(message.contains("pool.reserved[0]"), "{message}");
+    assert!(message.contains("11.0.0.0/8"), "{message}");
+}
+
+#[test]
+fn a_reserved_range_outside_the_pool_is_refused() {
+    let message =
+        problems_of(&VALID.replace("reserved: [11.11.0.0/24]", "reserved: [10.0.0.0/24]"));
+    assert!(message.contains("pool.reserved[0]"), "{message}");
+    assert!(message.contains("outside every pool CIDR"), "{message}");
+}
+
+#[test]
+fn overlapping_pool_cidrs_are_refused() {
+    let message = problems_of(&VALID.replace(
+        "cidrs: [11.11.0.0/16]",
+        "cidrs: [11.11.0.0/16, 11.11.4.0/22]",
+    ));
+    assert!(message.contains("pool.cidrs[1]"), "{message}");
+    assert!(message.contains("overlaps"), "{message}");
+}
+
+#[test]
+fn a_node_mask_shorter_than_the_pool_is_refused() {
+    let message = problems_of(&VALID.replace("reserved: [11.11.0.0/24]", "nodeMaskV4: 8"));
+    assert!(message.contains("pool.cidrs[0]"), "{message}");
+    assert!(message.contains("/8"), "{message}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = VALID
+        .replace("table: 100", "table: 255")
+        .replace("netns: rtr", "netns: ../etc")
+        .replace("30s", "100ms");
+    let message = problems_of(&text);
+    assert!(message.contains("routers[0].table"), "{message}");
+    assert!(message.contains("routers[0].netns"), "{message}");
+    assert!(message.contains("resyncInterval"), "{message}");
+}
+
+#[test]
+fn a_router_name_that_could_inject_is_refused() {
+    let message = problems_of(&VALID.replace("name: core-1", "name: \"core-1; reload\""));
+    assert!(message.contains("routers[0].name"), "{message}");
+}
+
+#[test]
+fn duplicate_router_names_are_refused() {
+    let text = format!("{VALID}  - name: core-1\n    driver: netlink\n");
+    let message = problems_of(&text);
+    assert!(message.contains("routers[1].name"), "{message}");
+}
+
+#[test]
+fn an_unknown_driver_lists_the_known_ones() {
+    let message = problems_of(&VALID.replace("driver: netlink", "driver: telnet"));
+    assert!(message.contains("routers[0].driver"), "{message}");
+    assert!(message.contains("telnet"), "{message}");
+}
+
+#[test]
+fn a_file_source_without_a_file_is_refused() {
+    let message = problems_of(&VALID.replace("  file: /etc/nativeroute/nodes.yaml\n", ""));
+    assert!(message.contains("nodes.file"), "{message}");
+}
+
+#[test]
+fn a_kernel_route_protocol_cannot_be_claimed() {
+    let text = format!("{VALID}ownership:\n  netlinkProtocol: 3\n");
+    let message = problems_of(&text);
+    assert!(message.contains("ownership.netlinkProtocol"), "{message}");
+}
+
+#[test]
+fn the_removal_guard_share_must_be_a_share() {
+    let text = format!("{VALID}removalGuard:\n  maxShare: 1.5\n");
+    let message = problems_of(&text);
+    assert!(message.contains("removalGuard.maxShare"), "{message}");
+}

@@ -1,0 +1,300 @@
+//! Cross-field checks: what each field means only next to the others.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nativeroute_router_drivers::Ownership;
+
+use super::raw::{RawConfig, RawIpam, RawNodeSource, RawNodes, RawPool, RawRouter};
+use super::values::check_netns_name;
+use super::{
+    Config, DriverConfig, IpamMode, NodesConfig, OwnershipConfig, PoolConfig, Problem, Problems,
+    RemovalGuard, RouterConfig,
+};
+
+const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_REMOVAL_SHARE: f64 = 0.5;
+/// Kernel route protocols below this are the kernel's own (unspec, redirect,
+/// kernel, boot, static): claiming one would make nativeroute own routes it
+/// never made.
+const FIRST_FREE_ROUTE_PROTOCOL: u8 = 5;
+/// The kernel's `local` table holds the host's own addresses.
+const LOCAL_TABLE: u32 = 255;
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
+    let mut problems = Vec::new();
+    let mut report = |field: String, message: String| problems.push(Problem { field, message });
+
+    let pool = check_pool(raw.pool, &mut report);
+    let nodes = check_nodes(raw.nodes, &mut report);
+    let resync_interval = raw.resync_interval.map_or(DEFAULT_RESYNC, |d| d.0);
+    if resync_interval < Duration::from_secs(1) {
+        report(
+            "resyncInterval".into(),
+            format!(
+                "{} is too short: the periodic compare with each router must be at least 1s apart",
+                humantime::format_duration(resync_interval)
+            ),
+        );
+    }
+    let netlink_protocol = raw
+        .ownership
+        .netlink_protocol
+        .unwrap_or(Ownership::DEFAULT_NETLINK_PROTOCOL);
+    if netlink_protocol < FIRST_FREE_ROUTE_PROTOCOL {
+        report(
+            "ownership.netlinkProtocol".into(),
+            format!(
+                "{netlink_protocol} is one of the kernel's own route protocols (0-4); \
+                 nativeroute would claim routes it did not make. The default is 203 (0xcb)"
+            ),
+        );
+    }
+    let route_tag = raw
+        .ownership
+        .route_tag
+        .unwrap_or(Ownership::DEFAULT_ROUTE_TAG);
+    if route_tag == 0 {
+        report(
+            "ownership.routeTag".into(),
+            "0 means 'no tag' on router CLIs; choose a non-zero tag (default 1111)".into(),
+        );
+    }
+    let max_share = raw
+        .removal_guard
+        .max_share
+        .unwrap_or(DEFAULT_MAX_REMOVAL_SHARE);
+    if !(max_share > 0.0 && max_share <= 1.0) {
+        report(
+            "removalGuard.maxShare".into(),
+            format!("{max_share} is not a share in (0, 1]; 1 turns the guard off"),
+        );
+    }
+    let routers = check_routers(raw.routers, &mut report);
+
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    Ok(Config {
+        pool,
+        ipam: match raw.ipam {
+            RawIpam::Allocate => IpamMode::Allocate,
+            RawIpam::PodCidr => IpamMode::PodCidr,
+        },
+        nodes,
+        manage_node_condition: raw.manage_node_condition,
+        resync_interval,
+        ownership: OwnershipConfig {
+            netlink_protocol,
+            route_tag,
+        },
+        removal_guard: RemovalGuard { max_share },
+        routers,
+    })
+}
+
+fn check_pool(raw: RawPool, report: &mut impl FnMut(String, String)) -> PoolConfig {
+    let cidrs: Vec<IpNet> = raw.cidrs.iter().map(|c| c.0).collect();
+    let reserved: Vec<IpNet> = raw.reserved.iter().map(|c| c.0).collect();
+    if cidrs.is_empty() {
+        report(
+            "pool.cidrs".into(),
+            "the pool needs at least one CIDR".into(),
+        );
+    }
+    if raw.node_mask_v4 > 32 {
+        report(
+            "pool.nodeMaskV4".into(),
+            format!("{} is not an IPv4 prefix length (0-32)", raw.node_mask_v4),
+        );
+    }
+    if raw.node_mask_v6 > 128 {
+        report(
+            "pool.nodeMaskV6".into(),
+            format!("{} is not an IPv6 prefix length (0-128)", raw.node_mask_v6),
+        );
+    }
+    for (index, cidr) in cidrs.iter().enumerate() {
+        let (mask, mask_field) = match cidr {
+            IpNet::V4(_) => (raw.node_mask_v4, "nodeMaskV4"),
+            IpNet::V6(_) => (raw.node_mask_v6, "nodeMaskV6"),
+        };
+        if mask < cidr.prefix_len() {
+            report(
+                format!("pool.cidrs[{index}]"),
+                format!(
+                    "{cidr} is smaller than one node's subnet (pool.{mask_field} is /{mask}): \
+                     use a larger pool or a longer node mask"
+                ),
+            );
+        }
+        for (other_index, other) in cidrs.iter().enumerate().skip(index + 1) {
+            if overlaps(cidr, other) {
+                report(
+                    format!("pool.cidrs[{other_index}]"),
+                    format!(
+                        "{other} overlaps pool.cidrs[{index}] {cidr}: pool CIDRs must be disjoint"
+                    ),
+                );
+            }
+        }
+    }
+    for (index, range) in reserved.iter().enumerate() {
+        let field = format!("pool.reserved[{index}]");
+        if !cidrs.iter().any(|cidr| overlaps(cidr, range)) {
+            report(
+                field,
+                format!(
+                    "{range} lies outside every pool CIDR, so reserving it has no effect (a typo?)"
+                ),
+            );
+        } else if let Some(covered) = cidrs.iter().find(|cidr| range.contains(*cidr)) {
+            report(
+                field,
+                format!(
+                    "{range} covers all of pool CIDR {covered}: nothing would be left to hand out"
+                ),
+            );
+        }
+    }
+    PoolConfig {
+        cidrs,
+        node_mask_v4: raw.node_mask_v4,
+        node_mask_v6: raw.node_mask_v6,
+        reserved,
+    }
+}
+
+fn check_nodes(raw: RawNodes, report: &mut impl FnMut(String, String)) -> NodesConfig {
+    match raw.source {
+        RawNodeSource::Kubernetes => {
+            if let Some(file) = &raw.file {
+                report(
+                    "nodes.file".into(),
+                    format!(
+                        "{} is set but nodes.source is kubernetes; remove it or use source: file",
+                        file.display()
+                    ),
+                );
+            }
+            let address_type = raw.address_type.unwrap_or_else(|| "InternalIP".into());
+            if !matches!(address_type.as_str(), "InternalIP" | "ExternalIP") {
+                report(
+                    "nodes.addressType".into(),
+                    format!(
+                        "{address_type:?} is not a routable node address type: use InternalIP or ExternalIP"
+                    ),
+                );
+            }
+            NodesConfig::Kubernetes {
+                selector: raw.selector,
+                address_type,
+            }
+        }
+        RawNodeSource::File => {
+            if !raw.selector.is_empty() {
+                report(
+                    "nodes.selector".into(),
+                    format!(
+                        "{:?} only applies to nodes.source: kubernetes",
+                        raw.selector
+                    ),
+                );
+            }
+            if let Some(address_type) = &raw.address_type {
+                report(
+                    "nodes.addressType".into(),
+                    format!("{address_type:?} only applies to nodes.source: kubernetes"),
+                );
+            }
+            let path = raw.file.unwrap_or_default();
+            if path.as_os_str().is_empty() {
+                report(
+                    "nodes.file".into(),
+                    "nodes.source is file, so nodes.file must name the inventory (e.g. /etc/nativeroute/nodes.yaml)".into(),
+                );
+            }
+            NodesConfig::File { path }
+        }
+    }
+}
+
+fn check_routers(
+    raw: Vec<RawRouter>,
+    report: &mut impl FnMut(String, String),
+) -> Vec<RouterConfig> {
+    if raw.is_empty() {
+        report(
+            "routers".into(),
+            "no routers: nativeroute needs at least one router to program".into(),
+        );
+    }
+    let mut routers: Vec<RouterConfig> = Vec::with_capacity(raw.len());
+    for (index, router) in raw.into_iter().enumerate() {
+        let field = format!("routers[{index}]");
+        if routers.iter().any(|seen| seen.name == router.name) {
+            report(
+                format!("{field}.name"),
+                format!(
+                    "{:?} is used by another router; names must be unique",
+                    router.name.as_str()
+                ),
+            );
+        }
+        let driver = match router.driver.as_str() {
+            "netlink" => check_netlink(&router, &field, report),
+            "ssh" | "plugin" => {
+                report(
+                    format!("{field}.driver"),
+                    format!(
+                        "{:?} is not available in this version of nativeroute yet; use netlink",
+                        router.driver
+                    ),
+                );
+                continue;
+            }
+            other => {
+                report(
+                    format!("{field}.driver"),
+                    format!("{other:?} is not a driver: use netlink, ssh or plugin"),
+                );
+                continue;
+            }
+        };
+        routers.push(RouterConfig {
+            name: router.name,
+            driver,
+            node_networks: router.node_networks.iter().map(|c| c.0).collect(),
+        });
+    }
+    routers
+}
+
+fn check_netlink(
+    router: &RawRouter,
+    field: &str,
+    report: &mut impl FnMut(String, String),
+) -> DriverConfig {
+    if let Some(netns) = &router.netns
+        && let Err(message) = check_netns_name(netns)
+    {
+        report(format!("{field}.netns"), message);
+    }
+    let table = router.table.unwrap_or(254);
+    if table == 0 || table == LOCAL_TABLE {
+        report(
+            format!("{field}.table"),
+            format!(
+                "{table} cannot hold nativeroute's routes (0 is 'unspecified', 255 is the kernel's local table); the default is 254 (main)"
+            ),
+        );
+    }
+    DriverConfig::Netlink {
+        netns: router.netns.clone(),
+        table,
+    }
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
