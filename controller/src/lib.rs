@@ -8,4 +8,5 @@
 //! seed topology in network namespaces).
 
 pub mod config;
+pub mod ipam;
 pub mod lab;

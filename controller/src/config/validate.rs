@@ -18,6 +18,8 @@ const DEFAULT_MAX_REMOVAL_SHARE: f64 = 0.5;
 /// kernel, boot, static): claiming one would make nativeroute own routes it
 /// never made.
 const FIRST_FREE_ROUTE_PROTOCOL: u8 = 5;
+/// More subnets than this in one pool CIDR is a typo, not a plan.
+const MAX_SUBNET_BITS: u8 = 32;
 /// The kernel's `local` table holds the host's own addresses.
 const LOCAL_TABLE: u32 = 255;
 
@@ -125,6 +127,15 @@ fn check_pool(raw: RawPool, report: &mut impl FnMut(String, String)) -> PoolConf
                 format!(
                     "{cidr} is smaller than one node's subnet (pool.{mask_field} is /{mask}): \
                      use a larger pool or a longer node mask"
+                ),
+            );
+        }
+        if mask >= cidr.prefix_len() && mask - cidr.prefix_len() > MAX_SUBNET_BITS {
+            report(
+                format!("pool.cidrs[{index}]"),
+                format!(
+                    "{cidr} cut into /{mask}s would be more than 2^{MAX_SUBNET_BITS} subnets; \
+                     use a smaller pool or a shorter pool.{mask_field}"
                 ),
             );
         }

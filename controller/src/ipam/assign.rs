@@ -1,0 +1,170 @@
+//! Who gets which subnet when nodes arrive.
+//!
+//! Nodes are handed in oldest first, so that when two claim one subnet the
+//! older keeps it (DESIGN: "the older node keeps it, the other gets a
+//! SubnetConflict Event and a fresh subnet only if it had none assigned").
+//! A recorded subnet is an assignment made earlier (state file, Node
+//! annotation): it is never changed or replaced while the node exists. A
+//! pin is a user's wish for a node that has no assignment yet.
+
+use ipnet::IpNet;
+
+use super::{Family, Ipam, SubnetRefused};
+
+/// One node's standing, as the inventory knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    pub node: String,
+    /// Subnets assigned to it before (restored after a restart).
+    pub recorded: Vec<IpNet>,
+    /// Subnets the user asks for (annotation `nativeroute.io/subnet`).
+    pub pinned: Vec<IpNet>,
+    /// False for excluded nodes: they keep what they hold, but get nothing new.
+    pub wants_subnet: bool,
+}
+
+/// What happened to a node, for Events and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The node got `subnet` (fresh, pinned or restored).
+    Assigned {
+        node: String,
+        subnet: IpNet,
+        how: How,
+    },
+    /// The node claimed `subnet` but an older node holds it.
+    Conflict {
+        node: String,
+        subnet: IpNet,
+        holder: String,
+        /// Whether it got a fresh subnet instead (only when it had none).
+        given_fresh: bool,
+    },
+    /// A recorded or pinned subnet that the pool cannot give.
+    Refused {
+        node: String,
+        refused: SubnetRefused,
+        pinned: bool,
+    },
+    /// A pin on a node that already holds another subnet of that family.
+    PinIgnored {
+        node: String,
+        pinned: IpNet,
+        holds: IpNet,
+    },
+    /// No subnet of `family` is left.
+    PoolExhausted { node: String, family: Family },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    Fresh,
+    Pinned,
+    Restored,
+}
+
+/// Applies `claims` (oldest node first) to the ledger and says what happened.
+pub fn assign(ipam: &mut Ipam, claims: impl IntoIterator<Item = Claim>) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for claim in claims {
+        assign_one(ipam, claim, &mut outcomes);
+    }
+    outcomes
+}
+
+fn assign_one(ipam: &mut Ipam, claim: Claim, outcomes: &mut Vec<Outcome>) {
+    let node = claim.node.as_str();
+    // Families for which the node keeps no fresh subnet: it had one assigned
+    // that it cannot have, and a node's subnet never silently changes.
+    let mut blocked: Vec<Family> = Vec::new();
+
+    for subnet in &claim.recorded {
+        let held_already = ipam.subnets_of(node).contains(subnet);
+        match ipam.claim(node, *subnet) {
+            Ok(()) if held_already => {}
+            Ok(()) => outcomes.push(Outcome::Assigned {
+                node: node.into(),
+                subnet: *subnet,
+                how: How::Restored,
+            }),
+            Err(refused) => {
+                blocked.push(Family::of(subnet));
+                outcomes.push(refusal(node, refused, false, false));
+            }
+        }
+    }
+
+    for pin in &claim.pinned {
+        let family = Family::of(pin);
+        if blocked.contains(&family) {
+            continue;
+        }
+        if let Some(holds) = ipam
+            .subnets_of(node)
+            .iter()
+            .find(|held| Family::of(held) == family)
+            .copied()
+        {
+            if holds != *pin {
+                outcomes.push(Outcome::PinIgnored {
+                    node: node.into(),
+                    pinned: *pin,
+                    holds,
+                });
+            }
+            continue;
+        }
+        match ipam.claim(node, *pin) {
+            Ok(()) => outcomes.push(Outcome::Assigned {
+                node: node.into(),
+                subnet: *pin,
+                how: How::Pinned,
+            }),
+            Err(refused) => outcomes.push(refusal(node, refused, true, claim.wants_subnet)),
+        }
+    }
+
+    if !claim.wants_subnet {
+        return;
+    }
+    let missing: Vec<Family> = ipam
+        .families()
+        .filter(|family| !blocked.contains(family))
+        .filter(|family| {
+            !ipam
+                .subnets_of(node)
+                .iter()
+                .any(|s| Family::of(s) == *family)
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    match ipam.allocate(node, &missing) {
+        Ok(fresh) => outcomes.extend(fresh.into_iter().map(|subnet| Outcome::Assigned {
+            node: node.into(),
+            subnet,
+            how: How::Fresh,
+        })),
+        Err(family) => outcomes.push(Outcome::PoolExhausted {
+            node: node.into(),
+            family,
+        }),
+    }
+}
+
+fn refusal(node: &str, refused: SubnetRefused, pinned: bool, given_fresh: bool) -> Outcome {
+    match refused {
+        SubnetRefused::Taken { subnet, holder } => Outcome::Conflict {
+            node: node.into(),
+            subnet,
+            holder,
+            given_fresh,
+        },
+        refused => Outcome::Refused {
+            node: node.into(),
+            refused,
+            pinned,
+        },
+    }
+}
