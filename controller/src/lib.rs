@@ -8,5 +8,6 @@
 //! seed topology in network namespaces).
 
 pub mod config;
+pub mod inventory;
 pub mod ipam;
 pub mod lab;

@@ -1,0 +1,277 @@
+//! The inventory file of plain Docker or VM hosts (DESIGN "Node inventory
+//! without Kubernetes"), and the state file that records their subnets.
+//!
+//! One bad entry never costs the others: an entry that cannot be used is
+//! reported and, if the node had a good entry before, that one is kept, so
+//! a typo does not withdraw a working route. A file that cannot be read as
+//! a whole keeps the whole previous inventory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::state::{self, NodeState, State, StateError};
+use super::{NodeRecord, Snapshot, SourceProblem};
+use crate::ipam::Ipam;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read node inventory {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node inventory {} is not valid: {message}; keeping the last good inventory", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    nodes: Vec<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: String,
+    address: String,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// A file inventory and its state file.
+pub struct FileInventory {
+    path: PathBuf,
+    state_path: PathBuf,
+    state: State,
+    last_good: HashMap<String, NodeRecord>,
+}
+
+impl FileInventory {
+    /// Opens the inventory at `path` and loads its state file; a corrupt
+    /// state file is an error (assignments must not be guessed).
+    pub fn open(path: &Path) -> Result<Self, FileError> {
+        let state_path = state::path_for(path);
+        let state = State::load(&state_path)?;
+        Ok(FileInventory {
+            path: path.to_path_buf(),
+            state_path,
+            state,
+            last_good: HashMap::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Reads the file: nodes recorded in the state first (oldest first),
+    /// then new nodes in file order.
+    pub fn read(&mut self) -> Result<Snapshot, FileError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|source| FileError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        let snapshot = self.parse(&text)?;
+        self.last_good = snapshot
+            .nodes
+            .iter()
+            .map(|node| (node.name.clone(), node.clone()))
+            .collect();
+        Ok(snapshot)
+    }
+
+    fn parse(&self, text: &str) -> Result<Snapshot, FileError> {
+        let invalid = |message: String| FileError::Invalid {
+            path: self.path.clone(),
+            message,
+        };
+        if text.trim().is_empty() {
+            // Editors truncate before they write; an empty file is far more
+            // often that moment than a wish to remove every node.
+            return Err(invalid(
+                "the file is empty (write `nodes: []` to remove every node)".into(),
+            ));
+        }
+        let raw: RawInventory =
+            serde_yaml_ng::from_str(text).map_err(|err| invalid(err.to_string()))?;
+        let mut snapshot = Snapshot::default();
+        let mut seen = HashSet::new();
+        for (index, entry) in raw.nodes.into_iter().enumerate() {
+            let label = entry
+                .get("name")
+                .and_then(|name| name.as_str())
+                .map_or_else(|| format!("nodes[{index}]"), str::to_owned);
+            match parse_node(entry) {
+                Ok(node) if !seen.insert(node.name.clone()) => snapshot.problems.push(SourceProblem {
+                    node: label,
+                    message: format!("nodes[{index}]: a node named {:?} is listed before; this entry is ignored", node.name),
+                }),
+                Ok(node) => snapshot.nodes.push(node),
+                Err(message) => {
+                    let kept = self.last_good.get(&label).filter(|_| seen.insert(label.clone()));
+                    let consequence = if kept.is_some() {
+                        "keeping its last good entry"
+                    } else {
+                        "the node is left alone until it is fixed"
+                    };
+                    snapshot.problems.push(SourceProblem {
+                        node: label.clone(),
+                        message: format!("nodes[{index}]: {message}; {consequence}"),
+                    });
+                    snapshot.nodes.extend(kept.cloned());
+                }
+            }
+        }
+        for node in &mut snapshot.nodes {
+            node.recorded = self
+                .state
+                .nodes
+                .get(&node.name)
+                .map(|recorded| recorded.subnets.clone())
+                .unwrap_or_default();
+        }
+        let order = |node: &NodeRecord| {
+            self.state
+                .nodes
+                .get(&node.name)
+                .map_or(u64::MAX, |s| s.order)
+        };
+        // Stable: new nodes (u64::MAX) keep their file order.
+        snapshot.nodes.sort_by_key(order);
+        Ok(snapshot)
+    }
+
+    /// Records what the ledger holds for the nodes of the inventory, and
+    /// writes the state file if anything changed.
+    pub fn record(&mut self, ipam: &Ipam, present: &[String]) -> Result<bool, FileError> {
+        let mut next = self.state.clone();
+        next.nodes.retain(|name, _| present.contains(name));
+        for name in present {
+            let subnets = ipam.subnets_of(name).to_vec();
+            if subnets.is_empty() {
+                next.nodes.remove(name);
+                continue;
+            }
+            match next.nodes.get_mut(name) {
+                Some(entry) => entry.subnets = subnets,
+                None => {
+                    let order = next.next_order;
+                    next.next_order += 1;
+                    next.nodes
+                        .insert(name.clone(), NodeState { subnets, order });
+                }
+            }
+        }
+        next.next = ipam
+            .cursors()
+            .into_iter()
+            .map(|(_, subnet)| subnet)
+            .collect();
+        if next == self.state {
+            return Ok(false);
+        }
+        next.save(&self.state_path)?;
+        self.state = next;
+        Ok(true)
+    }
+
+    /// Signals on `changes` whenever the file may have changed (written,
+    /// replaced, moved into place). The directory is watched, not the file,
+    /// because editors and ConfigMap mounts replace the file.
+    pub fn watch(
+        &self,
+        changes: mpsc::Sender<()>,
+    ) -> Result<notify::RecommendedWatcher, notify::Error> {
+        use notify::{RecursiveMode, Watcher};
+        let file_name = self.path.file_name().map(|name| name.to_os_string());
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = match &event {
+                    Ok(event) => event
+                        .paths
+                        .iter()
+                        .any(|path| path.file_name().map(|name| name.to_os_string()) == file_name),
+                    // On a watcher error, re-read rather than miss a change.
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = changes.try_send(());
+                }
+            })?;
+        let dir = self
+            .path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        Ok(watcher)
+    }
+}
+
+/// How long to wait after a change for the writer to finish before reading.
+pub const SETTLE: Duration = Duration::from_millis(50);
+
+fn parse_node(entry: serde_yaml_ng::Value) -> Result<NodeRecord, String> {
+    let raw: RawNode = serde_yaml_ng::from_value(entry).map_err(|err| err.to_string())?;
+    check_node_name(&raw.name)?;
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for part in raw.address.split(',').map(str::trim) {
+        let address: IpAddr = part.parse().map_err(|_| {
+            format!(
+                "address {part:?} of node {:?} is not an IP address",
+                raw.name
+            )
+        })?;
+        if addresses
+            .iter()
+            .any(|seen| seen.is_ipv4() == address.is_ipv4())
+        {
+            return Err(format!(
+                "node {:?} has two addresses of one family",
+                raw.name
+            ));
+        }
+        addresses.push(address);
+    }
+    Ok(NodeRecord {
+        name: raw.name,
+        addresses,
+        annotations: raw.annotations,
+        recorded: Vec::new(),
+    })
+}
+
+/// Node names follow Kubernetes' rule (a DNS subdomain), so that the same
+/// inventory can move to a cluster and names are safe in logs and state.
+fn check_node_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid node name (lowercase letters, digits, '-' and '.', up to 253)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,43 @@
+//! Where nodes come from, in one shape whatever the source.
+//!
+//! A source delivers [`Snapshot`]s: every node it knows, with what was
+//! recorded for it earlier (its subnets) and its annotations as written.
+//! The file source ([`file`]) serves plain Docker or VM hosts; the
+//! Kubernetes source follows the same shape.
+
+pub mod annotations;
+pub mod file;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// One node as its source describes it; nothing here is trusted yet except
+/// the parsed address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub name: String,
+    /// The node's addresses (one per family at most), the default next hops.
+    pub addresses: Vec<IpAddr>,
+    /// Annotations as written (`nativeroute.io/…`), parsed later.
+    pub annotations: BTreeMap<String, String>,
+    /// Subnets assigned to this node earlier and recorded by the source.
+    pub recorded: Vec<IpNet>,
+}
+
+/// Everything a source knows at one moment, oldest node first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub nodes: Vec<NodeRecord>,
+    /// Problems with entries the source could not use; each names the node.
+    pub problems: Vec<SourceProblem>,
+}
+
+/// An inventory entry that could not be used as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceProblem {
+    pub node: String,
+    pub message: String,
+}

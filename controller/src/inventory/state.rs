@@ -1,0 +1,156 @@
+//! The state file of a file inventory: which node holds which subnet, so
+//! that a restart changes no subnet. Written atomically (temp file, fsync,
+//! rename, fsync of the directory), so a crash leaves the old or the new
+//! state, never half of one.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// Node name → what it holds.
+    pub nodes: BTreeMap<String, NodeState>,
+    /// Where next-fit continues, one subnet per family.
+    #[serde(default)]
+    pub next: Vec<IpNet>,
+    /// The order number the next newly assigned node gets.
+    #[serde(default)]
+    pub next_order: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub subnets: Vec<IpNet>,
+    /// When the node was first assigned, relative to the others: the older
+    /// node wins a conflict.
+    pub order: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "state file {} is corrupt ({source}); it records which node holds which subnet, \
+         so nativeroute will not guess: restore it from a backup, or delete it to let \
+         every node be assigned afresh",
+        path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write state file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The state file that belongs to an inventory file: beside it, same name
+/// plus `.state.json`.
+pub fn path_for(inventory: &Path) -> PathBuf {
+    let mut name = inventory.file_name().unwrap_or_default().to_os_string();
+    name.push(".state.json");
+    inventory.with_file_name(name)
+}
+
+impl State {
+    /// Loads the state; a missing file is an empty state (first start).
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    version: VERSION,
+                    ..State::default()
+                });
+            }
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        serde_json::from_str(&text).map_err(|source| StateError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Replaces the file at `path` with this state, atomically.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let write_error = |source| StateError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut text = serde_json::to_vec_pretty(self)
+            .map_err(|err| write_error(std::io::Error::other(err)))?;
+        text.push(b'\n');
+        let temp = path.with_extension("json.tmp");
+        let mut file = File::create(&temp).map_err(write_error)?;
+        file.write_all(&text).map_err(write_error)?;
+        file.sync_all().map_err(write_error)?;
+        drop(file);
+        fs::rename(&temp, path).map_err(write_error)?;
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+        File::open(dir.unwrap_or(Path::new(".")))
+            .and_then(|dir| dir.sync_all())
+            .map_err(write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_a_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = path_for(&dir.path().join("nodes.yaml"));
+        assert!(path.ends_with("nodes.yaml.state.json"));
+        assert_eq!(State::load(&path).expect("missing is empty").nodes.len(), 0);
+        let state = State {
+            version: VERSION,
+            nodes: BTreeMap::from([(
+                "node1".to_owned(),
+                NodeState {
+                    subnets: vec!["11.11.1.0/24".parse().expect("cidr")],
+                    order: 0,
+                },
+            )]),
+            next: vec!["11.11.2.0/24".parse().expect("cidr")],
+            next_order: 1,
+        };
+        state.save(&path).expect("save");
+        assert_eq!(State::load(&path).expect("load"), state);
+        assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_that_says_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nodes.yaml.state.json");
+        fs::write(&path, "{\"version\": 1, \"nodes\": {").expect("write");
+        let message = State::load(&path).expect_err("corrupt").to_string();
+        assert!(
+            message.contains("corrupt") && message.contains("delete it"),
+            "{message}"
+        );
+    }
+}
