@@ -1,13 +1,23 @@
 //! nativeroute: gives every node a subnet of the container network and keeps
 //! the routers' routes to those subnets in step with the nodes.
 //!
-//! One module per concern: [`config`] (the YAML file), [`ipam`] (subnets
-//! from the pool), [`inventory`] (where nodes come from), [`desired`] (which
-//! routes each router should hold), [`sync`] (one worker per router that
-//! makes it so), [`plan`] and [`check`] (the dry-run commands), [`lab`] (the
-//! seed topology in network namespaces).
+//! One module per concern: [`config`] (the YAML file), [`inventory`] (where
+//! nodes come from), [`ipam`] (subnets from the pool), [`reconcile`] (nodes
+//! to subnets to desired routes), [`desired`] (which routes each router
+//! should hold), [`sync`] (one worker per router that makes it so),
+//! [`report`] (node events), [`plan`] and [`check`] (the dry-run commands),
+//! [`run`] (the controller), [`lab`] (the seed topology in namespaces).
 
+pub mod check;
 pub mod config;
+pub mod desired;
 pub mod inventory;
 pub mod ipam;
 pub mod lab;
+pub mod plan;
+pub mod reconcile;
+pub mod report;
+pub mod routers;
+pub mod run;
+pub mod sync;
+pub mod telemetry;

@@ -1,1 +1,107 @@
-fn main() {}
+//! The `nativeroute` binary: parses the command line, starts logging, and
+//! hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use nativeroute::config::Config;
+use nativeroute::telemetry::{self, LogFormat};
+use nativeroute::{check, lab, plan, run};
+
+#[derive(Parser)]
+#[command(
+    name = "nativeroute",
+    version,
+    about = "Native container routing: a subnet per node, a route per subnet on every router"
+)]
+struct Cli {
+    /// Log format (the level comes from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show per router what a sync would add, replace and remove; change nothing.
+    Plan {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate the config and reach every router.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The seed topology in network namespaces on this machine (needs root).
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let shutdown = shutdown_on_signal()?;
+            run::run(config, shutdown).await?;
+            Ok(true)
+        }
+        Command::Plan { config } => plan::print_plan(Config::load(&config)?).await,
+        Command::Check { config } => match Config::load(&config) {
+            Ok(config) => Ok(check::run_checks(config).await),
+            Err(err) => {
+                println!("config: FAILED: {err}");
+                Ok(false)
+            }
+        },
+        Command::Lab(command) => lab::run(command).await.map(|()| true),
+    }
+}
+
+/// A channel that turns true on SIGTERM or SIGINT.
+fn shutdown_on_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+        let _ = sender.send(true);
+    });
+    Ok(receiver)
+}

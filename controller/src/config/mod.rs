@@ -75,6 +75,9 @@ pub struct RemovalGuard {
     /// The largest share of a router's owned routes that one sync may remove
     /// while their nodes still exist; above it, the removals are refused.
     pub max_share: f64,
+    /// Routers holding fewer owned routes than this are not guarded: there
+    /// a single node moving is already a large share.
+    pub min_routes: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -84,6 +84,7 @@ pub(super) struct RawOwnership {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct RawRemovalGuard {
     pub max_share: Option<f64>,
+    pub min_routes: Option<usize>,
 }
 
 /// Every key any driver takes; which ones a router may use depends on its

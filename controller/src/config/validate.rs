@@ -14,6 +14,7 @@ use super::{
 
 const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_REMOVAL_SHARE: f64 = 0.5;
+const DEFAULT_GUARD_MIN_ROUTES: usize = 10;
 /// Kernel route protocols below this are the kernel's own (unspec, redirect,
 /// kernel, boot, static): claiming one would make nativeroute own routes it
 /// never made.
@@ -90,7 +91,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
             netlink_protocol,
             route_tag,
         },
-        removal_guard: RemovalGuard { max_share },
+        removal_guard: RemovalGuard {
+            max_share,
+            min_routes: raw
+                .removal_guard
+                .min_routes
+                .unwrap_or(DEFAULT_GUARD_MIN_ROUTES),
+        },
         routers,
     })
 }

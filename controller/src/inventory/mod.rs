@@ -25,6 +25,10 @@ pub struct NodeRecord {
     pub annotations: BTreeMap<String, String>,
     /// Subnets assigned to this node earlier and recorded by the source.
     pub recorded: Vec<IpNet>,
+    /// The source lists the node but its entry is unusable and no good copy
+    /// is known: it keeps what it holds (subnets, routes) and nothing else
+    /// changes for it until the entry is fixed.
+    pub frozen: bool,
 }
 
 /// Everything a source knows at one moment, oldest node first.

@@ -88,6 +88,7 @@ impl FileInventory {
         self.last_good = snapshot
             .nodes
             .iter()
+            .filter(|node| !node.frozen)
             .map(|node| (node.name.clone(), node.clone()))
             .collect();
         Ok(snapshot)
@@ -121,17 +122,29 @@ impl FileInventory {
                 }),
                 Ok(node) => snapshot.nodes.push(node),
                 Err(message) => {
-                    let kept = self.last_good.get(&label).filter(|_| seen.insert(label.clone()));
+                    let first = seen.insert(label.clone());
+                    let kept = self.last_good.get(&label).filter(|_| first).cloned();
+                    let frozen = match kept {
+                        Some(_) => None,
+                        None if first && self.state.nodes.contains_key(&label) => Some(NodeRecord {
+                            name: label.clone(),
+                            addresses: Vec::new(),
+                            annotations: BTreeMap::new(),
+                            recorded: Vec::new(),
+                            frozen: true,
+                        }),
+                        None => None,
+                    };
                     let consequence = if kept.is_some() {
                         "keeping its last good entry"
                     } else {
-                        "the node is left alone until it is fixed"
+                        "the node is left as it is until the entry is fixed"
                     };
                     snapshot.problems.push(SourceProblem {
                         node: label.clone(),
                         message: format!("nodes[{index}]: {message}; {consequence}"),
                     });
-                    snapshot.nodes.extend(kept.cloned());
+                    snapshot.nodes.extend(kept.or(frozen));
                 }
             }
         }
@@ -251,6 +264,7 @@ fn parse_node(entry: serde_yaml_ng::Value) -> Result<NodeRecord, String> {
         addresses,
         annotations: raw.annotations,
         recorded: Vec::new(),
+        frozen: false,
     })
 }
 

@@ -1,0 +1,77 @@
+//! `nativeroute check`: the config is valid, the node inventory readable,
+//! and every router reachable (listing its routes proves access).
+
+use std::sync::Arc;
+
+use crate::config::{Config, NodesConfig};
+use crate::inventory::file::FileInventory;
+use crate::routers;
+
+/// Prints one line per check; returns whether all passed.
+pub async fn run_checks(config: Config) -> bool {
+    let config = Arc::new(config);
+    let mut ok = true;
+    println!(
+        "config: ok ({} routers, pool {})",
+        config.routers.len(),
+        pool_text(&config)
+    );
+    match &config.nodes {
+        NodesConfig::File { path } => {
+            match FileInventory::open(path).and_then(|mut inv| inv.read()) {
+                Ok(snapshot) => {
+                    println!(
+                        "inventory {}: {} nodes",
+                        path.display(),
+                        snapshot.nodes.len()
+                    );
+                    for problem in &snapshot.problems {
+                        println!("  ! node {}: {}", problem.node, problem.message);
+                    }
+                }
+                Err(err) => {
+                    ok = false;
+                    println!("inventory: FAILED: {err}");
+                }
+            }
+        }
+        NodesConfig::Kubernetes { .. } => {
+            ok = false;
+            println!(
+                "inventory: FAILED: nodes.source: kubernetes is not available in this version yet"
+            );
+        }
+    }
+    for router in &config.routers {
+        let name = router.name.as_str();
+        let checked = match routers::connect(router, &config.ownership()).await {
+            Ok(mut driver) => driver
+                .list()
+                .await
+                .map(|routes| (driver.describe(), routes)),
+            Err(err) => Err(err),
+        };
+        match checked {
+            Ok((how, routes)) => println!(
+                "router {name}: ok ({how}): {} owned routes, {} foreign routes inside the pool",
+                routes.owned.len(),
+                routes.foreign.len()
+            ),
+            Err(err) => {
+                ok = false;
+                println!("router {name}: FAILED: {err}");
+            }
+        }
+    }
+    ok
+}
+
+fn pool_text(config: &Config) -> String {
+    config
+        .pool
+        .cidrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

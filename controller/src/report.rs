@@ -1,0 +1,118 @@
+//! What the controller tells operators about a node: Events with the
+//! reasons of DESIGN.md. Without Kubernetes they go to the log. Repeats are
+//! aggregated: the same (node, reason, message) is said once, again only
+//! after it changed or after a quiet period.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Event reasons, reusing upstream names where upstream has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    SubnetAssigned,
+    SubnetConflict,
+    /// The pool is exhausted (kube-controller-manager's word for it).
+    CidrNotAvailable,
+    InvalidAnnotation,
+    InvalidInventoryEntry,
+    RouteCreated,
+    FailedToCreateRoute,
+    RouteDeleted,
+    ForeignRoute,
+    Unroutable,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SubnetAssigned => "SubnetAssigned",
+            Reason::SubnetConflict => "SubnetConflict",
+            Reason::CidrNotAvailable => "CIDRNotAvailable",
+            Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::InvalidInventoryEntry => "InvalidInventoryEntry",
+            Reason::RouteCreated => "RouteCreated",
+            Reason::FailedToCreateRoute => "FailedToCreateRoute",
+            Reason::RouteDeleted => "RouteDeleted",
+            Reason::ForeignRoute => "ForeignRoute",
+            Reason::Unroutable => "Unroutable",
+        }
+    }
+
+    pub fn is_warning(self) -> bool {
+        !matches!(
+            self,
+            Reason::SubnetAssigned | Reason::RouteCreated | Reason::RouteDeleted
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where node Events go.
+pub trait Reporter: Send + Sync {
+    fn node_event(&self, node: &str, reason: Reason, message: &str);
+}
+
+/// Events as log lines, with repeats held back for `quiet` after each.
+pub struct LogReporter {
+    quiet: Duration,
+    last: Mutex<HashMap<(String, Reason), (String, Instant)>>,
+}
+
+impl LogReporter {
+    pub fn new(quiet: Duration) -> Self {
+        LogReporter {
+            quiet,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn is_repeat(&self, node: &str, reason: Reason, message: &str) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let key = (node.to_owned(), reason);
+        if let Some((said, at)) = last.get(&key)
+            && said == message
+            && now.duration_since(*at) < self.quiet
+        {
+            return true;
+        }
+        last.insert(key, (message.to_owned(), now));
+        false
+    }
+}
+
+impl Reporter for LogReporter {
+    fn node_event(&self, node: &str, reason: Reason, message: &str) {
+        if self.is_repeat(node, reason, message) {
+            return;
+        }
+        if reason.is_warning() {
+            tracing::warn!(node, reason = reason.as_str(), "{message}");
+        } else {
+            tracing::info!(node, reason = reason.as_str(), "{message}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_events_are_said_once_per_quiet_period() {
+        let reporter = LogReporter::new(Duration::from_secs(60));
+        assert!(!reporter.is_repeat("node1", Reason::InvalidAnnotation, "bad"));
+        assert!(reporter.is_repeat("node1", Reason::InvalidAnnotation, "bad"));
+        assert!(!reporter.is_repeat("node1", Reason::InvalidAnnotation, "worse"));
+        assert!(!reporter.is_repeat("node2", Reason::InvalidAnnotation, "worse"));
+    }
+}

@@ -1,0 +1,132 @@
+//! `nativeroute run`: the controller. Reads the nodes, assigns subnets,
+//! records them, and hands each router's desired routes to its worker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{Config, NodesConfig};
+use crate::desired::RouterDesired;
+use crate::inventory::file::{self, FileInventory};
+use crate::reconcile::Reconciler;
+use crate::report::{LogReporter, Reporter};
+use crate::sync::{WorkerSettings, run_worker};
+
+/// How long identical node events stay quiet in the log.
+const EVENT_QUIET: Duration = Duration::from_secs(600);
+
+/// Runs the controller until `shutdown` turns true. Stopping withdraws no route.
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let reporter: Arc<dyn Reporter> = Arc::new(LogReporter::new(EVENT_QUIET));
+    match &config.nodes {
+        NodesConfig::File { path } => {
+            let inventory = FileInventory::open(path)?;
+            run_with_file(config.clone(), inventory, reporter, shutdown).await
+        }
+        NodesConfig::Kubernetes { .. } => bail!(
+            "nodes.source: kubernetes is not available in this version yet; use nodes.source: file"
+        ),
+    }
+}
+
+/// The router workers and the channels that feed them.
+struct Routers {
+    senders: BTreeMap<String, watch::Sender<Arc<RouterDesired>>>,
+    workers: JoinSet<()>,
+}
+
+impl Routers {
+    fn start(
+        config: &Config,
+        reporter: &Arc<dyn Reporter>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Self {
+        let mut senders = BTreeMap::new();
+        let mut workers = JoinSet::new();
+        let settings = WorkerSettings::new(config.resync_interval, config.removal_guard);
+        for router in &config.routers {
+            let (sender, receiver) = watch::channel(Arc::new(RouterDesired::default()));
+            senders.insert(router.name.to_string(), sender);
+            workers.spawn(run_worker(
+                router.clone(),
+                config.ownership(),
+                receiver,
+                settings.clone(),
+                reporter.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Routers { senders, workers }
+    }
+
+    fn publish(&self, desired: BTreeMap<String, RouterDesired>) {
+        for (router, routes) in desired {
+            if let Some(sender) = self.senders.get(&router) {
+                sender.send_if_modified(|current| {
+                    if **current == routes {
+                        return false;
+                    }
+                    *current = Arc::new(routes);
+                    true
+                });
+            }
+        }
+    }
+}
+
+async fn run_with_file(
+    config: Arc<Config>,
+    mut inventory: FileInventory,
+    reporter: Arc<dyn Reporter>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut reconciler = Reconciler::new(config.clone(), reporter.clone());
+    for next in inventory.state().next.clone() {
+        reconciler.ipam_mut().restore_cursor(next);
+    }
+    let (changed_tx, mut changed_rx) = mpsc::channel(1);
+    let _watcher = inventory
+        .watch(changed_tx)
+        .with_context(|| format!("cannot watch {} for changes", inventory.path().display()))?;
+    let mut routers = Routers::start(&config, &reporter, &shutdown);
+    tracing::info!(
+        inventory = %inventory.path().display(),
+        routers = config.routers.len(),
+        "controller started"
+    );
+
+    loop {
+        match inventory.read() {
+            Ok(snapshot) => {
+                let reconciled = reconciler.apply(&snapshot, true);
+                // Record before routing: a route must never exist for an
+                // assignment a crash could forget.
+                match inventory.record(reconciler.ipam(), &reconciled.present) {
+                    Ok(_) => routers.publish(reconciled.desired),
+                    Err(err) => {
+                        tracing::error!(error = %err, "assignments not recorded; routes wait until they are")
+                    }
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "node inventory not applied"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = changed_rx.recv() => {
+                // Let the writer finish, and fold a burst of writes into one read.
+                tokio::time::sleep(file::SETTLE).await;
+                while changed_rx.try_recv().is_ok() {}
+            }
+            // A safety net for changes the watcher cannot see (network filesystems).
+            _ = tokio::time::sleep(config.resync_interval) => {}
+        }
+    }
+    tracing::info!("stopping; routes stay on the routers");
+    while routers.workers.join_next().await.is_some() {}
+    Ok(())
+}

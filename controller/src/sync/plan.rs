@@ -1,0 +1,128 @@
+//! The diff between what a router should hold and what it holds: pure, so
+//! that `nativeroute plan` shows exactly what a sync would do.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nativeroute_router_drivers::{Change, ForeignRoute, Route};
+
+use crate::config::RemovalGuard;
+use crate::desired::RouterDesired;
+
+/// What one sync will do to one router, and what it will not do and why.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncPlan {
+    /// Changes to apply, in one batch.
+    pub changes: Vec<Change>,
+    /// Desired routes whose destination a foreign route already holds.
+    pub blocked_by_foreign: Vec<(Route, String, ForeignRoute)>,
+    /// Removals held back by the mass-removal guard (route, its node).
+    pub guarded: Vec<(Route, String)>,
+    /// Removals postponed until the node source has listed every node.
+    pub postponed_removals: usize,
+}
+
+impl SyncPlan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn count(&self, action: nativeroute_router_drivers::Action) -> usize {
+        self.changes.iter().filter(|c| c.action() == action).count()
+    }
+}
+
+impl fmt::Display for SyncPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for change in &self.changes {
+            let sign = match change.action() {
+                nativeroute_router_drivers::Action::Add => '+',
+                nativeroute_router_drivers::Action::Replace => '~',
+                nativeroute_router_drivers::Action::Remove => '-',
+            };
+            writeln!(f, "  {sign} {change}")?;
+        }
+        for (route, node, foreign) in &self.blocked_by_foreign {
+            writeln!(
+                f,
+                "  ! {route} (node {node}) not added: foreign route {foreign} holds it"
+            )?;
+        }
+        for (route, node) in &self.guarded {
+            writeln!(
+                f,
+                "  ! {route} (node {node} still exists) not removed: mass-removal guard"
+            )?;
+        }
+        if self.postponed_removals > 0 {
+            writeln!(
+                f,
+                "  ! {} removals postponed until every node is listed",
+                self.postponed_removals
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Diffs `desired` against `held` (the owned routes on the router, by
+/// destination) and `foreign` (routes in the pool nativeroute does not own).
+pub fn plan(
+    desired: &RouterDesired,
+    held: &BTreeMap<IpNet, IpAddr>,
+    foreign: &[ForeignRoute],
+    guard: &RemovalGuard,
+) -> SyncPlan {
+    let mut plan = SyncPlan::default();
+    for (dst, want) in &desired.routes {
+        let route = Route::new(*dst, want.via);
+        match held.get(dst) {
+            Some(via) if *via == want.via => {}
+            Some(via) => plan.changes.push(Change::Replace {
+                route,
+                old_via: *via,
+            }),
+            None => match foreign.iter().find(|f| f.dst == *dst) {
+                Some(blocking) => {
+                    plan.blocked_by_foreign
+                        .push((route, want.node.clone(), blocking.clone()))
+                }
+                None => plan.changes.push(Change::Add(route)),
+            },
+        }
+    }
+
+    let unwanted = held
+        .iter()
+        .filter(|(dst, _)| !desired.routes.contains_key(*dst) && !desired.keep.contains(*dst))
+        .map(|(dst, via)| Route::new(*dst, *via));
+    if !desired.complete {
+        plan.postponed_removals = unwanted.count();
+        return plan;
+    }
+    let (of_live_nodes, of_gone_nodes): (Vec<Route>, Vec<Route>) =
+        unwanted.partition(|route| desired.live.node_of(route).is_some());
+    plan.changes
+        .extend(of_gone_nodes.into_iter().map(Change::Remove));
+    if guard_trips(guard, of_live_nodes.len(), held.len()) {
+        plan.guarded = of_live_nodes
+            .into_iter()
+            .map(|route| {
+                let node = desired.live.node_of(&route).unwrap_or_default().to_owned();
+                (route, node)
+            })
+            .collect();
+    } else {
+        plan.changes
+            .extend(of_live_nodes.into_iter().map(Change::Remove));
+    }
+    plan
+}
+
+/// Whether removing `removals` of `held` routes whose nodes still exist is
+/// too many at once.
+fn guard_trips(guard: &RemovalGuard, removals: usize, held: usize) -> bool {
+    held >= guard.min_routes && removals as f64 > guard.max_share * held as f64
+}

@@ -1,0 +1,181 @@
+use std::sync::Arc;
+
+use nativeroute_router_drivers::Action;
+
+use super::plan::*;
+use crate::config::RemovalGuard;
+use crate::desired::{DesiredRoute, LiveNodes, RouterDesired};
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nativeroute_router_drivers::{Change, ForeignRoute, Route};
+
+const GUARD: RemovalGuard = RemovalGuard {
+    max_share: 0.5,
+    min_routes: 4,
+};
+
+fn net(n: u8) -> IpNet {
+    format!("11.11.{n}.0/24").parse().expect("cidr")
+}
+
+fn ip(n: u8) -> IpAddr {
+    format!("192.168.3.{n}").parse().expect("ip")
+}
+
+fn desired(routes: &[(u8, u8)], complete: bool, live: LiveNodes) -> RouterDesired {
+    RouterDesired {
+        complete,
+        routes: routes
+            .iter()
+            .map(|&(subnet, via)| {
+                (
+                    net(subnet),
+                    DesiredRoute {
+                        via: ip(via),
+                        node: format!("node{subnet}"),
+                    },
+                )
+            })
+            .collect(),
+        keep: Default::default(),
+        live: Arc::new(live),
+    }
+}
+
+fn held(routes: &[(u8, u8)]) -> BTreeMap<IpNet, IpAddr> {
+    routes
+        .iter()
+        .map(|&(subnet, via)| (net(subnet), ip(via)))
+        .collect()
+}
+
+/// Live nodes as `compute` would see them: every desired route's node.
+fn live_of(routes: &[(u8, u8)]) -> LiveNodes {
+    let desired = desired(routes, true, LiveNodes::default());
+    LiveNodes::from_routes(&desired.routes)
+}
+
+#[test]
+fn missing_routes_are_added_changed_next_hops_replaced_and_matching_ones_left_alone() {
+    let want = [(1, 1), (2, 2), (3, 3)];
+    let plan = plan(
+        &desired(&want, true, live_of(&want)),
+        &held(&[(1, 1), (2, 9)]),
+        &[],
+        &GUARD,
+    );
+    assert_eq!(
+        plan.changes,
+        vec![
+            Change::Replace {
+                route: Route::new(net(2), ip(2)),
+                old_via: ip(9)
+            },
+            Change::Add(Route::new(net(3), ip(3))),
+        ]
+    );
+}
+
+#[test]
+fn routes_of_deleted_nodes_are_removed() {
+    let want = [(1, 1)];
+    let plan = plan(
+        &desired(&want, true, live_of(&want)),
+        &held(&[(1, 1), (2, 2)]),
+        &[],
+        &GUARD,
+    );
+    assert_eq!(
+        plan.changes,
+        vec![Change::Remove(Route::new(net(2), ip(2)))]
+    );
+}
+
+#[test]
+fn nothing_is_removed_before_the_inventory_is_complete() {
+    let plan = plan(
+        &desired(&[], false, LiveNodes::default()),
+        &held(&[(1, 1), (2, 2)]),
+        &[],
+        &GUARD,
+    );
+    assert!(plan.changes.is_empty());
+    assert_eq!(plan.postponed_removals, 2);
+}
+
+#[test]
+fn a_foreign_route_holding_the_destination_blocks_the_add() {
+    let want = [(1, 1)];
+    let foreign = ForeignRoute {
+        dst: net(1),
+        via: Some(ip(7)),
+        detail: "proto boot".into(),
+    };
+    let plan = plan(
+        &desired(&want, true, live_of(&want)),
+        &held(&[]),
+        &[foreign],
+        &GUARD,
+    );
+    assert!(plan.changes.is_empty());
+    assert_eq!(plan.blocked_by_foreign.len(), 1);
+}
+
+#[test]
+fn removing_most_routes_of_nodes_that_still_exist_is_refused() {
+    let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
+    // Only node1 is still routed here, but all five nodes exist.
+    let plan = plan(
+        &desired(&all[..1], true, live_of(&all)),
+        &held(&all),
+        &[],
+        &GUARD,
+    );
+    assert!(plan.changes.is_empty(), "{plan}");
+    assert_eq!(plan.guarded.len(), 4);
+    assert_eq!(plan.count(Action::Remove), 0);
+}
+
+#[test]
+fn removing_routes_of_deleted_nodes_is_never_guarded() {
+    let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
+    let remaining = &all[..1];
+    let plan = plan(
+        &desired(remaining, true, live_of(remaining)),
+        &held(&all),
+        &[],
+        &GUARD,
+    );
+    assert_eq!(plan.count(Action::Remove), 4);
+    assert!(plan.guarded.is_empty());
+}
+
+#[test]
+fn a_few_removals_of_live_nodes_pass_the_guard() {
+    let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
+    let plan = plan(
+        &desired(&all[..3], true, live_of(&all)),
+        &held(&all),
+        &[],
+        &GUARD,
+    );
+    assert_eq!(plan.count(Action::Remove), 2);
+}
+
+#[test]
+fn a_route_whose_next_hop_is_a_live_nodes_address_counts_as_that_nodes() {
+    let all = [(1, 1), (2, 2), (3, 3), (4, 4)];
+    // The router holds the nodes' routes under subnets nobody holds now
+    // (a lost state file): the next hops still name live nodes.
+    let stale = [(11, 1), (12, 2), (13, 3), (14, 4)];
+    let plan = plan(
+        &desired(&all, true, live_of(&all)),
+        &held(&stale),
+        &[],
+        &GUARD,
+    );
+    assert_eq!(plan.guarded.len(), 4, "{plan}");
+}

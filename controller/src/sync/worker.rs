@@ -1,0 +1,251 @@
+//! One worker per router: a slow or broken router never delays another.
+//!
+//! The worker wakes when the desired routes change (a `watch` channel, so a
+//! burst of node changes coalesces into the latest state and one batch), at
+//! every resync interval (a fresh list from the router repairs drift), and
+//! when a failed sync is due for a retry (exponential backoff).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nativeroute_router_drivers::{
+    Action, Change, DriverError, ForeignRoute, Ownership, RouterDriver,
+};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+
+use super::plan::{SyncPlan, plan};
+use crate::config::{RemovalGuard, RouterConfig};
+use crate::desired::RouterDesired;
+use crate::report::{Reason, Reporter};
+use crate::routers;
+
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub resync: Duration,
+    pub guard: RemovalGuard,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl WorkerSettings {
+    pub fn new(resync: Duration, guard: RemovalGuard) -> Self {
+        WorkerSettings {
+            resync,
+            guard,
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+        self.backoff_min
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// What the worker believes the router holds, from its last list plus the
+/// changes applied since.
+struct RouterView {
+    owned: BTreeMap<IpNet, IpAddr>,
+    foreign: Vec<ForeignRoute>,
+}
+
+struct Worker {
+    router: RouterConfig,
+    ownership: Ownership,
+    settings: WorkerSettings,
+    reporter: Arc<dyn Reporter>,
+    driver: Option<Box<dyn RouterDriver>>,
+    view: Option<RouterView>,
+}
+
+/// Runs until `shutdown` turns true or the desired-state sender is gone.
+/// Shutting down withdraws nothing: routes stay on the router.
+pub async fn run_worker(
+    router: RouterConfig,
+    ownership: Ownership,
+    mut desired: watch::Receiver<Arc<RouterDesired>>,
+    settings: WorkerSettings,
+    reporter: Arc<dyn Reporter>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut worker = Worker {
+        router,
+        ownership,
+        settings,
+        reporter,
+        driver: None,
+        view: None,
+    };
+    let mut failures: u32 = 0;
+    let mut retry_at = Some(Instant::now());
+    let mut resync_at = Instant::now() + worker.settings.resync;
+    loop {
+        let far = Instant::now() + Duration::from_secs(86_400);
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            changed = desired.changed() => if changed.is_err() { break },
+            _ = sleep_until(resync_at) => worker.view = None,
+            _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        let want = desired.borrow_and_update().clone();
+        let relisted = worker.view.is_none();
+        match worker.sync(&want).await {
+            Ok(true) => {
+                failures = 0;
+                retry_at = None;
+            }
+            Ok(false) => {
+                failures += 1;
+                // Some changes failed: the router's state is uncertain for
+                // them, so the retry starts from a fresh list.
+                worker.view = None;
+                retry_at = Some(Instant::now() + worker.settings.backoff(failures));
+            }
+            Err(err) => {
+                failures += 1;
+                let delay = worker.settings.backoff(failures);
+                tracing::warn!(router = %worker.router.name, error = %err, retry_in = ?delay, "sync failed");
+                worker.driver = None;
+                worker.view = None;
+                retry_at = Some(Instant::now() + delay);
+            }
+        }
+        if relisted && worker.view.is_some() {
+            resync_at = Instant::now() + worker.settings.resync;
+        }
+    }
+    tracing::info!(router = %worker.router.name, "router worker stopped; routes left in place");
+}
+
+impl Worker {
+    /// One sync. `Ok(true)` when every change took effect.
+    async fn sync(&mut self, want: &RouterDesired) -> Result<bool, DriverError> {
+        let started = std::time::Instant::now();
+        let driver = match self.driver.as_mut() {
+            Some(driver) => driver,
+            None => self
+                .driver
+                .insert(routers::connect(&self.router, &self.ownership).await?),
+        };
+        let view = match self.view.as_mut() {
+            Some(view) => view,
+            None => {
+                let routes = driver.list().await?;
+                let view = RouterView {
+                    owned: routes.owned.iter().map(|r| (r.dst, r.via)).collect(),
+                    foreign: routes.foreign,
+                };
+                self.view.insert(view)
+            }
+        };
+        let plan = plan(want, &view.owned, &view.foreign, &self.settings.guard);
+        report_held_back(&*self.reporter, &self.router, want, &plan, &view.foreign);
+        if plan.is_empty() {
+            return Ok(true);
+        }
+        let outcomes = driver.apply(&plan.changes).await?;
+        let mut all_ok = true;
+        for (change, outcome) in plan.changes.iter().zip(outcomes) {
+            let route = change.route();
+            let node = match change {
+                Change::Remove(_) => want.live.node_of(&route).map(str::to_owned),
+                _ => want
+                    .routes
+                    .get(&route.dst)
+                    .map(|desired| desired.node.clone()),
+            };
+            let node = node.as_deref().unwrap_or("-");
+            match outcome {
+                Ok(()) => {
+                    match change {
+                        Change::Remove(_) => view.owned.remove(&route.dst),
+                        _ => view.owned.insert(route.dst, route.via),
+                    };
+                    let (reason, verb) = match change.action() {
+                        Action::Remove => (Reason::RouteDeleted, "removed"),
+                        _ => (Reason::RouteCreated, "programmed"),
+                    };
+                    self.reporter.node_event(
+                        node,
+                        reason,
+                        &format!("router {}: {verb} {route}", self.router.name),
+                    );
+                }
+                Err(err) => {
+                    all_ok = false;
+                    self.reporter.node_event(
+                        node,
+                        Reason::FailedToCreateRoute,
+                        &format!("router {}: {change} failed: {err}", self.router.name),
+                    );
+                }
+            }
+        }
+        tracing::info!(
+            router = %self.router.name,
+            added = plan.count(Action::Add),
+            replaced = plan.count(Action::Replace),
+            removed = plan.count(Action::Remove),
+            failed = !all_ok,
+            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "router synced"
+        );
+        Ok(all_ok)
+    }
+}
+
+fn report_held_back(
+    reporter: &dyn Reporter,
+    router: &RouterConfig,
+    want: &RouterDesired,
+    plan: &SyncPlan,
+    foreign: &[ForeignRoute],
+) {
+    for (route, node, blocking) in &plan.blocked_by_foreign {
+        reporter.node_event(
+            node,
+            Reason::ForeignRoute,
+            &format!("router {}: {route} not added: a route nativeroute does not own holds it: {blocking}", router.name),
+        );
+    }
+    for blocking in foreign.iter().filter(|f| !want.routes.contains_key(&f.dst)) {
+        if let Some(node) = want.live.holder_of(&blocking.dst) {
+            reporter.node_event(
+                node,
+                Reason::ForeignRoute,
+                &format!(
+                    "router {}: foreign route {blocking} inside the node's subnet; left alone",
+                    router.name
+                ),
+            );
+        } else {
+            tracing::debug!(router = %router.name, route = %blocking, "foreign route inside the pool; left alone");
+        }
+    }
+    if !plan.guarded.is_empty() {
+        tracing::warn!(
+            router = %router.name,
+            refused = plan.guarded.len(),
+            "mass-removal guard: refusing to remove routes of nodes that still exist; \
+             check nodeNetworks, the routers annotations and the node addresses"
+        );
+        for (route, node) in &plan.guarded {
+            reporter.node_event(node, Reason::FailedToCreateRoute, &format!(
+                "router {}: removal of {route} refused by the mass-removal guard while the node exists", router.name));
+        }
+    }
+    if plan.postponed_removals > 0 {
+        tracing::info!(router = %router.name, postponed = plan.postponed_removals, "removals wait for the complete node list");
+    }
+}
