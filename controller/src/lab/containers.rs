@@ -54,7 +54,9 @@ impl Topology {
             .container_netns(from_node)
             .ok_or_else(|| self.unknown_node(from_node))?;
         let cmd = Cmd::new("ip")
-            .args(["netns", "exec", &ns, "ping", "-n", "-q", "-c", "1", "-W", "1"])
+            .args([
+                "netns", "exec", &ns, "ping", "-n", "-q", "-c", "1", "-W", "1",
+            ])
             .arg(to.to_string());
         let output = cmd.output().await?;
         match output.status.code() {
@@ -66,7 +68,9 @@ impl Topology {
     }
 
     async fn attach(&self, node: &str, subnet: Ipv4Net) -> Result<()> {
-        let node_ns = self.node_netns(node).ok_or_else(|| self.unknown_node(node))?;
+        let node_ns = self
+            .node_netns(node)
+            .ok_or_else(|| self.unknown_node(node))?;
         match self.read_container_subnet(node).await {
             Ok(Some(existing)) if existing == subnet => {
                 self.record_container(node, subnet);
@@ -147,10 +151,7 @@ impl Topology {
 
     fn unknown_node(&self, node: &str) -> anyhow::Error {
         let names: Vec<&str> = self.nodes().iter().map(|n| n.name.as_str()).collect();
-        anyhow!(
-            "the lab has no node {node:?} (it has {})",
-            names.join(", ")
-        )
+        anyhow!("the lab has no node {node:?} (it has {})", names.join(", "))
     }
 }
 

@@ -103,7 +103,8 @@ impl Topology {
 pub fn read_assignments(state_path: &Path) -> Result<BTreeMap<String, IpNet>> {
     let text = std::fs::read_to_string(state_path)
         .with_context(|| format!("reading controller state {}", state_path.display()))?;
-    parse_assignments(&text).with_context(|| format!("parsing controller state {}", state_path.display()))
+    parse_assignments(&text)
+        .with_context(|| format!("parsing controller state {}", state_path.display()))
 }
 
 fn parse_assignments(text: &str) -> Result<BTreeMap<String, IpNet>> {
@@ -112,15 +113,18 @@ fn parse_assignments(text: &str) -> Result<BTreeMap<String, IpNet>> {
         .nodes
         .into_iter()
         .filter_map(|(name, node)| {
-            let v4 = node.subnets.into_iter().find(|s| matches!(s, IpNet::V4(_)))?;
+            let v4 = node
+                .subnets
+                .into_iter()
+                .find(|s| matches!(s, IpNet::V4(_)))?;
             Some((name, v4))
         })
         .collect())
 }
 
 fn write_yaml(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_yaml_ng::to_string(value)
-        .with_context(|| format!("rendering {}", path.display()))?;
+    let text =
+        serde_yaml_ng::to_string(value).with_context(|| format!("rendering {}", path.display()))?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -215,14 +219,13 @@ mod tests {
         assert_eq!(config["pool"]["reserved"][0].as_str(), Some("11.11.0.0/24"));
         assert_eq!(config["resyncInterval"].as_str(), Some("10s"));
         let inventory_path = dir.path().join("nodes.yaml");
+        assert_eq!(config["nodes"]["file"].as_str(), inventory_path.to_str());
+        let inventory: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(inventory_path).expect("read"))
+                .expect("yaml");
         assert_eq!(
-            config["nodes"]["file"].as_str(),
-            inventory_path.to_str()
+            inventory["nodes"][2]["address"].as_str(),
+            Some("192.168.3.4")
         );
-        let inventory: serde_yaml_ng::Value = serde_yaml_ng::from_str(
-            &std::fs::read_to_string(inventory_path).expect("read"),
-        )
-        .expect("yaml");
-        assert_eq!(inventory["nodes"][2]["address"].as_str(), Some("192.168.3.4"));
     }
 }

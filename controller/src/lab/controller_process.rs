@@ -58,7 +58,13 @@ pub fn spawn(spec: &LabSpec, exe: &Path, config: &Path) -> Result<ControllerProc
         .stdout(log)
         .stderr(stderr)
         .spawn()
-        .with_context(|| format!("starting the controller {} run --config {}", exe.display(), config.display()))?;
+        .with_context(|| {
+            format!(
+                "starting the controller {} run --config {}",
+                exe.display(),
+                config.display()
+            )
+        })?;
     let mut process = ControllerProcess { child };
     let pid_path = spec.pid_path();
     if let Err(err) = std::fs::write(&pid_path, format!("{}\n", process.pid())) {
@@ -155,7 +161,7 @@ mod tests {
         assert!(cmdline_runs_config(ours, config));
         let other_lab = b"/usr/bin/nativeroute\0run\0--config\0/tmp/t1/config.yaml\0";
         assert!(!cmdline_runs_config(other_lab, config));
-        assert!(!cmdline_runs_config(b"/bin/sleep\0100\0", config));
+        assert!(!cmdline_runs_config(b"/bin/sleep\0infinity\0", config));
         assert!(!cmdline_runs_config(b"", config));
     }
 }

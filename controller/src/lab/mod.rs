@@ -1,1 +1,134 @@
-//! The seed-000 topology in network namespaces (filled in by the lab work).
+//! The seed-000 topology in network namespaces on this machine: a router,
+//! a switch, three nodes and a container per node, with the controller
+//! assigning the subnets and programming the router.
+//!
+//! `nativeroute lab up|down|status` is the command line; tests use the same
+//! pieces ([`Topology`], [`destroy`]) under their own [`LabSpec::prefix`]
+//! and run the controller themselves.
+
+mod containers;
+mod controller_files;
+mod controller_process;
+mod netns;
+mod spec;
+mod status;
+mod teardown;
+mod topology;
+mod up;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+pub use controller_files::{ROUTER_NAME, read_assignments};
+pub use controller_process::{
+    ControllerProcess, running as running_controller, spawn as spawn_controller,
+    stop as stop_controller,
+};
+pub use spec::{DEFAULT_DIR, DEFAULT_PREFIX, LabSpec};
+pub use status::{PingMatrix, PingOutcome};
+pub use teardown::{CONTROLLER_GRACE, destroy, destroy_blocking};
+pub use topology::{DIRECT_NETWORK, LabNode, POOL, SWITCHED_NETWORK, Topology, node_networks};
+
+/// `nativeroute lab …`
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCommand {
+    /// Build the topology, start the controller in the background, and
+    /// attach a container to each node on the subnet it assigns.
+    Up(UpArgs),
+    /// Stop the controller and remove every namespace and file of the lab.
+    Down(DownArgs),
+    /// Show nodes, subnets, the router's routes and a ping matrix.
+    Status(StatusArgs),
+}
+
+/// Which lab: the namespace prefix and the directory of its files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabArgs {
+    /// Prefix of every namespace the lab makes.
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// Directory for the controller's config, inventory, state, log and pid.
+    #[arg(long, default_value = DEFAULT_DIR)]
+    pub dir: PathBuf,
+}
+
+impl LabArgs {
+    pub fn spec(&self) -> LabSpec {
+        LabSpec::new(self.prefix.clone(), self.dir.clone())
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// How long to wait for the controller to assign every node a subnet.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub lab: LabArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub lab: LabArgs,
+}
+
+/// Runs one `nativeroute lab` command (as root).
+pub async fn run(cmd: LabCommand) -> Result<()> {
+    match cmd {
+        LabCommand::Up(args) => up::up(args.lab.spec(), args.timeout).await,
+        LabCommand::Down(args) => down(args.lab.spec()).await,
+        LabCommand::Status(args) => {
+            netns::require_root()?;
+            netns::require_programs(&["ip", "ping"])?;
+            status::print(args.lab.spec()).await
+        }
+    }
+}
+
+async fn down(spec: LabSpec) -> Result<()> {
+    netns::require_root()?;
+    netns::require_programs(&["ip"])?;
+    destroy(&spec).await?;
+    println!("lab {:?} is down", spec.prefix);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        lab: LabCommand,
+    }
+
+    #[test]
+    fn up_defaults_to_the_standard_lab() {
+        let cli = Cli::parse_from(["lab", "up"]);
+        let LabCommand::Up(args) = cli.lab else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.lab.spec(), LabSpec::default());
+        assert_eq!(args.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn status_takes_another_prefix() {
+        let cli = Cli::parse_from(["lab", "status", "--prefix", "t1-", "--dir", "/tmp/t1"]);
+        let LabCommand::Status(args) = cli.lab else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.lab.spec(), LabSpec::new("t1-", "/tmp/t1"));
+    }
+}

@@ -121,7 +121,9 @@ fn debian_package(program: &str) -> &'static str {
 
 fn missing_program(program: &str) -> anyhow::Error {
     let package = debian_package(program);
-    anyhow!("`{program}` not found in PATH: install the Debian package {package} (apt-get install {package})")
+    anyhow!(
+        "`{program}` not found in PATH: install the Debian package {package} (apt-get install {package})"
+    )
 }
 
 /// Fails unless every program is on PATH, naming the packages to install.
@@ -146,7 +148,8 @@ fn is_executable(path: &Path) -> bool {
 /// Fails unless the effective user is root (namespaces need CAP_SYS_ADMIN).
 pub(crate) fn require_root() -> Result<()> {
     // The "user" feature of nix (geteuid) is not enabled; /proc says the same.
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let euid = status
         .lines()
         .find_map(|line| line.strip_prefix("Uid:"))
@@ -179,7 +182,10 @@ fn parse_netns_list(out: &str) -> Vec<String> {
 
 pub(crate) async fn add(name: &str) -> Result<()> {
     Cmd::new("ip").args(["netns", "add", name]).run().await?;
-    Cmd::ip_in(name).args(["link", "set", "lo", "up"]).run().await?;
+    Cmd::ip_in(name)
+        .args(["link", "set", "lo", "up"])
+        .run()
+        .await?;
     Ok(())
 }
 
@@ -190,7 +196,9 @@ pub(crate) fn delete_blocking(name: &str) -> Result<()> {
 
 /// Processes whose network namespace is `name` (`ip netns pids`).
 pub(crate) fn pids_blocking(name: &str) -> Result<Vec<i32>> {
-    let out = Cmd::new("ip").args(["netns", "pids", name]).run_blocking()?;
+    let out = Cmd::new("ip")
+        .args(["netns", "pids", name])
+        .run_blocking()?;
     out.split_whitespace()
         .map(|pid| {
             pid.parse()
@@ -227,7 +235,9 @@ mod tests {
 
     #[test]
     fn missing_program_names_its_debian_package() {
-        let err = require_programs(&["ping-that-does-not-exist"]).unwrap_err();
+        let Err(err) = require_programs(&["ping-that-does-not-exist"]) else {
+            panic!("a made-up program was found");
+        };
         assert!(err.to_string().contains("not found in PATH"), "{err}");
         assert!(missing_program("ping").to_string().contains("iputils-ping"));
     }

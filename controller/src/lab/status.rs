@@ -128,7 +128,7 @@ impl Topology {
             .arg(POOL.to_string())
             .run()
             .await?;
-        Ok(out.lines().map(str::to_owned).collect())
+        Ok(out.lines().map(|line| line.trim_end().to_owned()).collect())
     }
 }
 
@@ -138,8 +138,14 @@ pub(crate) async fn print(spec: LabSpec) -> Result<()> {
     let spec = topo.spec();
     println!("lab {:?}, files in {}", spec.prefix, spec.dir.display());
     match controller_process::running(spec) {
-        Some(pid) => println!("controller: running, pid {pid}, log {}", spec.log_path().display()),
-        None => println!("controller: NOT running (log {})", spec.log_path().display()),
+        Some(pid) => println!(
+            "controller: running, pid {pid}, log {}",
+            spec.log_path().display()
+        ),
+        None => println!(
+            "controller: NOT running (log {})",
+            spec.log_path().display()
+        ),
     }
     print_nodes(&topo);
     println!("\nrouter {} routes in {POOL}:", topo.router_netns());
@@ -177,11 +183,17 @@ fn print_nodes(topo: &Topology) {
     };
     println!("\n{:8} {:15} {:18} container", "node", "address", "subnet");
     for node in topo.nodes() {
-        let subnet = assigned.get(&node.name).map_or("-".to_owned(), ToString::to_string);
+        let subnet = assigned
+            .get(&node.name)
+            .map_or("-".to_owned(), ToString::to_string);
         let container = topo
             .container_address(&node.name)
             .map_or("-".to_owned(), |a| a.to_string());
-        println!("{:8} {:15} {subnet:18} {container}", node.name, node.address.to_string());
+        println!(
+            "{:8} {:15} {subnet:18} {container}",
+            node.name,
+            node.address.to_string()
+        );
     }
 }
 
@@ -194,7 +206,10 @@ mod tests {
         let nodes = vec!["node1".to_owned(), "node2".to_owned()];
         let outcomes = [
             (("node1".to_owned(), "node2".to_owned()), PingOutcome::Reply),
-            (("node2".to_owned(), "node1".to_owned()), PingOutcome::NoReply),
+            (
+                ("node2".to_owned(), "node1".to_owned()),
+                PingOutcome::NoReply,
+            ),
         ]
         .into();
         let matrix = PingMatrix { nodes, outcomes };

@@ -64,7 +64,9 @@ pub(crate) fn remove_lab_files(dir: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("reading lab directory {}", dir.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading lab directory {}", dir.display()));
+        }
     };
     for entry in entries {
         let entry = entry.with_context(|| format!("reading lab directory {}", dir.display()))?;
@@ -92,7 +94,12 @@ mod tests {
     #[test]
     fn removing_lab_files_spares_foreign_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for name in ["config.yaml", "nodes.yaml", "nodes.yaml.state.json.tmp", "controller.log"] {
+        for name in [
+            "config.yaml",
+            "nodes.yaml",
+            "nodes.yaml.state.json.tmp",
+            "controller.log",
+        ] {
             std::fs::write(dir.path().join(name), "x").expect("write");
         }
         std::fs::write(dir.path().join("precious.txt"), "x").expect("write");

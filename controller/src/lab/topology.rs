@@ -242,7 +242,13 @@ impl Topology {
             .run()
             .await?;
         link_up(&sw2, SWITCH_BRIDGE).await?;
-        veth(&self.router_netns, ROUTER_SWITCH_PORT, &sw2, SWITCH_UPLINK_PORT).await?;
+        veth(
+            &self.router_netns,
+            ROUTER_SWITCH_PORT,
+            &sw2,
+            SWITCH_UPLINK_PORT,
+        )
+        .await?;
         switch_port(&sw2, SWITCH_UPLINK_PORT).await
     }
 
