@@ -1,3 +1,6 @@
 //! Shared support for the end-to-end suites: network namespaces, processes,
 //! labs. Every test builds its world through here and tears it down even when
 //! it fails.
+
+pub mod lab;
+pub mod netns;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs every test of nativeroute, then the
+# benchmarks (they print numbers; they do not pass or fail on them).
+# Needs root: the tests build network namespaces and program real routes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"
+
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  cargo run --release --locked -p nativeroute-tests --bin bench
+fi
