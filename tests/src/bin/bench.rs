@@ -1,0 +1,235 @@
+//! Benchmarks of issue 2, printed as tables (not pass/fail):
+//!
+//! 1. 10,000 routes, each with its own gateway, into a fresh network
+//!    namespace: the netlink driver against `ip -batch` with plain routes
+//!    and `ip -batch` with nexthop objects; then removal the same three ways.
+//! 2. IPAM: allocating every /24 of a /8 (65,536 subnets).
+//!
+//! Run as root: `cargo run --release -p nativeroute-tests --bin bench`.
+//! `--routes N` and `--runs N` change the size and the repetitions.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipnet::{IpNet, Ipv4Net};
+use nativeroute::config::PoolConfig;
+use nativeroute::ipam::{Family, Ipam};
+use nativeroute_router_drivers::netlink::{NetlinkDriver, NetlinkRouter};
+use nativeroute_router_drivers::{Change, Ownership, Route, RouterDriver};
+use nativeroute_tests::netns::{Netns, require_root, run};
+
+/// Gateways live on this connected network of the router.
+const GATEWAY_NET: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 200, 0, 0), 16);
+const ROUTER_ADDRESS: &str = "10.200.255.254/16";
+
+struct Args {
+    routes: usize,
+    runs: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { routes: 10_000, runs: 3 };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let value = iter.next().and_then(|v| v.parse().ok());
+        match (flag.as_str(), value) {
+            ("--routes", Some(n)) => args.routes = n,
+            ("--runs", Some(n)) => args.runs = n,
+            _ => {
+                eprintln!("usage: bench [--routes N] [--runs N]");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+/// Route i: 11.x.y.0/24 via 10.200.a.b, every gateway distinct.
+fn routes(count: usize) -> Vec<Route> {
+    (0..count)
+        .map(|i| {
+            let i = u32::try_from(i).expect("route count fits in u32");
+            let dst = Ipv4Addr::from(0x0b00_0000 | (i << 8));
+            let via = Ipv4Addr::from(u32::from(GATEWAY_NET.network()) + 1 + i);
+            Route::new(IpNet::V4(Ipv4Net::new_assert(dst, 24)), IpAddr::V4(via))
+        })
+        .collect()
+}
+
+/// A namespace with one interface on the gateways' network.
+fn router_namespace() -> Netns {
+    let ns = Netns::new();
+    ns.add_connected_network("gw0", ROUTER_ADDRESS);
+    ns
+}
+
+fn ip_batch(ns: &Netns, lines: &str) -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["-n", ns.name(), "-batch", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run ip -batch");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("feed ip -batch");
+    let status = child.wait().expect("wait for ip -batch");
+    let took = started.elapsed();
+    assert!(status.success(), "ip -batch failed");
+    took
+}
+
+fn plain_lines(routes: &[Route], verb: &str) -> String {
+    routes
+        .iter()
+        .map(|r| format!("route {verb} {} via {} dev gw0 proto 203\n", r.dst, r.via))
+        .collect()
+}
+
+fn nexthop_add_lines(routes: &[Route]) -> String {
+    let mut lines = String::new();
+    for (id, r) in routes.iter().enumerate() {
+        lines.push_str(&format!("nexthop add id {} via {} dev gw0 proto 203\n", id + 1, r.via));
+    }
+    for (id, r) in routes.iter().enumerate() {
+        lines.push_str(&format!("route add {} nhid {} proto 203\n", r.dst, id + 1));
+    }
+    lines
+}
+
+fn nexthop_del_lines(routes: &[Route]) -> String {
+    let mut lines = plain_lines(routes, "del").replace(" dev gw0", "");
+    for id in 0..routes.len() {
+        lines.push_str(&format!("nexthop del id {}\n", id + 1));
+    }
+    lines
+}
+
+fn count_routes(ns: &Netns) -> usize {
+    run("ip", &["-n", ns.name(), "route", "show", "root", "11.0.0.0/8"]).lines().count()
+}
+
+async fn driver_run(routes: &[Route]) -> (Duration, Duration) {
+    let ns = router_namespace();
+    let mut driver = NetlinkDriver::connect(NetlinkRouter {
+        name: "bench".into(),
+        netns: Some(ns.name().to_owned()),
+        table: 254,
+        ownership: Ownership {
+            pool: vec!["11.0.0.0/8".parse().expect("cidr")],
+            netlink_protocol: 203,
+            route_tag: 1111,
+        },
+    })
+    .await
+    .expect("connect the netlink driver");
+    let adds: Vec<Change> = routes.iter().copied().map(Change::Add).collect();
+    let started = Instant::now();
+    let outcomes = driver.apply(&adds).await.expect("apply adds");
+    let add = started.elapsed();
+    assert!(outcomes.iter().all(Result::is_ok), "some adds failed");
+    assert_eq!(count_routes(&ns), routes.len());
+    let removes: Vec<Change> = routes.iter().copied().map(Change::Remove).collect();
+    let started = Instant::now();
+    let outcomes = driver.apply(&removes).await.expect("apply removes");
+    let remove = started.elapsed();
+    assert!(outcomes.iter().all(Result::is_ok), "some removes failed");
+    assert_eq!(count_routes(&ns), 0);
+    (add, remove)
+}
+
+fn iproute_run(routes: &[Route], add: &str, del: &str) -> (Duration, Duration) {
+    let ns = router_namespace();
+    let add_time = ip_batch(&ns, add);
+    assert_eq!(count_routes(&ns), routes.len());
+    let del_time = ip_batch(&ns, del);
+    assert_eq!(count_routes(&ns), 0);
+    (add_time, del_time)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn bench_ipam() -> (Duration, usize) {
+    let pool = PoolConfig {
+        cidrs: vec!["10.0.0.0/8".parse().expect("cidr")],
+        node_mask_v4: 24,
+        node_mask_v6: 64,
+        reserved: vec![],
+    };
+    let mut ipam = Ipam::new(&pool);
+    let names: Vec<String> = (0..65_536).map(|i| format!("node-{i}")).collect();
+    let started = Instant::now();
+    let mut given = 0;
+    for name in &names {
+        if ipam.allocate(name, &[Family::V4]).is_ok_and(|s| !s.is_empty()) {
+            given += 1;
+        }
+    }
+    (started.elapsed(), given)
+}
+
+#[tokio::main]
+async fn main() {
+    require_root();
+    let args = parse_args();
+    let routes = routes(args.routes);
+    let plain = (plain_lines(&routes, "add"), plain_lines(&routes, "del"));
+    let nexthops = (nexthop_add_lines(&routes), nexthop_del_lines(&routes));
+
+    let mut samples: [(Vec<Duration>, Vec<Duration>); 3] = Default::default();
+    for _ in 0..args.runs {
+        let (a, r) = driver_run(&routes).await;
+        samples[0].0.push(a);
+        samples[0].1.push(r);
+        let (a, r) = iproute_run(&routes, &plain.0, &plain.1);
+        samples[1].0.push(a);
+        samples[1].1.push(r);
+        let (a, r) = iproute_run(&routes, &nexthops.0, &nexthops.1);
+        samples[2].0.push(a);
+        samples[2].1.push(r);
+    }
+    let medians: Vec<(Duration, Duration)> = samples
+        .iter()
+        .map(|(adds, removes)| (median(adds.clone()), median(removes.clone())))
+        .collect();
+    let best_add = medians[1].0.min(medians[2].0);
+    let best_remove = medians[1].1.min(medians[2].1);
+
+    println!(
+        "\n{} routes, each with its own gateway, fresh namespace per run; median of {} runs\n",
+        args.routes, args.runs
+    );
+    println!("| method | add | remove | add vs best iproute2 | remove vs best iproute2 |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, (add, remove)) in [
+        "nativeroute netlink driver",
+        "ip -batch, plain routes",
+        "ip -batch, nexthop objects",
+    ]
+    .iter()
+    .zip(&medians)
+    {
+        println!(
+            "| {name} | {} | {} | {:.2}x | {:.2}x |",
+            secs(*add),
+            secs(*remove),
+            add.as_secs_f64() / best_add.as_secs_f64(),
+            remove.as_secs_f64() / best_remove.as_secs_f64()
+        );
+    }
+
+    let (took, given) = bench_ipam();
+    println!("\nIPAM: {given} subnets (/24s of 10.0.0.0/8) allocated in {} ({:.0} ns each)\n", secs(took), took.as_nanos() as f64 / given as f64);
+}
