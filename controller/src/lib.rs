@@ -14,6 +14,7 @@ pub mod desired;
 pub mod inventory;
 pub mod ipam;
 pub mod lab;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod report;

@@ -1,6 +1,7 @@
 //! The `nativeroute` binary: parses the command line, starts logging, and
 //! hands over to the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Where /metrics, /healthz and /readyz listen ("off" for nowhere).
+        #[arg(long, default_value = "0.0.0.0:9763", value_parser = parse_listen_address)]
+        metrics_address: ListenAddress,
     },
     /// Show per router what a sync would add, replace and remove; change nothing.
     Plan {
@@ -71,10 +75,16 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<bool> {
     match command {
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            metrics_address,
+        } => {
             let config = Config::load(&config)?;
             let shutdown = shutdown_on_signal()?;
-            run::run(config, shutdown).await?;
+            let options = run::RunOptions {
+                metrics_address: metrics_address.0,
+            };
+            run::run(config, options, shutdown).await?;
             Ok(true)
         }
         Command::Plan { config } => plan::print_plan(Config::load(&config)?).await,
@@ -87,6 +97,18 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         },
         Command::Lab(command) => lab::run(command).await.map(|()| true),
     }
+}
+
+#[derive(Clone, Debug)]
+struct ListenAddress(Option<SocketAddr>);
+
+fn parse_listen_address(text: &str) -> Result<ListenAddress, String> {
+    if text == "off" {
+        return Ok(ListenAddress(None));
+    }
+    text.parse()
+        .map(|address| ListenAddress(Some(address)))
+        .map_err(|_| format!("{text:?} is not an address:port like 0.0.0.0:9763, or off"))
 }
 
 /// A channel that turns true on SIGTERM or SIGINT.

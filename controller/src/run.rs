@@ -2,6 +2,7 @@
 //! records them, and hands each router's desired routes to its worker.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,25 +13,56 @@ use tokio::task::JoinSet;
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
 use crate::inventory::file::{self, FileInventory};
+use crate::ipam::Ipam;
+use crate::metrics::{self, Metrics};
 use crate::reconcile::Reconciler;
-use crate::report::{LogReporter, Reporter};
-use crate::sync::{WorkerSettings, run_worker};
+use crate::report::LogReporter;
+use crate::sync::{Observers, WorkerSettings, run_worker};
 
 /// How long identical node events stay quiet in the log.
 const EVENT_QUIET: Duration = Duration::from_secs(600);
 
+/// How the controller process is run (command-line settings, not config).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Where /metrics, /healthz and /readyz listen; `None`: nowhere.
+    pub metrics_address: Option<SocketAddr>,
+}
+
 /// Runs the controller until `shutdown` turns true. Stopping withdraws no route.
-pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let reporter: Arc<dyn Reporter> = Arc::new(LogReporter::new(EVENT_QUIET));
+    let observers = Observers {
+        reporter: Arc::new(LogReporter::new(EVENT_QUIET)),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let (ready_tx, ready_rx) = watch::channel(false);
+    if let Some(address) = options.metrics_address {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {address} (--metrics-address)"))?;
+        tracing::info!(address = %listener.local_addr().unwrap_or(address), "serving /metrics, /healthz and /readyz");
+        let server = metrics::serve(listener, observers.metrics.clone(), ready_rx, shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(err) = server.await {
+                tracing::error!(error = %err, "the metrics server stopped");
+            }
+        });
+    }
     match &config.nodes {
         NodesConfig::File { path } => {
             let inventory = FileInventory::open(path)?;
-            run_with_file(config.clone(), inventory, reporter, shutdown).await
+            run_with_file(config.clone(), inventory, observers, ready_tx, shutdown).await
         }
         NodesConfig::Kubernetes { .. } => bail!(
             "nodes.source: kubernetes is not available in this version yet; use nodes.source: file"
         ),
+    }
+}
+
+fn record_pool_usage(metrics: &Metrics, ipam: &Ipam) {
+    for usage in ipam.usage() {
+        metrics.pool(usage.family.as_str(), usage.used, usage.free(), usage.reserved);
     }
 }
 
@@ -43,7 +75,7 @@ struct Routers {
 impl Routers {
     fn start(
         config: &Config,
-        reporter: &Arc<dyn Reporter>,
+        observers: &Observers,
         shutdown: &watch::Receiver<bool>,
     ) -> Self {
         let mut senders = BTreeMap::new();
@@ -57,7 +89,7 @@ impl Routers {
                 config.ownership(),
                 receiver,
                 settings.clone(),
-                reporter.clone(),
+                observers.clone(),
                 shutdown.clone(),
             ));
         }
@@ -82,10 +114,11 @@ impl Routers {
 async fn run_with_file(
     config: Arc<Config>,
     mut inventory: FileInventory,
-    reporter: Arc<dyn Reporter>,
+    observers: Observers,
+    ready: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut reconciler = Reconciler::new(config.clone(), reporter.clone());
+    let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
     for next in inventory.state().next.clone() {
         reconciler.ipam_mut().restore_cursor(next);
     }
@@ -93,7 +126,7 @@ async fn run_with_file(
     let _watcher = inventory
         .watch(changed_tx)
         .with_context(|| format!("cannot watch {} for changes", inventory.path().display()))?;
-    let mut routers = Routers::start(&config, &reporter, &shutdown);
+    let mut routers = Routers::start(&config, &observers, &shutdown);
     tracing::info!(
         inventory = %inventory.path().display(),
         routers = config.routers.len(),
@@ -104,10 +137,14 @@ async fn run_with_file(
         match inventory.read() {
             Ok(snapshot) => {
                 let reconciled = reconciler.apply(&snapshot, true);
+                record_pool_usage(&observers.metrics, reconciler.ipam());
                 // Record before routing: a route must never exist for an
                 // assignment a crash could forget.
                 match inventory.record(reconciler.ipam(), &reconciled.present) {
-                    Ok(_) => routers.publish(reconciled.desired),
+                    Ok(_) => {
+                        routers.publish(reconciled.desired);
+                        ready.send_replace(true);
+                    }
                     Err(err) => {
                         tracing::error!(error = %err, "assignments not recorded; routes wait until they are")
                     }

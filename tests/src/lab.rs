@@ -3,7 +3,8 @@
 //! is torn down when the guard drops, even when the test panics.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -64,7 +65,18 @@ impl TestLab {
 
     /// Starts the controller binary against this lab.
     pub fn start_controller(&self) -> ControllerProcess {
-        ControllerProcess::start(&self.config, &self.topology.spec().dir.join("controller.log"))
+        ControllerProcess::start(&self.config, &self.log_path(), "off")
+    }
+
+    /// Starts the controller with /metrics on a free loopback port.
+    pub fn start_controller_with_metrics(&self) -> (ControllerProcess, SocketAddr) {
+        let address = free_loopback_port();
+        let controller = ControllerProcess::start(&self.config, &self.log_path(), &address.to_string());
+        (controller, address)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.topology.spec().dir.join("controller.log")
     }
 
     /// Gives every node its bridge and container on the given subnets.
@@ -194,7 +206,7 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    pub fn start(config: &Path, log: &Path) -> ControllerProcess {
+    pub fn start(config: &Path, log: &Path, metrics_address: &str) -> ControllerProcess {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -202,7 +214,7 @@ impl ControllerProcess {
             .unwrap_or_else(|err| panic!("cannot open {}: {err}", log.display()));
         let stderr = log_file.try_clone().expect("clone log handle");
         let child = Command::new(nativeroute_binary())
-            .args(["run", "--config"])
+            .args(["run", "--metrics-address", metrics_address, "--config"])
             .arg(config)
             .env("RUST_LOG", "info,nativeroute=debug")
             .stdin(Stdio::null())
@@ -240,4 +252,22 @@ impl Drop for ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_loopback_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("its address")
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status code, body); `None` if nothing answers.
+pub fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Some((status, body))
 }

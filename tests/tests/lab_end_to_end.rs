@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use nativeroute_tests::lab::{TestLab, router_routes, run_nativeroute, wait_until};
+use nativeroute_tests::lab::{TestLab, http_get, router_routes, run_nativeroute, wait_until};
 
 const RESYNC: Duration = Duration::from_secs(2);
 const SOON: Duration = Duration::from_secs(10);
@@ -231,4 +231,24 @@ async fn a_bad_config_is_refused_with_the_field_and_value_and_touches_nothing() 
         }
     }
     assert!(lab.router_routes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_and_probes_tell_what_the_router_holds() {
+    let lab = pinned_lab().await;
+    let (_controller, address) = lab.start_controller_with_metrics();
+    wait_until("/healthz answers", SOON, async || http_get(address, "/healthz").is_some_and(|(s, _)| s == 200)).await;
+    wait_for_routes(&lab, 3).await;
+    wait_until("/readyz says ready", SOON, async || http_get(address, "/readyz").is_some_and(|(s, _)| s == 200)).await;
+    let metrics = async || http_get(address, "/metrics").map(|(_, body)| body).unwrap_or_default();
+    wait_until("the routes gauge says 3", SOON, async || metrics().await.contains("nativeroute_routes{router=\"rtr\"} 3")).await;
+    let text = metrics().await;
+    assert!(text.contains("nativeroute_router_up{router=\"rtr\"} 1"), "{text}");
+    assert!(
+        text.contains("nativeroute_route_changes_total{router=\"rtr\",action=\"add\",result=\"ok\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("nativeroute_pool_subnets{family=\"ipv4\",state=\"used\"} 3"), "{text}");
+    assert!(text.contains("nativeroute_sync_duration_seconds_count{router=\"rtr\"}"), "{text}");
+    assert_eq!(http_get(address, "/nope").map(|(s, _)| s), Some(404));
 }

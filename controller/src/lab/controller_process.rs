@@ -17,6 +17,9 @@ use super::spec::LabSpec;
 const POLL: Duration = Duration::from_millis(100);
 const AFTER_SIGKILL: Duration = Duration::from_secs(2);
 
+/// Where the default lab's controller serves /metrics, /healthz and /readyz.
+pub const LAB_METRICS_ADDRESS: &str = "127.0.0.1:9763";
+
 /// A controller this process started.
 #[derive(Debug)]
 pub struct ControllerProcess {
@@ -50,9 +53,16 @@ pub fn spawn(spec: &LabSpec, exe: &Path, config: &Path) -> Result<ControllerProc
         .open(&log_path)
         .with_context(|| format!("opening controller log {}", log_path.display()))?;
     let stderr = log.try_clone().context("duplicating the log file handle")?;
+    // Metrics on loopback only; the default lab gets the documented port,
+    // other labs (tests, a second lab) none, so that they never collide.
+    let metrics_address = if spec.prefix == super::DEFAULT_PREFIX {
+        LAB_METRICS_ADDRESS
+    } else {
+        "off"
+    };
     let child = Command::new("setsid")
         .arg(exe)
-        .args(["run", "--config"])
+        .args(["run", "--metrics-address", metrics_address, "--config"])
         .arg(config)
         .stdin(Stdio::null())
         .stdout(log)
@@ -146,8 +156,10 @@ fn cmdline_runs_config(raw: &[u8], config: &Path) -> bool {
         .filter(|a| !a.is_empty())
         .map(|a| PathBuf::from(String::from_utf8_lossy(a).into_owned()))
         .collect();
-    let want = [Path::new("run"), Path::new("--config"), config];
-    args.len() > want.len() && args[args.len() - want.len()..].iter().eq(want.iter())
+    let want = [Path::new("--config"), config];
+    args.len() > want.len()
+        && args.iter().any(|arg| arg == Path::new("run"))
+        && args[args.len() - want.len()..].iter().eq(want.iter())
 }
 
 #[cfg(test)]

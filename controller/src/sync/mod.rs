@@ -5,7 +5,7 @@ pub mod plan;
 pub mod worker;
 
 pub use plan::{SyncPlan, plan};
-pub use worker::{WorkerSettings, run_worker};
+pub use worker::{Observers, WorkerSettings, run_worker};
 
 #[cfg(test)]
 mod tests;

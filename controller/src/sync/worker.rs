@@ -20,6 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use super::plan::{SyncPlan, plan};
 use crate::config::{RemovalGuard, RouterConfig};
 use crate::desired::RouterDesired;
+use crate::metrics::Metrics;
 use crate::report::{Reason, Reporter};
 use crate::routers;
 
@@ -60,9 +61,16 @@ struct Worker {
     router: RouterConfig,
     ownership: Ownership,
     settings: WorkerSettings,
-    reporter: Arc<dyn Reporter>,
+    observers: Observers,
     driver: Option<Box<dyn RouterDriver>>,
     view: Option<RouterView>,
+}
+
+/// Where a worker tells what it did: node events and metrics.
+#[derive(Clone)]
+pub struct Observers {
+    pub reporter: Arc<dyn Reporter>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs until `shutdown` turns true or the desired-state sender is gone.
@@ -72,14 +80,14 @@ pub async fn run_worker(
     ownership: Ownership,
     mut desired: watch::Receiver<Arc<RouterDesired>>,
     settings: WorkerSettings,
-    reporter: Arc<dyn Reporter>,
+    observers: Observers,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut worker = Worker {
         router,
         ownership,
         settings,
-        reporter,
+        observers,
         driver: None,
         view: None,
     };
@@ -114,6 +122,9 @@ pub async fn run_worker(
             }
             Err(err) => {
                 failures += 1;
+                let name = worker.router.name.as_str();
+                worker.observers.metrics.sync_failed(name);
+                worker.observers.metrics.router_up(name, false);
                 let delay = worker.settings.backoff(failures);
                 tracing::warn!(router = %worker.router.name, error = %err, retry_in = ?delay, "sync failed");
                 worker.driver = None;
@@ -149,12 +160,19 @@ impl Worker {
                 self.view.insert(view)
             }
         };
+        let name = self.router.name.as_str();
+        let metrics = &self.observers.metrics;
+        metrics.router_up(name, true);
         let plan = plan(want, &view.owned, &view.foreign, &self.settings.guard);
-        report_held_back(&*self.reporter, &self.router, want, &plan, &view.foreign);
+        report_held_back(&*self.observers.reporter, &self.router, want, &plan, &view.foreign);
+        metrics.removals_refused(name, plan.guarded.len());
         if plan.is_empty() {
+            metrics.routes_held(name, view.owned.len(), view.foreign.len());
+            metrics.sync_finished(name, started.elapsed());
             return Ok(true);
         }
         let outcomes = driver.apply(&plan.changes).await?;
+        let mut tally: BTreeMap<Action, (u64, u64)> = BTreeMap::new();
         let mut all_ok = true;
         for (change, outcome) in plan.changes.iter().zip(outcomes) {
             let route = change.route();
@@ -166,8 +184,10 @@ impl Worker {
                     .map(|desired| desired.node.clone()),
             };
             let node = node.as_deref().unwrap_or("-");
+            let counts = tally.entry(change.action()).or_default();
             match outcome {
                 Ok(()) => {
+                    counts.0 += 1;
                     match change {
                         Change::Remove(_) => view.owned.remove(&route.dst),
                         _ => view.owned.insert(route.dst, route.via),
@@ -176,24 +196,28 @@ impl Worker {
                         Action::Remove => (Reason::RouteDeleted, "removed"),
                         _ => (Reason::RouteCreated, "programmed"),
                     };
-                    self.reporter.node_event(
-                        node,
-                        reason,
-                        &format!("router {}: {verb} {route}", self.router.name),
-                    );
+                    self.observers
+                        .reporter
+                        .node_event(node, reason, &format!("router {name}: {verb} {route}"));
                 }
                 Err(err) => {
+                    counts.1 += 1;
                     all_ok = false;
-                    self.reporter.node_event(
+                    self.observers.reporter.node_event(
                         node,
                         Reason::FailedToCreateRoute,
-                        &format!("router {}: {change} failed: {err}", self.router.name),
+                        &format!("router {name}: {change} failed: {err}"),
                     );
                 }
             }
         }
+        for (action, (ok, failed)) in tally {
+            metrics.route_changes(name, action.as_str(), ok, failed);
+        }
+        metrics.routes_held(name, view.owned.len(), view.foreign.len());
+        metrics.sync_finished(name, started.elapsed());
         tracing::info!(
-            router = %self.router.name,
+            router = name,
             added = plan.count(Action::Add),
             replaced = plan.count(Action::Replace),
             removed = plan.count(Action::Remove),

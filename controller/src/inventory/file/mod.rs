@@ -235,7 +235,7 @@ impl FileInventory {
 }
 
 /// How long to wait after a change for the writer to finish before reading.
-pub const SETTLE: Duration = Duration::from_millis(50);
+pub const SETTLE: Duration = Duration::from_millis(20);
 
 fn parse_node(entry: serde_yaml_ng::Value) -> Result<NodeRecord, String> {
     let raw: RawNode = serde_yaml_ng::from_value(entry).map_err(|err| err.to_string())?;
