@@ -1,0 +1,112 @@
+//! What the router holds inside the pool: our routes, and everyone else's.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlink_packet_route::route::RouteType;
+
+use super::NetlinkRouter;
+use super::dump::{KernelRoute, Snapshot, interface_names};
+use super::socket::Socket;
+use crate::{DriverError, ForeignRoute, Route, RouterRoutes};
+
+pub(super) async fn list(
+    socket: &mut Socket,
+    router: &NetlinkRouter,
+) -> Result<RouterRoutes, DriverError> {
+    let snapshot = Snapshot::take(socket).await?;
+    let in_pool = snapshot
+        .routes
+        .iter()
+        .filter(|route| route.table == router.table && router.ownership.in_pool(&route.dst));
+    let (owned, foreign): (Vec<&KernelRoute>, Vec<&KernelRoute>) =
+        in_pool.partition(|route| route.protocol == router.ownership.netlink_protocol);
+
+    let mut routes = RouterRoutes::default();
+    for route in owned {
+        // A route with our mark whose next hop cannot be told (a nexthop
+        // group, a blackhole) is still ours. It is listed via the unspecified
+        // address, so that the controller sees it differ and replaces it.
+        let via = snapshot.via(route).unwrap_or_else(|| {
+            tracing::warn!(router = %router.name, dst = %route.dst, "route of ours with no single gateway");
+            unspecified(route)
+        });
+        routes.owned.push(Route::new(route.dst, via));
+    }
+    if !foreign.is_empty() {
+        let names = interface_names(socket).await?;
+        routes.foreign = foreign
+            .into_iter()
+            .map(|route| ForeignRoute {
+                dst: route.dst,
+                via: snapshot.via(route),
+                detail: detail(route, &names),
+            })
+            .collect();
+    }
+    routes.owned.sort();
+    routes.foreign.sort_by_key(|route| (route.dst, route.via));
+    Ok(routes)
+}
+
+fn unspecified(route: &KernelRoute) -> IpAddr {
+    if route.dst.addr().is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    }
+}
+
+/// The route as `ip route` would describe it, minus destination and gateway:
+/// "proto boot dev p3p2", "blackhole proto static", "proto zebra nhid 12 dev eth0".
+fn detail(route: &KernelRoute, names: &HashMap<u32, String>) -> String {
+    let mut words = Vec::new();
+    if route.kind != RouteType::Unicast {
+        words.push(format!("{:?}", route.kind).to_lowercase());
+    }
+    words.push(format!("proto {}", protocol_name(route.protocol)));
+    if let Some(id) = route.nh_id {
+        words.push(format!("nhid {id}"));
+    }
+    if route.multipath {
+        words.push("multipath".to_owned());
+    }
+    if let Some(oif) = route.oif {
+        match names.get(&oif) {
+            Some(name) => words.push(format!("dev {name}")),
+            None => words.push(format!("dev #{oif}")),
+        }
+    }
+    words.join(" ")
+}
+
+/// iproute2's names for the kernel route protocols (/etc/iproute2/rt_protos).
+fn protocol_name(protocol: u8) -> Cow<'static, str> {
+    let name = match protocol {
+        0 => "unspec",
+        1 => "redirect",
+        2 => "kernel",
+        3 => "boot",
+        4 => "static",
+        8 => "gated",
+        9 => "ra",
+        10 => "mrt",
+        11 => "zebra",
+        12 => "bird",
+        13 => "dnrouted",
+        14 => "xorp",
+        15 => "ntk",
+        16 => "dhcp",
+        18 => "keepalived",
+        42 => "babel",
+        99 => "openr",
+        186 => "bgp",
+        187 => "isis",
+        188 => "ospf",
+        189 => "rip",
+        192 => "eigrp",
+        other => return Cow::Owned(other.to_string()),
+    };
+    Cow::Borrowed(name)
+}
