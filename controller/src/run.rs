@@ -30,7 +30,11 @@ pub struct RunOptions {
 }
 
 /// Runs the controller until `shutdown` turns true. Stopping withdraws no route.
-pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let observers = Observers {
         reporter: Arc::new(LogReporter::new(EVENT_QUIET)),
@@ -40,9 +44,16 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     if let Some(address) = options.metrics_address {
         let listener = tokio::net::TcpListener::bind(address)
             .await
-            .with_context(|| format!("cannot listen for /metrics on {address} (--metrics-address)"))?;
+            .with_context(|| {
+                format!("cannot listen for /metrics on {address} (--metrics-address)")
+            })?;
         tracing::info!(address = %listener.local_addr().unwrap_or(address), "serving /metrics, /healthz and /readyz");
-        let server = metrics::serve(listener, observers.metrics.clone(), ready_rx, shutdown.clone());
+        let server = metrics::serve(
+            listener,
+            observers.metrics.clone(),
+            ready_rx,
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             if let Err(err) = server.await {
                 tracing::error!(error = %err, "the metrics server stopped");
@@ -62,7 +73,12 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
 
 fn record_pool_usage(metrics: &Metrics, ipam: &Ipam) {
     for usage in ipam.usage() {
-        metrics.pool(usage.family.as_str(), usage.used, usage.free(), usage.reserved);
+        metrics.pool(
+            usage.family.as_str(),
+            usage.used,
+            usage.free(),
+            usage.reserved,
+        );
     }
 }
 
@@ -73,11 +89,7 @@ struct Routers {
 }
 
 impl Routers {
-    fn start(
-        config: &Config,
-        observers: &Observers,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Self {
+    fn start(config: &Config, observers: &Observers, shutdown: &watch::Receiver<bool>) -> Self {
         let mut senders = BTreeMap::new();
         let mut workers = JoinSet::new();
         let settings = WorkerSettings::new(config.resync_interval, config.removal_guard);

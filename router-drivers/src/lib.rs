@@ -38,6 +38,13 @@ pub trait RouterDriver: Send {
     /// assumed about which changes took effect.
     async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError>;
 
+    /// Housekeeping that the routes do not depend on (objects no route uses
+    /// any more). The worker runs it when it has nothing else to do, so that
+    /// it never delays a change. Drivers without any have nothing to do.
+    async fn tidy(&mut self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
     /// Describes how the router was reached, for `nativeroute check`
     /// (namespace, table, host key fingerprint, …).
     fn describe(&self) -> String;

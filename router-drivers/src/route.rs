@@ -80,7 +80,11 @@ impl fmt::Display for Change {
         match self {
             Change::Add(route) => write!(f, "add {route}"),
             Change::Replace { route, old_via } => {
-                write!(f, "replace {} via {} (was via {old_via})", route.dst, route.via)
+                write!(
+                    f,
+                    "replace {} via {} (was via {old_via})",
+                    route.dst, route.via
+                )
             }
             Change::Remove(route) => write!(f, "remove {route}"),
         }

@@ -71,7 +71,8 @@ impl TestLab {
     /// Starts the controller with /metrics on a free loopback port.
     pub fn start_controller_with_metrics(&self) -> (ControllerProcess, SocketAddr) {
         let address = free_loopback_port();
-        let controller = ControllerProcess::start(&self.config, &self.log_path(), &address.to_string());
+        let controller =
+            ControllerProcess::start(&self.config, &self.log_path(), &address.to_string());
         (controller, address)
     }
 
@@ -109,7 +110,10 @@ impl TestLab {
     /// the kernel adds link-local routes by itself as addresses settle.
     pub fn router_fingerprint(&self) -> String {
         let ns = self.router_netns();
-        let routes = run("ip", &["-n", ns, "-4", "-d", "route", "show", "table", "all"]);
+        let routes = run(
+            "ip",
+            &["-n", ns, "-4", "-d", "route", "show", "table", "all"],
+        );
         let nexthops = run("ip", &["-n", ns, "nexthop", "show"]);
         format!("{routes}\n{nexthops}")
     }
@@ -132,9 +136,12 @@ impl Drop for TestLab {
 
 /// The routes in `netns`'s main table inside 11.11.0.0/16.
 pub fn router_routes(netns: &str) -> BTreeMap<IpNet, (Option<IpAddr>, String)> {
-    let json = run("ip", &["-j", "-n", netns, "route", "show", "root", "11.11.0.0/16"]);
-    let routes: Vec<serde_json::Value> =
-        serde_json::from_str(&json).unwrap_or_else(|err| panic!("ip -j route printed bad JSON ({err}): {json}"));
+    let json = run(
+        "ip",
+        &["-j", "-n", netns, "route", "show", "root", "11.11.0.0/16"],
+    );
+    let routes: Vec<serde_json::Value> = serde_json::from_str(&json)
+        .unwrap_or_else(|err| panic!("ip -j route printed bad JSON ({err}): {json}"));
     routes
         .iter()
         .filter_map(|route| {
@@ -145,7 +152,11 @@ pub fn router_routes(netns: &str) -> BTreeMap<IpNet, (Option<IpAddr>, String)> {
                 .and_then(|g| g.parse().ok());
             let protocol = route
                 .get("protocol")
-                .and_then(|p| p.as_str().map(str::to_owned).or_else(|| p.as_u64().map(|n| n.to_string())))
+                .and_then(|p| {
+                    p.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| p.as_u64().map(|n| n.to_string()))
+                })
                 .unwrap_or_default();
             Some((dst, (via, protocol)))
         })
@@ -153,13 +164,20 @@ pub fn router_routes(netns: &str) -> BTreeMap<IpNet, (Option<IpAddr>, String)> {
 }
 
 /// Waits until `check` holds, polling every 50 ms; panics with `what` after `timeout`.
-pub async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+pub async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Duration {
     let started = Instant::now();
     loop {
         if check().await {
             return started.elapsed();
         }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting until {what}");
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -167,8 +185,10 @@ pub async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMu
 /// Writes `text` to `path` the way careful tools do: a temp file, then rename.
 pub fn write_atomically(path: &Path, text: &str) {
     let temp = path.with_extension("tmp-write");
-    std::fs::write(&temp, text).unwrap_or_else(|err| panic!("cannot write {}: {err}", temp.display()));
-    std::fs::rename(&temp, path).unwrap_or_else(|err| panic!("cannot rename to {}: {err}", path.display()));
+    std::fs::write(&temp, text)
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", temp.display()));
+    std::fs::rename(&temp, path)
+        .unwrap_or_else(|err| panic!("cannot rename to {}: {err}", path.display()));
 }
 
 /// The `nativeroute` binary of this build (cargo puts it next to the test
@@ -264,10 +284,17 @@ fn free_loopback_port() -> SocketAddr {
 pub fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }

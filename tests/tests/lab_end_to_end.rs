@@ -34,10 +34,14 @@ fn net(text: &str) -> IpNet {
 }
 
 fn seed_subnets() -> BTreeMap<String, IpNet> {
-    [("node1", "11.11.1.0/24"), ("node2", "11.11.2.0/24"), ("node3", "11.11.3.0/24")]
-        .into_iter()
-        .map(|(node, subnet)| (node.to_owned(), net(subnet)))
-        .collect()
+    [
+        ("node1", "11.11.1.0/24"),
+        ("node2", "11.11.2.0/24"),
+        ("node3", "11.11.3.0/24"),
+    ]
+    .into_iter()
+    .map(|(node, subnet)| (node.to_owned(), net(subnet)))
+    .collect()
 }
 
 /// A lab with pinned nodes and containers attached, no controller yet.
@@ -50,29 +54,51 @@ async fn pinned_lab() -> TestLab {
 
 async fn wait_for_routes(lab: &TestLab, count: usize) {
     let netns = lab.router_netns().to_owned();
-    wait_until(&format!("the router holds {count} routes in the pool"), SOON, async || {
-        router_routes(&netns).len() == count
-    })
+    wait_until(
+        &format!("the router holds {count} routes in the pool"),
+        SOON,
+        async || router_routes(&netns).len() == count,
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn containers_reach_each_other_across_the_router_only_once_the_controller_runs() {
     let lab = pinned_lab().await;
-    assert!(!lab.pings("node1", "node3").await, "node1 reached node3 with no route on the router");
+    assert!(
+        !lab.pings("node1", "node3").await,
+        "node1 reached node3 with no route on the router"
+    );
 
     let mut controller = lab.start_controller();
     wait_for_routes(&lab, 3).await;
     controller.assert_running();
 
     let routes = lab.router_routes();
-    assert_eq!(routes[&net("11.11.1.0/24")].0, Some("192.168.2.1".parse().expect("ip")));
-    assert_eq!(routes[&net("11.11.2.0/24")].0, Some("192.168.3.3".parse().expect("ip")));
-    assert_eq!(routes[&net("11.11.3.0/24")].0, Some("192.168.3.4".parse().expect("ip")));
+    assert_eq!(
+        routes[&net("11.11.1.0/24")].0,
+        Some("192.168.2.1".parse().expect("ip"))
+    );
+    assert_eq!(
+        routes[&net("11.11.2.0/24")].0,
+        Some("192.168.3.3".parse().expect("ip"))
+    );
+    assert_eq!(
+        routes[&net("11.11.3.0/24")].0,
+        Some("192.168.3.4".parse().expect("ip"))
+    );
     for (dst, (_, protocol)) in &routes {
-        assert!(protocol == "203" || protocol == "0xcb" || protocol == "nativeroute", "{dst} has protocol {protocol}");
+        assert!(
+            protocol == "203" || protocol == "0xcb" || protocol == "nativeroute",
+            "{dst} has protocol {protocol}"
+        );
     }
-    for (from, to) in [("node1", "node3"), ("node3", "node1"), ("node2", "node3"), ("node1", "node2")] {
+    for (from, to) in [
+        ("node1", "node3"),
+        ("node3", "node1"),
+        ("node2", "node3"),
+        ("node1", "node2"),
+    ] {
         assert!(lab.pings(from, to).await, "{from} cannot reach {to}");
     }
 }
@@ -84,14 +110,31 @@ async fn a_node_removed_from_the_inventory_loses_its_route_and_its_subnet() {
     wait_for_routes(&lab, 3).await;
     assert!(lab.pings("node1", "node3").await);
 
-    let without_node3 = &PINNED_INVENTORY[..PINNED_INVENTORY.find("  - name: node3").expect("node3 entry")];
+    let without_node3 = &PINNED_INVENTORY[..PINNED_INVENTORY
+        .find("  - name: node3")
+        .expect("node3 entry")];
     lab.write_inventory(without_node3);
     wait_for_routes(&lab, 2).await;
     assert!(!lab.router_routes().contains_key(&net("11.11.3.0/24")));
-    assert!(!lab.pings("node1", "node3").await, "node3 still reachable after its route went");
-    assert!(lab.pings("node1", "node2").await, "node2 lost its route with node3's");
+    assert!(
+        !lab.pings("node1", "node3").await,
+        "node3 still reachable after its route went"
+    );
+    assert!(
+        lab.pings("node1", "node2").await,
+        "node2 lost its route with node3's"
+    );
+    // Once idle, the controller also deletes node3's nexthop object.
+    wait_until("node3's nexthop object is gone", SOON, async || {
+        let nexthops = lab.ip_in_router(&["nexthop", "show"]);
+        nexthops.lines().count() == 2 && !nexthops.contains("192.168.3.4")
+    })
+    .await;
     let state = std::fs::read_to_string(lab.state_path()).expect("state file");
-    assert!(!state.contains("node3"), "node3 still holds a subnet: {state}");
+    assert!(
+        !state.contains("node3"),
+        "node3 still holds a subnet: {state}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,11 +146,16 @@ async fn a_route_deleted_by_hand_comes_back_within_one_resync() {
     lab.ip_in_router(&["route", "del", "11.11.3.0/24"]);
     assert!(!lab.router_routes().contains_key(&net("11.11.3.0/24")));
     let netns = lab.router_netns().to_owned();
-    let took = wait_until("the deleted route is back", RESYNC * 2 + Duration::from_secs(1), async || {
-        router_routes(&netns).contains_key(&net("11.11.3.0/24"))
-    })
+    let took = wait_until(
+        "the deleted route is back",
+        RESYNC * 2 + Duration::from_secs(1),
+        async || router_routes(&netns).contains_key(&net("11.11.3.0/24")),
+    )
     .await;
-    assert!(took <= RESYNC + Duration::from_secs(1), "repair took {took:?}, resync is {RESYNC:?}");
+    assert!(
+        took <= RESYNC + Duration::from_secs(1),
+        "repair took {took:?}, resync is {RESYNC:?}"
+    );
     assert!(lab.pings("node1", "node3").await);
 }
 
@@ -117,22 +165,39 @@ async fn a_foreign_route_in_the_pool_is_left_alone() {
     // An administrator's own routes: one in a free part of the pool, one on
     // node2's subnet (which blocks nativeroute's route there).
     lab.ip_in_router(&["route", "add", "11.11.200.0/24", "via", "192.168.3.4"]);
-    lab.ip_in_router(&["route", "add", "11.11.2.0/24", "via", "192.168.3.4", "proto", "static"]);
+    lab.ip_in_router(&[
+        "route",
+        "add",
+        "11.11.2.0/24",
+        "via",
+        "192.168.3.4",
+        "proto",
+        "static",
+    ]);
     let before = lab.router_routes();
 
     let controller = lab.start_controller();
     wait_for_routes(&lab, 4).await; // node1, node3 and the two foreign routes
     let after = lab.router_routes();
-    assert_eq!(after[&net("11.11.200.0/24")], before[&net("11.11.200.0/24")]);
+    assert_eq!(
+        after[&net("11.11.200.0/24")],
+        before[&net("11.11.200.0/24")]
+    );
     assert_eq!(after[&net("11.11.2.0/24")], before[&net("11.11.2.0/24")]);
 
     // Removing every node removes nativeroute's routes and nothing else.
     lab.write_inventory("nodes: []\n");
     wait_for_routes(&lab, 2).await;
     let left = lab.router_routes();
-    assert_eq!(left.keys().copied().collect::<Vec<_>>(), vec![net("11.11.2.0/24"), net("11.11.200.0/24")]);
+    assert_eq!(
+        left.keys().copied().collect::<Vec<_>>(),
+        vec![net("11.11.2.0/24"), net("11.11.200.0/24")]
+    );
     let log = controller.log();
-    assert!(log.contains("ForeignRoute"), "the blocked route was not reported:\n{log}");
+    assert!(
+        log.contains("ForeignRoute"),
+        "the blocked route was not reported:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,14 +215,25 @@ async fn a_controller_killed_and_restarted_removes_nothing_and_changes_nothing()
     let state_before = std::fs::read_to_string(lab.state_path()).expect("state file");
 
     controller.kill();
-    assert_eq!(lab.router_fingerprint(), routes_before, "a killed controller changed the router");
+    assert_eq!(
+        lab.router_fingerprint(),
+        routes_before,
+        "a killed controller changed the router"
+    );
 
     let mut restarted = lab.start_controller();
     // Two resyncs: the restarted controller has listed and compared at least once.
     tokio::time::sleep(RESYNC * 2).await;
     restarted.assert_running();
-    assert_eq!(lab.router_fingerprint(), routes_before, "the restart changed the router");
-    assert_eq!(std::fs::read_to_string(lab.state_path()).expect("state file"), state_before);
+    assert_eq!(
+        lab.router_fingerprint(),
+        routes_before,
+        "the restart changed the router"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.state_path()).expect("state file"),
+        state_before
+    );
     assert!(lab.pings("node1", "node3").await);
 }
 
@@ -174,8 +250,14 @@ async fn a_bad_node_entry_costs_only_that_node() {
     lab.write_inventory(&broken);
     wait_for_routes(&lab, 4).await;
     let routes = lab.router_routes();
-    assert_eq!(routes[&net("11.11.2.0/24")].0, Some("192.168.3.3".parse().expect("ip")));
-    assert_eq!(routes[&net("11.11.4.0/24")].0, Some("192.168.3.44".parse().expect("ip")));
+    assert_eq!(
+        routes[&net("11.11.2.0/24")].0,
+        Some("192.168.3.3".parse().expect("ip"))
+    );
+    assert_eq!(
+        routes[&net("11.11.4.0/24")].0,
+        Some("192.168.3.44".parse().expect("ip"))
+    );
     assert!(lab.pings("node1", "node2").await);
 }
 
@@ -187,10 +269,15 @@ async fn a_pin_outside_the_pool_is_refused_and_the_node_gets_a_subnet_from_the_p
     wait_for_routes(&lab, 3).await;
     let routes = lab.router_routes();
     assert!(!routes.contains_key(&net("10.0.3.0/24")));
-    let node3 = routes.iter().find(|(_, (via, _))| *via == Some("192.168.3.4".parse().expect("ip")));
+    let node3 = routes
+        .iter()
+        .find(|(_, (via, _))| *via == Some("192.168.3.4".parse().expect("ip")));
     assert!(node3.is_some(), "node3 has no route: {routes:?}");
     let log = controller.log();
-    assert!(log.contains("10.0.3.0/24") && log.contains("outside the pool"), "{log}");
+    assert!(
+        log.contains("10.0.3.0/24") && log.contains("outside the pool"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -200,8 +287,14 @@ async fn plan_shows_the_changes_and_makes_none() {
     let before = lab.router_fingerprint();
     let (ok, output) = run_nativeroute(&["plan", "--config", &config]);
     assert!(ok, "{output}");
-    assert!(output.contains("3 to add, 0 to replace, 0 to remove"), "{output}");
-    assert!(output.contains("+ add 11.11.3.0/24 via 192.168.3.4"), "{output}");
+    assert!(
+        output.contains("3 to add, 0 to replace, 0 to remove"),
+        "{output}"
+    );
+    assert!(
+        output.contains("+ add 11.11.3.0/24 via 192.168.3.4"),
+        "{output}"
+    );
     assert_eq!(lab.router_fingerprint(), before, "plan changed the router");
     assert!(!lab.state_path().exists(), "plan wrote the state file");
 
@@ -215,9 +308,21 @@ async fn a_bad_config_is_refused_with_the_field_and_value_and_touches_nothing() 
     let lab = pinned_lab().await;
     let text = std::fs::read_to_string(&lab.config).expect("config");
     for (bad, field, value) in [
-        (text.replace("192.168.3.0/24", "192.168.3.0/33"), "routers[0].nodeNetworks[1]", "192.168.3.0/33"),
-        (text.replace("11.11.0.0/24", "11.0.0.0/8"), "pool.reserved[0]", "11.0.0.0/8"),
-        (text.replace("driver: netlink", "driver: telnet"), "routers[0].driver", "telnet"),
+        (
+            text.replace("192.168.3.0/24", "192.168.3.0/33"),
+            "routers[0].nodeNetworks[1]",
+            "192.168.3.0/33",
+        ),
+        (
+            text.replace("11.11.0.0/24", "11.0.0.0/8"),
+            "pool.reserved[0]",
+            "11.0.0.0/8",
+        ),
+        (
+            text.replace("driver: netlink", "driver: telnet"),
+            "routers[0].driver",
+            "telnet",
+        ),
     ] {
         assert_ne!(bad, text, "the substitution for {field} did not apply");
         let path = lab.config.with_file_name("bad.yaml");
@@ -226,7 +331,10 @@ async fn a_bad_config_is_refused_with_the_field_and_value_and_touches_nothing() 
         for command in ["run", "check", "plan"] {
             let (ok, output) = run_nativeroute(&[command, "--config", &path]);
             assert!(!ok, "{command} accepted a bad config");
-            assert!(output.contains(field) && output.contains(value), "{command}: {output}");
+            assert!(
+                output.contains(field) && output.contains(value),
+                "{command}: {output}"
+            );
             assert!(!output.contains("panicked"), "{output}");
         }
     }
@@ -237,18 +345,44 @@ async fn a_bad_config_is_refused_with_the_field_and_value_and_touches_nothing() 
 async fn metrics_and_probes_tell_what_the_router_holds() {
     let lab = pinned_lab().await;
     let (_controller, address) = lab.start_controller_with_metrics();
-    wait_until("/healthz answers", SOON, async || http_get(address, "/healthz").is_some_and(|(s, _)| s == 200)).await;
+    wait_until("/healthz answers", SOON, async || {
+        http_get(address, "/healthz").is_some_and(|(s, _)| s == 200)
+    })
+    .await;
     wait_for_routes(&lab, 3).await;
-    wait_until("/readyz says ready", SOON, async || http_get(address, "/readyz").is_some_and(|(s, _)| s == 200)).await;
-    let metrics = async || http_get(address, "/metrics").map(|(_, body)| body).unwrap_or_default();
-    wait_until("the routes gauge says 3", SOON, async || metrics().await.contains("nativeroute_routes{router=\"rtr\"} 3")).await;
+    wait_until("/readyz says ready", SOON, async || {
+        http_get(address, "/readyz").is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let metrics = async || {
+        http_get(address, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    };
+    wait_until("the routes gauge says 3", SOON, async || {
+        metrics()
+            .await
+            .contains("nativeroute_routes{router=\"rtr\"} 3")
+    })
+    .await;
     let text = metrics().await;
-    assert!(text.contains("nativeroute_router_up{router=\"rtr\"} 1"), "{text}");
     assert!(
-        text.contains("nativeroute_route_changes_total{router=\"rtr\",action=\"add\",result=\"ok\"} 3"),
+        text.contains("nativeroute_router_up{router=\"rtr\"} 1"),
         "{text}"
     );
-    assert!(text.contains("nativeroute_pool_subnets{family=\"ipv4\",state=\"used\"} 3"), "{text}");
-    assert!(text.contains("nativeroute_sync_duration_seconds_count{router=\"rtr\"}"), "{text}");
+    assert!(
+        text.contains(
+            "nativeroute_route_changes_total{router=\"rtr\",action=\"add\",result=\"ok\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("nativeroute_pool_subnets{family=\"ipv4\",state=\"used\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nativeroute_sync_duration_seconds_count{router=\"rtr\"}"),
+        "{text}"
+    );
     assert_eq!(http_get(address, "/nope").map(|(s, _)| s), Some(404));
 }

@@ -137,7 +137,7 @@ async fn add_installs_routes_marked_ours_through_nexthop_objects() {
 }
 
 #[tokio::test]
-async fn replace_moves_the_route_and_leaves_no_old_nexthop_behind() {
+async fn replace_moves_the_route_and_tidy_leaves_no_old_nexthop_behind() {
     let ns = router_namespace();
     let mut driver = driver(&ns, MAIN).await;
     apply_ok(
@@ -158,6 +158,8 @@ async fn replace_moves_the_route_and_leaves_no_old_nexthop_behind() {
 
     let line = kernel_route(&ns, "-4", MAIN, "11.11.1.0/24").expect("route still there");
     assert!(line.contains("via 192.168.3.5 dev p3p2"), "{line}");
+    assert_eq!(nexthops(&ns).len(), 2, "the old nexthop waits for tidy");
+    driver.tidy().await.expect("tidy");
     let objects = nexthops(&ns);
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert!(objects[0].contains("via 192.168.3.5"), "{objects:?}");
@@ -165,7 +167,7 @@ async fn replace_moves_the_route_and_leaves_no_old_nexthop_behind() {
 }
 
 #[tokio::test]
-async fn remove_withdraws_the_route_and_its_nexthop_once_unused() {
+async fn remove_withdraws_the_route_and_tidy_its_nexthop_once_unused() {
     let ns = router_namespace();
     let mut driver = driver(&ns, MAIN).await;
     let first = route("11.11.1.0/24", "192.168.2.1");
@@ -175,10 +177,17 @@ async fn remove_withdraws_the_route_and_its_nexthop_once_unused() {
 
     apply_ok(&mut driver, &[Change::Remove(first)]).await;
     assert_eq!(kernel_route(&ns, "-4", MAIN, "11.11.1.0/24"), None);
+    driver.tidy().await.expect("tidy");
     assert_eq!(nexthops(&ns).len(), 1, "still used by the other route");
 
     apply_ok(&mut driver, &[Change::Remove(second)]).await;
     assert_eq!(kernel_route(&ns, "-4", MAIN, "11.11.2.0/24"), None);
+    assert_eq!(
+        nexthops(&ns).len(),
+        1,
+        "withdrawing does not wait for the clean-up"
+    );
+    driver.tidy().await.expect("tidy");
     assert_eq!(nexthops(&ns), Vec::<String>::new());
     assert_eq!(owned(&mut driver).await, vec![]);
 }
@@ -236,6 +245,7 @@ async fn foreign_nexthops_and_the_routes_using_them_are_never_touched() {
     apply_ok(&mut driver, &[Change::Add(ours)]).await;
     assert_eq!(nexthops(&ns).len(), 3);
     apply_ok(&mut driver, &[Change::Remove(ours)]).await;
+    driver.tidy().await.expect("tidy");
     assert_eq!(nexthops(&ns), before);
     assert!(kernel_route(&ns, "-4", MAIN, "11.11.7.0/24").is_some());
 }
@@ -261,6 +271,8 @@ async fn a_foreign_route_holding_the_destination_is_in_the_way() {
 
     let in_the_way = Err(ChangeError::ForeignRouteInTheWay { dst: wanted.dst });
     assert_eq!(outcomes, vec![in_the_way.clone(), in_the_way]);
+    assert_eq!(kernel_route(&ns, "-4", MAIN, "11.11.9.0/24"), before);
+    driver.tidy().await.expect("tidy");
     assert_eq!(kernel_route(&ns, "-4", MAIN, "11.11.9.0/24"), before);
     assert_eq!(
         nexthops(&ns),
@@ -362,6 +374,7 @@ async fn a_named_table_holds_the_routes_and_main_stays_clean() {
 
     apply_ok(&mut table_100, &routes.map(Change::Remove)).await;
     assert_eq!(ns.ip("route show table 100"), "");
+    table_100.tidy().await.expect("tidy");
     assert_eq!(nexthops(&ns), Vec::<String>::new());
 }
 
@@ -391,10 +404,12 @@ async fn ipv6_routes_work_like_ipv4_ones() {
     )
     .await;
     assert_eq!(owned(&mut driver).await, vec![moved]);
+    driver.tidy().await.expect("tidy");
     assert_eq!(nexthops(&ns).len(), 1);
 
     apply_ok(&mut driver, &[Change::Remove(moved)]).await;
     assert_eq!(kernel_route(&ns, "-6", MAIN, "fd11:11:0:1::/64"), None);
+    driver.tidy().await.expect("tidy");
     assert_eq!(nexthops(&ns), Vec::<String>::new());
 }
 
@@ -474,8 +489,13 @@ async fn add_and_remove_distinct_gateways(count: usize) {
     apply_ok(&mut driver, &removes).await;
     let removed = started.elapsed();
     assert_eq!(owned(&mut driver).await, vec![]);
+    let started = Instant::now();
+    driver.tidy().await.expect("tidy");
+    let tidied = started.elapsed();
     assert_eq!(nexthops(&ns), Vec::<String>::new());
-    println!("{count} routes with distinct gateways: add {added:?}, remove {removed:?}");
+    println!(
+        "{count} routes with distinct gateways: add {added:?}, remove {removed:?}, tidy {tidied:?}"
+    );
 }
 
 #[tokio::test]

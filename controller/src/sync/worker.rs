@@ -112,6 +112,10 @@ pub async fn run_worker(
             Ok(true) => {
                 failures = 0;
                 retry_at = None;
+                // Housekeeping only when no change waits for this router.
+                if !desired.has_changed().unwrap_or(true) {
+                    worker.tidy().await;
+                }
             }
             Ok(false) => {
                 failures += 1;
@@ -140,6 +144,16 @@ pub async fn run_worker(
 }
 
 impl Worker {
+    async fn tidy(&mut self) {
+        let Some(driver) = self.driver.as_mut() else {
+            return;
+        };
+        if let Err(err) = driver.tidy().await {
+            tracing::warn!(router = %self.router.name, error = %err, "router housekeeping failed; retried after the next sync");
+            self.driver = None;
+        }
+    }
+
     /// One sync. `Ok(true)` when every change took effect.
     async fn sync(&mut self, want: &RouterDesired) -> Result<bool, DriverError> {
         let started = std::time::Instant::now();
@@ -164,7 +178,13 @@ impl Worker {
         let metrics = &self.observers.metrics;
         metrics.router_up(name, true);
         let plan = plan(want, &view.owned, &view.foreign, &self.settings.guard);
-        report_held_back(&*self.observers.reporter, &self.router, want, &plan, &view.foreign);
+        report_held_back(
+            &*self.observers.reporter,
+            &self.router,
+            want,
+            &plan,
+            &view.foreign,
+        );
         metrics.removals_refused(name, plan.guarded.len());
         if plan.is_empty() {
             metrics.routes_held(name, view.owned.len(), view.foreign.len());
@@ -196,9 +216,11 @@ impl Worker {
                         Action::Remove => (Reason::RouteDeleted, "removed"),
                         _ => (Reason::RouteCreated, "programmed"),
                     };
-                    self.observers
-                        .reporter
-                        .node_event(node, reason, &format!("router {name}: {verb} {route}"));
+                    self.observers.reporter.node_event(
+                        node,
+                        reason,
+                        &format!("router {name}: {verb} {route}"),
+                    );
                 }
                 Err(err) => {
                     counts.1 += 1;

@@ -14,11 +14,12 @@ use rtnetlink::RouteMessageBuilder;
 
 use super::NetlinkRouter;
 use super::batch::{Answer, KernelError};
-use super::dump::{ConnectedNetworks, KernelRoute, Snapshot};
+use super::dump::Snapshot;
 use super::message::RtnlMessage;
 use super::nexthop::NexthopMessage;
 use super::objects::{NexthopKey, Objects};
 use super::socket::Socket;
+use super::view::View;
 use crate::{Change, ChangeError, ChangeOutcome, DriverError};
 
 /// What one change comes down to on this router.
@@ -37,67 +38,40 @@ enum Step {
     Withdraw { dst: IpNet, owned_nh: Option<u32> },
 }
 
-/// The routes in the configured table with a destination inside the pool,
-/// by destination: ours, and anyone else's.
-struct PoolRoutes<'a> {
-    owned: HashMap<IpNet, &'a KernelRoute>,
-    foreign: HashMap<IpNet, &'a KernelRoute>,
-}
-
-impl<'a> PoolRoutes<'a> {
-    fn new(snapshot: &'a Snapshot, router: &NetlinkRouter) -> Self {
-        let mut routes = Self {
-            owned: HashMap::new(),
-            foreign: HashMap::new(),
-        };
-        let in_table = snapshot
-            .routes
-            .iter()
-            .filter(|route| route.table == router.table);
-        for route in in_table.filter(|route| router.ownership.in_pool(&route.dst)) {
-            let side = if route.protocol == router.ownership.netlink_protocol {
-                &mut routes.owned
-            } else {
-                &mut routes.foreign
-            };
-            side.entry(route.dst).or_insert(route);
-        }
-        routes
-    }
-}
-
+/// Applies `changes` and keeps `view` in step with what took effect. Our
+/// nexthop objects that no route uses any more are left for [`tidy`]: that
+/// work is not needed for the routes to be right, and doing it here would
+/// double the cost of withdrawing nodes.
 pub(super) async fn apply(
     socket: &mut Socket,
     router: &NetlinkRouter,
+    view: &mut View,
     changes: &[Change],
 ) -> Result<Vec<ChangeOutcome>, DriverError> {
-    let snapshot = Snapshot::take(socket).await?;
-    let pool = PoolRoutes::new(&snapshot, router);
-    let connected = snapshot.connected_networks(router.table);
-    let mut objects = Objects::new(&snapshot, router.ownership.netlink_protocol);
-
     let steps: Vec<Step> = changes
         .iter()
-        .map(|change| plan(change, router, &pool, &objects, &connected))
+        .map(|change| plan(change, router, view))
         .collect();
     let wanted = steps.iter().filter_map(|step| match step {
         Step::Install { key, .. } => Some(*key),
         _ => None,
     });
-    let refused_nexthops = objects.create(socket, wanted).await?;
+    let refused_nexthops = view.objects.create(socket, wanted).await?;
 
     let mut outcomes: Vec<Option<ChangeOutcome>> = vec![None; changes.len()];
-    let (sent, requests): (Vec<usize>, Vec<_>) =
-        route_requests(&steps, &objects, &refused_nexthops, router, &mut outcomes)
-            .into_iter()
-            .unzip();
+    let (sent, requests): (Vec<usize>, Vec<_>) = route_requests(
+        &steps,
+        &view.objects,
+        &refused_nexthops,
+        router,
+        &mut outcomes,
+    )
+    .into_iter()
+    .unzip();
     let answers = socket.batch("changing routes", requests).await?;
-
-    let mut users = snapshot.nexthop_users();
     for (index, answer) in sent.into_iter().zip(answers) {
-        outcomes[index] = Some(outcome(&steps[index], answer, &pool, &objects, &mut users));
+        outcomes[index] = Some(outcome(&steps[index], answer, view));
     }
-    remove_unused_nexthops(socket, &objects, &users).await?;
     Ok(outcomes
         .into_iter()
         .zip(changes)
@@ -110,6 +84,38 @@ pub(super) async fn apply(
             })
         })
         .collect())
+}
+
+/// Deletes our nexthop objects that no route or group uses any more, by a
+/// fresh read of the kernel (so a route someone else pointed at one of them
+/// since the last read keeps it). Deleting a nexthop deletes the routes
+/// using it, so only ever ours, and only unused; a failure leaves an unused
+/// object behind, harmless, for the next tidy.
+pub(super) async fn tidy(
+    socket: &mut Socket,
+    router: &NetlinkRouter,
+    view: &mut View,
+) -> Result<(), DriverError> {
+    *view = View::new(&Snapshot::take(socket).await?, router);
+    let unused = view.unused_nexthops();
+    let requests = unused
+        .iter()
+        .map(|id| (RtnlMessage::Nexthop(NexthopMessage::delete(*id)), 0))
+        .collect();
+    let answers = socket.batch("deleting unused nexthops", requests).await?;
+    for (id, answer) in unused.into_iter().zip(answers) {
+        match answer {
+            Ok(())
+            | Err(KernelError {
+                errno: Errno::ENOENT,
+                ..
+            }) => view.objects.forget(id),
+            Err(error) => {
+                tracing::warn!(router = %socket.router, nexthop = id, %error, "unused nexthop not deleted")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The route messages for the steps that need the kernel, installs before
@@ -150,23 +156,14 @@ fn route_requests(
     requests
 }
 
-fn plan(
-    change: &Change,
-    router: &NetlinkRouter,
-    pool: &PoolRoutes<'_>,
-    objects: &Objects,
-    connected: &ConnectedNetworks,
-) -> Step {
+fn plan(change: &Change, router: &NetlinkRouter, view: &View) -> Step {
     let route = change.route();
     let dst = route.dst;
     let refuse = |message: String| Step::Settled(Err(ChangeError::Refused { dst, message }));
-    let owned = pool.owned.get(&dst);
+    let owned = view.owned.get(&dst).copied();
     if let Change::Remove(_) = change {
         return match owned {
-            Some(owned) => Step::Withdraw {
-                dst,
-                owned_nh: owned.nh_id,
-            },
+            Some(owned_nh) => Step::Withdraw { dst, owned_nh },
             // Already gone, which is what was asked.
             None => Step::Settled(Ok(())),
         };
@@ -182,7 +179,7 @@ fn plan(
             route.via
         ));
     }
-    let Some(oif) = connected.oif_for(route.via) else {
+    let Some(oif) = view.connected.oif_for(route.via) else {
         return Step::Settled(Err(ChangeError::NextHopNotOnLink {
             dst,
             via: route.via,
@@ -191,16 +188,16 @@ fn plan(
     let key = (route.via, oif);
     match owned {
         // Ours already, through exactly this nexthop: nothing to do.
-        Some(owned) if owned.nh_id.and_then(|id| objects.key_of(id)) == Some(key) => {
+        Some(owned_nh) if owned_nh.and_then(|id| view.objects.key_of(id)) == Some(key) => {
             Step::Settled(Ok(()))
         }
         // Ours, through something else (an add after a stale list too):
         // replacing it is what makes the router hold the route asked for.
-        Some(owned) => Step::Install {
+        Some(owned_nh) => Step::Install {
             dst,
             key,
             replace: true,
-            owned_nh: owned.nh_id,
+            owned_nh,
         },
         // Not ours. NLM_F_REPLACE would overwrite whatever route holds the
         // destination, whoever owns it, so it is only ever used on ours:
@@ -279,41 +276,38 @@ fn nexthop_refused(
     }
 }
 
-/// Turns the kernel's answer into the change's outcome, and keeps the count
-/// of each nexthop's users in step with what took effect.
-fn outcome(
-    step: &Step,
-    answer: Answer,
-    pool: &PoolRoutes<'_>,
-    objects: &Objects,
-    users: &mut HashMap<u32, i64>,
-) -> ChangeOutcome {
-    let mut count = |id: Option<u32>, delta: i64| {
-        if let Some(id) = id {
-            *users.entry(id).or_insert(0) += delta;
-        }
-    };
+/// Turns the kernel's answer into the change's outcome, and keeps the view
+/// in step with what took effect.
+fn outcome(step: &Step, answer: Answer, view: &mut View) -> ChangeOutcome {
     match (step, answer) {
-        (Step::Install { key, owned_nh, .. }, Ok(())) => {
-            count(objects.id(key), 1);
-            count(*owned_nh, -1);
+        (
+            Step::Install {
+                dst, key, owned_nh, ..
+            },
+            Ok(()),
+        ) => {
+            let nh_id = view.objects.id(key);
+            view.owned.insert(*dst, nh_id);
+            view.count_user(nh_id, 1);
+            view.count_user(*owned_nh, -1);
             Ok(())
         }
         (Step::Install { dst, .. }, Err(error))
-            if error.errno == Errno::EEXIST && pool.foreign.contains_key(dst) =>
+            if error.errno == Errno::EEXIST && view.foreign.contains(dst) =>
         {
             Err(ChangeError::ForeignRouteInTheWay { dst: *dst })
         }
         // ESRCH: gone already, which is what was asked.
-        (Step::Withdraw { owned_nh, .. }, Ok(()))
+        (Step::Withdraw { dst, owned_nh }, Ok(()))
         | (
-            Step::Withdraw { owned_nh, .. },
+            Step::Withdraw { dst, owned_nh },
             Err(KernelError {
                 errno: Errno::ESRCH,
                 ..
             }),
         ) => {
-            count(*owned_nh, -1);
+            view.owned.remove(dst);
+            view.count_user(*owned_nh, -1);
             Ok(())
         }
         (Step::Install { dst, .. } | Step::Withdraw { dst, .. }, Err(error)) => {
@@ -324,38 +318,4 @@ fn outcome(
         }
         (Step::Settled(outcome), _) => outcome.clone(),
     }
-}
-
-/// Deletes our nexthop objects that no route or group uses any more.
-/// Deleting a nexthop deletes the routes using it, so only ever ours, and
-/// only unused; failures leave an unused object behind, harmless, and are
-/// retried at the next apply.
-async fn remove_unused_nexthops(
-    socket: &mut Socket,
-    objects: &Objects,
-    users: &HashMap<u32, i64>,
-) -> Result<(), DriverError> {
-    let mut unused: Vec<u32> = objects
-        .ours()
-        .filter(|id| users.get(id).copied().unwrap_or(0) <= 0)
-        .collect();
-    unused.sort_unstable();
-    let requests = unused
-        .iter()
-        .map(|id| (RtnlMessage::Nexthop(NexthopMessage::delete(*id)), 0))
-        .collect();
-    let answers = socket.batch("deleting unused nexthops", requests).await?;
-    for (id, answer) in unused.into_iter().zip(answers) {
-        match answer {
-            Ok(())
-            | Err(KernelError {
-                errno: Errno::ENOENT,
-                ..
-            }) => {}
-            Err(error) => {
-                tracing::warn!(router = %socket.router, nexthop = id, %error, "unused nexthop not deleted")
-            }
-        }
-    }
-    Ok(())
 }

@@ -9,12 +9,15 @@ use netlink_packet_route::route::RouteType;
 use super::NetlinkRouter;
 use super::dump::{KernelRoute, Snapshot, interface_names};
 use super::socket::Socket;
+use super::view::View;
 use crate::{DriverError, ForeignRoute, Route, RouterRoutes};
 
+/// Lists what the router holds inside the pool, and returns the fresh view
+/// of the kernel that the listing was made from.
 pub(super) async fn list(
     socket: &mut Socket,
     router: &NetlinkRouter,
-) -> Result<RouterRoutes, DriverError> {
+) -> Result<(RouterRoutes, View), DriverError> {
     let snapshot = Snapshot::take(socket).await?;
     let in_pool = snapshot
         .routes
@@ -47,7 +50,7 @@ pub(super) async fn list(
     }
     routes.owned.sort();
     routes.foreign.sort_by_key(|route| (route.dst, route.via));
-    Ok(routes)
+    Ok((routes, View::new(&snapshot, router)))
 }
 
 fn unspecified(route: &KernelRoute) -> IpAddr {

@@ -24,10 +24,13 @@ mod message;
 mod nexthop;
 mod objects;
 mod socket;
+mod view;
 
 use async_trait::async_trait;
 
+use self::dump::Snapshot;
 use self::socket::Socket;
+use self::view::View;
 use crate::{Change, ChangeOutcome, DriverError, Ownership, RouterDriver, RouterRoutes};
 
 /// Which kernel, which table, which routes are ours.
@@ -48,6 +51,9 @@ pub struct NetlinkDriver {
     router: NetlinkRouter,
     /// `None` after a failure of the socket: the next call opens a new one.
     socket: Option<Socket>,
+    /// The kernel as last read, kept current from our own changes; `None`
+    /// until the first read and after any failure.
+    view: Option<View>,
 }
 
 impl NetlinkDriver {
@@ -65,6 +71,7 @@ impl NetlinkDriver {
         Ok(Self {
             router,
             socket: Some(socket),
+            view: None,
         })
     }
 
@@ -83,11 +90,25 @@ impl NetlinkDriver {
         Ok(slot.insert(socket))
     }
 
+    async fn apply_with_view(
+        socket: &mut Socket,
+        router: &NetlinkRouter,
+        view: &mut Option<View>,
+        changes: &[Change],
+    ) -> Result<Vec<ChangeOutcome>, DriverError> {
+        let view = match view {
+            Some(view) => view,
+            None => view.insert(View::new(&Snapshot::take(socket).await?, router)),
+        };
+        apply::apply(socket, router, view, changes).await
+    }
+
     /// A socket that failed once (lost acks, closed connection) is not
     /// trusted again.
     fn forget_socket_on_error<T>(&mut self, result: &Result<T, DriverError>) {
         if result.is_err() {
             self.socket = None;
+            self.view = None;
         }
     }
 }
@@ -102,7 +123,9 @@ impl RouterDriver for NetlinkDriver {
         let socket = Self::socket(&mut self.socket, &self.router).await?;
         let result = list::list(socket, &self.router).await;
         self.forget_socket_on_error(&result);
-        result
+        let (routes, view) = result?;
+        self.view = Some(view);
+        Ok(routes)
     }
 
     async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
@@ -110,7 +133,24 @@ impl RouterDriver for NetlinkDriver {
             return Ok(Vec::new());
         }
         let socket = Self::socket(&mut self.socket, &self.router).await?;
-        let result = apply::apply(socket, &self.router, changes).await;
+        let result = Self::apply_with_view(socket, &self.router, &mut self.view, changes).await;
+        self.forget_socket_on_error(&result);
+        result
+    }
+
+    async fn tidy(&mut self) -> Result<(), DriverError> {
+        let has_unused = self
+            .view
+            .as_ref()
+            .is_some_and(|view| !view.unused_nexthops().is_empty());
+        if !has_unused {
+            return Ok(());
+        }
+        let socket = Self::socket(&mut self.socket, &self.router).await?;
+        let Some(view) = self.view.as_mut() else {
+            return Ok(());
+        };
+        let result = apply::tidy(socket, &self.router, view).await;
         self.forget_socket_on_error(&result);
         result
     }

@@ -125,6 +125,16 @@ impl Objects {
         Ok(refused)
     }
 
+    /// Forgets nexthop `id`, deleted from the kernel.
+    pub(super) fn forget(&mut self, id: u32) {
+        if let Some(Some(key)) = self.ours.remove(&id)
+            && self.by_key.get(&key) == Some(&id)
+        {
+            self.by_key.remove(&key);
+        }
+        self.taken.remove(&id);
+    }
+
     fn fresh_id(&mut self) -> u32 {
         while self.taken.contains(&self.next_id) || self.next_id == 0 {
             self.next_id = self.next_id.checked_add(1).unwrap_or(ID_BASE);
