@@ -14,6 +14,15 @@ nodes:
     address: 192.168.3.4
 ";
 
+fn pool() -> PoolConfig {
+    PoolConfig {
+        cidrs: vec!["11.11.0.0/16".parse().expect("cidr")],
+        node_mask_v4: 24,
+        node_mask_v6: 64,
+        reserved: vec![],
+    }
+}
+
 fn inventory_with(text: &str) -> (tempfile::TempDir, FileInventory) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("nodes.yaml");
@@ -91,13 +100,7 @@ fn duplicate_and_badly_named_nodes_are_reported_and_skipped() {
 #[test]
 fn recorded_subnets_survive_a_restart_and_put_old_nodes_first() {
     let (dir, mut inventory) = inventory_with(GOOD);
-    let pool = PoolConfig {
-        cidrs: vec!["11.11.0.0/16".parse().expect("cidr")],
-        node_mask_v4: 24,
-        node_mask_v6: 64,
-        reserved: vec![],
-    };
-    let mut ipam = Ipam::new(&pool);
+    let mut ipam = Ipam::new(&pool());
     let snapshot = inventory.read().expect("read");
     let names: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
     assign(
@@ -133,13 +136,7 @@ fn recorded_subnets_survive_a_restart_and_put_old_nodes_first() {
 #[test]
 fn removed_nodes_leave_the_state_file() {
     let (_dir, mut inventory) = inventory_with(GOOD);
-    let pool = PoolConfig {
-        cidrs: vec!["11.11.0.0/16".parse().expect("cidr")],
-        node_mask_v4: 24,
-        node_mask_v6: 64,
-        reserved: vec![],
-    };
-    let mut ipam = Ipam::new(&pool);
+    let mut ipam = Ipam::new(&pool());
     assign(
         &mut ipam,
         [Claim {
