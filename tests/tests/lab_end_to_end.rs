@@ -386,3 +386,71 @@ async fn metrics_and_probes_tell_what_the_router_holds() {
     );
     assert_eq!(http_get(address, "/nope").map(|(s, _)| s), Some(404));
 }
+
+/// Adds a router to the lab's config (the YAML as the lab wrote it).
+fn add_router(lab: &TestLab, router: &str) {
+    let text = std::fs::read_to_string(&lab.config).expect("config");
+    let mut config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).expect("lab config is YAML");
+    let extra: serde_yaml_ng::Value = serde_yaml_ng::from_str(router).expect("router YAML");
+    config
+        .get_mut("routers")
+        .and_then(|routers| routers.as_sequence_mut())
+        .expect("routers list")
+        .push(extra);
+    std::fs::write(
+        &lab.config,
+        serde_yaml_ng::to_string(&config).expect("YAML"),
+    )
+    .expect("write config");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_router_or_change_is_retried_with_backoff_and_delays_nobody_else() {
+    let lab = pinned_lab().await; // resync every 2 s
+    // A router whose namespace does not exist, and a node whose next hop
+    // the lab router cannot reach (not on any of its networks).
+    add_router(
+        &lab,
+        "{name: ghost, driver: netlink, netns: nre-no-such-ns}",
+    );
+    lab.write_inventory(&format!(
+        "{PINNED_INVENTORY}  - name: node9\n    address: 10.9.9.9\n    annotations:\n      nativeroute.io/routers: rtr\n"
+    ));
+    let controller = lab.start_controller();
+    wait_for_routes(&lab, 3).await;
+    assert!(
+        lab.pings("node1", "node3").await,
+        "the working router waited for the broken one"
+    );
+
+    let watched = Duration::from_secs(6);
+    tokio::time::sleep(watched).await;
+    let log = controller.log();
+    let ghost_attempts = log
+        .lines()
+        .filter(|l| l.contains("sync failed") && l.contains("ghost"))
+        .count();
+    let refused_syncs = log
+        .lines()
+        .filter(|l| l.contains("router synced") && l.contains("failed=true"))
+        .count();
+    // Backoff from 200 ms doubling: about 6 attempts in 6 s, whatever the
+    // resync interval. Without backoff it would be thousands.
+    assert!(
+        (3..=10).contains(&ghost_attempts),
+        "{ghost_attempts} attempts on the missing router in {watched:?}"
+    );
+    assert!(
+        (2..=10).contains(&refused_syncs),
+        "{refused_syncs} syncs refusing node9 in {watched:?}"
+    );
+    assert!(
+        log.contains("nre-no-such-ns"),
+        "the missing namespace is not named in the log"
+    );
+    assert!(
+        log.contains("10.9.9.9") && log.contains("not on-link"),
+        "node9's failure is not explained"
+    );
+}

@@ -100,14 +100,22 @@ pub async fn run_worker(
             biased;
             _ = shutdown.changed() => break,
             changed = desired.changed() => if changed.is_err() { break },
-            _ = sleep_until(resync_at) => worker.view = None,
+            _ = sleep_until(resync_at) => {
+                resync_at = Instant::now() + worker.settings.resync;
+                worker.view = None;
+            }
             _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {}
         }
         if *shutdown.borrow() {
             break;
         }
+        // While backing off, nothing but the retry itself syncs: a broken
+        // router or a change it keeps refusing is asked again at the
+        // backoff's pace, with whatever is desired by then.
+        if retry_at.is_some_and(|at| Instant::now() < at) {
+            continue;
+        }
         let want = desired.borrow_and_update().clone();
-        let relisted = worker.view.is_none();
         match worker.sync(&want).await {
             Ok(true) => {
                 failures = 0;
@@ -135,9 +143,6 @@ pub async fn run_worker(
                 worker.view = None;
                 retry_at = Some(Instant::now() + delay);
             }
-        }
-        if relisted && worker.view.is_some() {
-            resync_at = Instant::now() + worker.settings.resync;
         }
     }
     tracing::info!(router = %worker.router.name, "router worker stopped; routes left in place");
