@@ -508,3 +508,31 @@ async fn a_thousand_routes_with_distinct_gateways_in_one_batch_all_succeed() {
 async fn ten_thousand_routes_with_distinct_gateways_in_one_batch_all_succeed() {
     add_and_remove_distinct_gateways(10_000).await;
 }
+
+#[tokio::test]
+async fn a_replace_never_overwrites_a_foreign_route_that_took_the_destination_since_the_last_read()
+{
+    let ns = router_namespace();
+    let mut driver = driver(&ns, MAIN).await;
+    let ours = route("11.11.1.0/24", "192.168.2.1");
+    apply_ok(&mut driver, &[Change::Add(ours)]).await;
+    assert_eq!(owned(&mut driver).await, vec![ours]);
+
+    // An administrator takes the destination over by hand after our last read.
+    ns.ip("route replace 11.11.1.0/24 via 192.168.2.9 proto static");
+    let theirs = kernel_route(&ns, "-4", MAIN, "11.11.1.0/24");
+
+    let moved = route("11.11.1.0/24", "192.168.2.7");
+    let outcomes = driver
+        .apply(&[Change::Replace {
+            route: moved,
+            old_via: ours.via,
+        }])
+        .await
+        .expect("batch attempted");
+    assert_eq!(
+        outcomes,
+        vec![Err(ChangeError::ForeignRouteInTheWay { dst: moved.dst })]
+    );
+    assert_eq!(kernel_route(&ns, "-4", MAIN, "11.11.1.0/24"), theirs);
+}

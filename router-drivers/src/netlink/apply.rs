@@ -48,10 +48,22 @@ pub(super) async fn apply(
     view: &mut View,
     changes: &[Change],
 ) -> Result<Vec<ChangeOutcome>, DriverError> {
-    let steps: Vec<Step> = changes
+    let mut steps: Vec<Step> = changes
         .iter()
         .map(|change| plan(change, router, view))
         .collect();
+    if steps
+        .iter()
+        .any(|step| matches!(step, Step::Install { replace: true, .. }))
+    {
+        // NLM_F_REPLACE overwrites whatever route holds the destination,
+        // whoever owns it: make sure by a fresh read that it is still ours.
+        *view = View::new(&Snapshot::take(socket).await?, router);
+        steps = changes
+            .iter()
+            .map(|change| plan(change, router, view))
+            .collect();
+    }
     let wanted = steps.iter().filter_map(|step| match step {
         Step::Install { key, .. } => Some(*key),
         _ => None,
