@@ -157,7 +157,8 @@ impl Reconciler {
                 let what = if pinned {
                     "pinned subnet"
                 } else {
-                    "recorded subnet"
+                    "recorded subnet (the node keeps no route until this is resolved: free the \
+                     subnet, or remove the node and add it back for a fresh one)"
                 };
                 let reason = if pinned {
                     Reason::InvalidAnnotation
@@ -187,5 +188,67 @@ impl Reconciler {
             ),
         };
         self.reporter.node_event(&node, reason, &message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::file::FileInventory;
+    use std::time::Duration;
+
+    use crate::report::LogReporter;
+
+    fn config(dir: &std::path::Path, reserved: &str) -> Arc<Config> {
+        let text = format!(
+            "pool: {{cidrs: [11.11.0.0/16], reserved: [{reserved}]}}\n\
+             nodes: {{source: file, file: {}}}\n\
+             routers: [{{name: rtr, driver: netlink}}]\n",
+            dir.join("nodes.yaml").display()
+        );
+        Arc::new(Config::parse(&text).expect("valid config"))
+    }
+
+    /// One controller cycle as `run` does it: read, reconcile, record.
+    fn cycle(config: &Arc<Config>, dir: &std::path::Path) -> Reconciler {
+        let mut inventory = FileInventory::open(&dir.join("nodes.yaml")).expect("open");
+        let mut reconciler =
+            Reconciler::new(config.clone(), Arc::new(LogReporter::new(Duration::ZERO)));
+        let snapshot = inventory.read().expect("read");
+        let reconciled = reconciler.apply(&snapshot, true);
+        inventory
+            .record(reconciler.ipam(), &reconciled.present)
+            .expect("record");
+        reconciler
+    }
+
+    #[test]
+    fn a_refused_recorded_subnet_is_never_swapped_for_a_fresh_one_on_a_later_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("nodes.yaml"),
+            "nodes:\n  - {name: node1, address: 192.168.2.1}\n  - {name: node2, address: 192.168.3.3}\n",
+        )
+        .expect("write");
+        let first = cycle(&config(dir.path(), "11.11.100.0/24"), dir.path());
+        let node2 = first.ipam().subnets_of("node2").to_vec();
+        assert_eq!(node2.len(), 1);
+
+        // node2's subnet becomes reserved: its recorded subnet is refused.
+        let reserved = config(dir.path(), &node2[0].to_string());
+        for _ in 0..3 {
+            let again = cycle(&reserved, dir.path());
+            assert!(
+                again.ipam().subnets_of("node2").is_empty(),
+                "node2 got a fresh subnet"
+            );
+            assert_eq!(
+                again.ipam().subnets_of("node1"),
+                first.ipam().subnets_of("node1")
+            );
+        }
+        // Once the reservation is lifted, node2 gets its own subnet back.
+        let lifted = cycle(&config(dir.path(), "11.11.100.0/24"), dir.path());
+        assert_eq!(lifted.ipam().subnets_of("node2"), node2.as_slice());
     }
 }

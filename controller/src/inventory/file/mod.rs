@@ -175,7 +175,9 @@ impl FileInventory {
         for name in present {
             let subnets = ipam.subnets_of(name).to_vec();
             if subnets.is_empty() {
-                next.nodes.remove(name);
+                // A node that holds nothing now keeps what was recorded for
+                // it (a refused or conflicting subnet): forgetting it would
+                // hand the node a different subnet on the next read.
                 continue;
             }
             match next.nodes.get_mut(name) {
