@@ -145,10 +145,26 @@ fn a_file_source_without_a_file_is_refused() {
 }
 
 #[test]
-fn a_kernel_route_protocol_cannot_be_claimed() {
-    let text = format!("{VALID}ownership:\n  netlinkProtocol: 3\n");
-    let message = problems_of(&text);
-    assert!(message.contains("ownership.netlinkProtocol"), "{message}");
+fn a_route_protocol_of_the_kernel_or_a_routing_daemon_cannot_be_claimed() {
+    for (protocol, owner) in [
+        (3, "boot"),
+        (11, "zebra"),
+        (12, "bird"),
+        (186, "bgp"),
+        (196, "static (FRR)"),
+    ] {
+        let text = format!("{VALID}ownership:\n  netlinkProtocol: {protocol}\n");
+        let message = problems_of(&text);
+        assert!(
+            message.contains("ownership.netlinkProtocol") && message.contains(owner),
+            "{message}"
+        );
+    }
+    let free = format!("{VALID}ownership:\n  netlinkProtocol: 250\n");
+    assert_eq!(
+        Config::parse(&free).map(|c| c.ownership.netlink_protocol),
+        Ok(250)
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nativeroute_router_drivers::Ownership;
+use nativeroute_router_drivers::netlink::known_route_protocol;
 
 use super::raw::{RawConfig, RawIpam, RawNodeSource, RawNodes, RawPool, RawRouter};
 use super::values::check_netns_name;
@@ -15,10 +16,6 @@ use super::{
 const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_REMOVAL_SHARE: f64 = 0.5;
 const DEFAULT_GUARD_MIN_ROUTES: usize = 10;
-/// Kernel route protocols below this are the kernel's own (unspec, redirect,
-/// kernel, boot, static): claiming one would make nativeroute own routes it
-/// never made.
-const FIRST_FREE_ROUTE_PROTOCOL: u8 = 5;
 /// More subnets than this in one pool CIDR is a typo, not a plan.
 const MAX_SUBNET_BITS: u8 = 32;
 /// The kernel's `local` table holds the host's own addresses.
@@ -44,12 +41,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         .ownership
         .netlink_protocol
         .unwrap_or(Ownership::DEFAULT_NETLINK_PROTOCOL);
-    if netlink_protocol < FIRST_FREE_ROUTE_PROTOCOL {
+    if let Some(owner) = known_route_protocol(netlink_protocol) {
         report(
             "ownership.netlinkProtocol".into(),
             format!(
-                "{netlink_protocol} is one of the kernel's own route protocols (0-4); \
-                 nativeroute would claim routes it did not make. The default is 203 (0xcb)"
+                "{netlink_protocol} is the route protocol of {owner}; nativeroute would claim \
+                 routes it did not make. The default is 203 (0xcb)"
             ),
         );
     }

@@ -8,6 +8,7 @@ use netlink_packet_route::route::RouteType;
 
 use super::NetlinkRouter;
 use super::dump::{KernelRoute, Snapshot, interface_names};
+use super::protocols::known_route_protocol;
 use super::socket::Socket;
 use super::view::View;
 use crate::{DriverError, ForeignRoute, Route, RouterRoutes};
@@ -68,7 +69,11 @@ fn detail(route: &KernelRoute, names: &HashMap<u32, String>) -> String {
     if route.kind != RouteType::Unicast {
         words.push(format!("{:?}", route.kind).to_lowercase());
     }
-    words.push(format!("proto {}", protocol_name(route.protocol)));
+    let protocol = match known_route_protocol(route.protocol) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(route.protocol.to_string()),
+    };
+    words.push(format!("proto {protocol}"));
     if let Some(id) = route.nh_id {
         words.push(format!("nhid {id}"));
     }
@@ -82,34 +87,4 @@ fn detail(route: &KernelRoute, names: &HashMap<u32, String>) -> String {
         }
     }
     words.join(" ")
-}
-
-/// iproute2's names for the kernel route protocols (/etc/iproute2/rt_protos).
-fn protocol_name(protocol: u8) -> Cow<'static, str> {
-    let name = match protocol {
-        0 => "unspec",
-        1 => "redirect",
-        2 => "kernel",
-        3 => "boot",
-        4 => "static",
-        8 => "gated",
-        9 => "ra",
-        10 => "mrt",
-        11 => "zebra",
-        12 => "bird",
-        13 => "dnrouted",
-        14 => "xorp",
-        15 => "ntk",
-        16 => "dhcp",
-        18 => "keepalived",
-        42 => "babel",
-        99 => "openr",
-        186 => "bgp",
-        187 => "isis",
-        188 => "ospf",
-        189 => "rip",
-        192 => "eigrp",
-        other => return Cow::Owned(other.to_string()),
-    };
-    Cow::Borrowed(name)
 }

@@ -23,10 +23,13 @@ mod list;
 mod message;
 mod nexthop;
 mod objects;
+mod protocols;
 mod socket;
 mod view;
 
 use async_trait::async_trait;
+
+pub use self::protocols::known_route_protocol;
 
 use self::dump::Snapshot;
 use self::socket::Socket;
