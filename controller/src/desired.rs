@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use nativeroute_router_drivers::Route;
 
 use crate::config::Config;
-use crate::inventory::NodeRecord;
 use crate::inventory::annotations::NodeSettings;
+use crate::inventory::{NodeRecord, Standing};
 use crate::ipam::Ipam;
 
 /// One desired route and the node it is for.
@@ -89,7 +89,7 @@ pub fn compute(
     complete: bool,
 ) -> (BTreeMap<String, RouterDesired>, Vec<Unrouted>) {
     let mut live = LiveNodes::default();
-    for node in nodes {
+    for node in nodes.iter().filter(|node| node.record.is_listed()) {
         let name = &node.record.name;
         for subnet in ipam.subnets_of(name) {
             live.subnets.insert(*subnet, name.clone());
@@ -113,14 +113,17 @@ pub fn compute(
         })
         .collect();
     let mut unrouted = Vec::new();
-    for node in nodes.iter().filter(|node| node.record.frozen) {
+    for node in nodes
+        .iter()
+        .filter(|node| node.record.standing == Standing::Frozen)
+    {
         for router in desired.values_mut() {
             router.keep.extend(ipam.subnets_of(&node.record.name));
         }
     }
     for node in nodes
         .iter()
-        .filter(|node| !node.settings.exclude && !node.record.frozen)
+        .filter(|node| !node.settings.exclude && node.record.standing == Standing::Listed)
     {
         let name = &node.record.name;
         for subnet in ipam.subnets_of(name) {

@@ -30,9 +30,7 @@ pub fn desired_routes(
     let mut inventory = FileInventory::open(path)?;
     let snapshot = inventory.read()?;
     let mut reconciler = Reconciler::new(config.clone(), reporter);
-    for next in inventory.state().next.clone() {
-        reconciler.ipam_mut().restore_cursor(next);
-    }
+    reconciler.resume_after(&inventory.state().next);
     Ok(reconciler.apply(&snapshot, true).desired)
 }
 

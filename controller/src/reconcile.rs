@@ -2,13 +2,15 @@
 //! the controller. It owns the IPAM ledger; the caller persists what it
 //! assigned (state file, Node annotations) before the routes are published.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use crate::config::{Config, IpamMode};
 use crate::desired::{self, NodeView, RouterDesired};
-use crate::inventory::Snapshot;
 use crate::inventory::annotations::{self, NodeSettings};
+use crate::inventory::{Snapshot, Standing};
 use crate::ipam::{self, Claim, Ipam, Outcome};
 use crate::report::{Reason, Reporter};
 
@@ -22,7 +24,7 @@ pub struct Reconciler {
 pub struct Reconciled {
     /// Desired routes per router name.
     pub desired: BTreeMap<String, RouterDesired>,
-    /// Names of the nodes in the snapshot.
+    /// Names of the nodes the source lists.
     pub present: Vec<String>,
 }
 
@@ -40,8 +42,12 @@ impl Reconciler {
         &self.ipam
     }
 
-    pub fn ipam_mut(&mut self) -> &mut Ipam {
-        &mut self.ipam
+    /// Continues next-fit where it stopped before a restart (the subnets
+    /// the ledger saved as "next", one per family).
+    pub fn resume_after(&mut self, next: &[IpNet]) {
+        for subnet in next {
+            self.ipam.restore_cursor(*subnet);
+        }
     }
 
     /// Applies a complete snapshot of the nodes.
@@ -77,15 +83,22 @@ impl Reconciler {
         let present: Vec<String> = snapshot
             .nodes
             .iter()
+            .filter(|node| node.is_listed())
             .map(|node| node.name.clone())
             .collect();
 
         if complete {
+            // Departed nodes are in the snapshot too: they keep their subnets.
+            let known: HashSet<&str> = snapshot
+                .nodes
+                .iter()
+                .map(|node| node.name.as_str())
+                .collect();
             let gone: Vec<String> = self
                 .ipam
                 .assignments()
                 .map(|(node, _)| node.to_owned())
-                .filter(|node| !present.contains(node))
+                .filter(|node| !known.contains(node.as_str()))
                 .collect();
             for node in gone {
                 let released = self.ipam.release(&node);
@@ -102,7 +115,7 @@ impl Reconciler {
                 node: node.name.clone(),
                 recorded: node.recorded.clone(),
                 pinned: settings.pinned.clone(),
-                wants_subnet: allocate && !settings.exclude && !node.frozen,
+                wants_subnet: allocate && !settings.exclude && node.standing == Standing::Listed,
             });
         for outcome in ipam::assign(&mut self.ipam, claims) {
             self.report_outcome(outcome);
@@ -214,6 +227,7 @@ mod tests {
         let mut inventory = FileInventory::open(&dir.join("nodes.yaml")).expect("open");
         let mut reconciler =
             Reconciler::new(config.clone(), Arc::new(LogReporter::new(Duration::ZERO)));
+        reconciler.resume_after(&inventory.state().next);
         let snapshot = inventory.read().expect("read");
         let reconciled = reconciler.apply(&snapshot, true);
         inventory
@@ -250,5 +264,56 @@ mod tests {
         // Once the reservation is lifted, node2 gets its own subnet back.
         let lifted = cycle(&config(dir.path(), "11.11.100.0/24"), dir.path());
         assert_eq!(lifted.ipam().subnets_of("node2"), node2.as_slice());
+    }
+
+    #[test]
+    fn a_node_missing_from_one_read_comes_back_with_the_same_subnet_and_nobody_takes_it_meanwhile()
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nodes = dir.path().join("nodes.yaml");
+        let both = "nodes:\n  - {name: node1, address: 192.168.2.1}\n  - {name: node2, address: 192.168.3.3}\n";
+        std::fs::write(&nodes, both).expect("write");
+        let config = config(dir.path(), "11.11.100.0/24");
+        let first = cycle(&config, dir.path());
+        let node2 = first.ipam().subnets_of("node2").to_vec();
+
+        // node2 is missing (a half-written file); a new node arrives.
+        std::fs::write(&nodes, "nodes:\n  - {name: node1, address: 192.168.2.1}\n  - {name: node3, address: 192.168.3.4}\n")
+            .expect("write");
+        let missing = cycle(&config, dir.path());
+        assert_ne!(
+            missing.ipam().subnets_of("node3"),
+            node2.as_slice(),
+            "node2's subnet was handed out"
+        );
+        assert_eq!(
+            missing.ipam().holder_of(&node2[0]),
+            Some("node2"),
+            "node2's subnet is not held for it"
+        );
+
+        let desired = {
+            let mut inventory = FileInventory::open(&nodes).expect("open");
+            let mut reconciler =
+                Reconciler::new(config.clone(), Arc::new(LogReporter::new(Duration::ZERO)));
+            reconciler
+                .apply(&inventory.read().expect("read"), true)
+                .desired
+        };
+        assert!(
+            !desired["rtr"].routes.contains_key(&node2[0]),
+            "a departed node is still routed"
+        );
+
+        std::fs::write(
+            &nodes,
+            format!("{both}  - {{name: node3, address: 192.168.3.4}}\n"),
+        )
+        .expect("write");
+        let back = cycle(&config, dir.path());
+        assert_eq!(back.ipam().subnets_of("node2"), node2.as_slice());
+        let state =
+            std::fs::read_to_string(dir.path().join("nodes.yaml.state.json")).expect("state");
+        assert!(!state.contains("departed"), "{state}");
     }
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
-use crate::inventory::file::{self, FileInventory};
+use crate::inventory::file::{self, FileError, FileInventory};
 use crate::ipam::Ipam;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::Reconciler;
@@ -131,9 +131,7 @@ async fn run_with_file(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
-    for next in inventory.state().next.clone() {
-        reconciler.ipam_mut().restore_cursor(next);
-    }
+    reconciler.resume_after(&inventory.state().next);
     let (changed_tx, mut changed_rx) = mpsc::channel(1);
     let _watcher = inventory
         .watch(changed_tx)
@@ -162,15 +160,16 @@ async fn run_with_file(
                     }
                 }
             }
+            Err(err @ FileError::Changing { .. }) => {
+                tracing::debug!(error = %err, "inventory is being written");
+                tokio::time::sleep(file::SETTLE).await;
+                continue;
+            }
             Err(err) => tracing::error!(error = %err, "node inventory not applied"),
         }
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = changed_rx.recv() => {
-                // Let the writer finish, and fold a burst of writes into one read.
-                tokio::time::sleep(file::SETTLE).await;
-                while changed_rx.try_recv().is_ok() {}
-            }
+            _ = changed_rx.recv() => settle(&mut changed_rx).await,
             // A safety net for changes the watcher cannot see (network filesystems).
             _ = tokio::time::sleep(config.resync_interval) => {}
         }
@@ -178,4 +177,20 @@ async fn run_with_file(
     tracing::info!("stopping; routes stay on the routers");
     while routers.workers.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Waits until the inventory has been quiet for [`file::SETTLE`], so that
+/// a burst of writes becomes one read of the finished file (bounded, so a
+/// file rewritten without pause is still read now and then).
+async fn settle(changes: &mut mpsc::Receiver<()>) {
+    for _ in 0..50 {
+        tokio::time::sleep(file::SETTLE).await;
+        let mut more = false;
+        while changes.try_recv().is_ok() {
+            more = true;
+        }
+        if !more {
+            return;
+        }
+    }
 }

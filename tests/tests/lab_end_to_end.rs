@@ -104,7 +104,7 @@ async fn containers_reach_each_other_across_the_router_only_once_the_controller_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_node_removed_from_the_inventory_loses_its_route_and_its_subnet() {
+async fn a_node_removed_from_the_inventory_loses_its_route_and_then_its_subnet() {
     let lab = pinned_lab().await;
     let _controller = lab.start_controller();
     wait_for_routes(&lab, 3).await;
@@ -130,10 +130,18 @@ async fn a_node_removed_from_the_inventory_loses_its_route_and_its_subnet() {
         nexthops.lines().count() == 2 && !nexthops.contains("192.168.3.4")
     })
     .await;
-    let state = std::fs::read_to_string(lab.state_path()).expect("state file");
+    // node3 no longer holds a subnet; it is only kept for it during the
+    // grace period, in case it was missing by mistake.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.state_path()).expect("state file"))
+            .expect("JSON");
     assert!(
-        !state.contains("node3"),
+        state["nodes"].get("node3").is_none(),
         "node3 still holds a subnet: {state}"
+    );
+    assert_eq!(
+        state["departed"]["node3"]["subnets"][0], "11.11.3.0/24",
+        "{state}"
     );
 }
 
@@ -452,5 +460,78 @@ async fn a_failing_router_or_change_is_retried_with_backoff_and_delays_nobody_el
     assert!(
         log.contains("10.9.9.9") && log.contains("not on-link"),
         "node9's failure is not explained"
+    );
+}
+
+/// A lab on the lab's own inventory, with subnets assigned by the
+/// controller and containers attached, all routes in place.
+async fn assigned_lab() -> (
+    TestLab,
+    nativeroute_tests::lab::ControllerProcess,
+    BTreeMap<String, IpNet>,
+) {
+    let lab = TestLab::create(RESYNC).await;
+    let controller = lab.start_controller();
+    let assigned = lab
+        .topology
+        .wait_for_assignments(SOON)
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    lab.attach_containers(&assigned).await;
+    wait_for_routes(&lab, 3).await;
+    (lab, controller, assigned)
+}
+
+fn assignments(lab: &TestLab) -> BTreeMap<String, IpNet> {
+    nativeroute::lab::read_assignments(&lab.state_path()).unwrap_or_else(|err| panic!("{err:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_written_inventory_changes_no_subnet() {
+    use std::io::Write as _;
+    let (lab, _controller, assigned) = assigned_lab().await;
+    let full = std::fs::read_to_string(lab.inventory_path()).expect("inventory");
+    let cut = full.find("- name: node2").expect("node2 entry");
+
+    // A careless writer: truncate, write node1, pause, write the rest.
+    let mut file = std::fs::File::create(lab.inventory_path()).expect("open for writing");
+    file.write_all(&full.as_bytes()[..cut]).expect("write");
+    file.sync_all().expect("sync");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    file.write_all(&full.as_bytes()[cut..]).expect("write");
+    drop(file);
+
+    wait_for_routes(&lab, 3).await;
+    tokio::time::sleep(RESYNC).await;
+    assert_eq!(assignments(&lab), assigned, "a node's subnet changed");
+    for (from, to) in [("node1", "node3"), ("node1", "node2")] {
+        assert!(lab.pings(from, to).await, "{from} cannot reach {to}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_entry_broke_while_the_controller_was_down_keeps_its_route_and_subnet() {
+    let (lab, controller, assigned) = assigned_lab().await;
+    let routes_before = lab.router_fingerprint();
+    controller.kill();
+
+    let full = std::fs::read_to_string(lab.inventory_path()).expect("inventory");
+    let broken = full.replace("192.168.3.3", "192.168.3.three");
+    assert_ne!(broken, full);
+    lab.write_inventory(&broken);
+
+    let restarted = lab.start_controller();
+    tokio::time::sleep(RESYNC * 2).await;
+    assert_eq!(
+        lab.router_fingerprint(),
+        routes_before,
+        "node2's route was touched"
+    );
+    assert_eq!(assignments(&lab), assigned);
+    assert!(lab.pings("node1", "node2").await);
+    let log = restarted.log();
+    assert!(
+        log.contains("192.168.3.three"),
+        "the bad entry is not reported:\n{log}"
     );
 }

@@ -25,10 +25,29 @@ pub struct NodeRecord {
     pub annotations: BTreeMap<String, String>,
     /// Subnets assigned to this node earlier and recorded by the source.
     pub recorded: Vec<IpNet>,
-    /// The source lists the node but its entry is unusable and no good copy
-    /// is known: it keeps what it holds (subnets, routes) and nothing else
-    /// changes for it until the entry is fixed.
-    pub frozen: bool,
+    pub standing: Standing,
+}
+
+/// How a node stands in its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Listed, with a usable entry.
+    Listed,
+    /// Listed, but its entry is unusable and no good copy is known: it keeps
+    /// what it holds (subnets, routes) and nothing else changes for it
+    /// until the entry is fixed.
+    Frozen,
+    /// No longer listed: its routes go, but its subnets stay reserved for
+    /// it for a while, so that a node that was missing by mistake (a
+    /// half-written inventory) comes back with the same subnet.
+    Departed,
+}
+
+impl NodeRecord {
+    /// Whether the source lists the node (usable or not).
+    pub fn is_listed(&self) -> bool {
+        self.standing != Standing::Departed
+    }
 }
 
 /// Everything a source knows at one moment, oldest node first.

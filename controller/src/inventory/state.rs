@@ -24,6 +24,18 @@ pub struct State {
     /// The order number the next newly assigned node gets.
     #[serde(default)]
     pub next_order: u64,
+    /// Nodes that left the inventory recently; their subnets stay theirs
+    /// until the grace period ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub departed: BTreeMap<String, DepartedNode>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepartedNode {
+    pub subnets: Vec<IpNet>,
+    pub order: u64,
+    /// When it left, in seconds since the Unix epoch.
+    pub since: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +148,7 @@ mod tests {
             )]),
             next: vec!["11.11.2.0/24".parse().expect("cidr")],
             next_order: 1,
+            departed: BTreeMap::new(),
         };
         state.save(&path).expect("save");
         assert_eq!(State::load(&path).expect("load"), state);

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::state::{self, NodeState, State, StateError};
-use super::{NodeRecord, Snapshot, SourceProblem};
+use super::state::{self, DepartedNode, NodeState, State, StateError};
+use super::{NodeRecord, Snapshot, SourceProblem, Standing};
 use crate::ipam::Ipam;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +28,15 @@ pub enum FileError {
     },
     #[error("node inventory {} is not valid: {message}; keeping the last good inventory", path.display())]
     Invalid { path: PathBuf, message: String },
+    #[error("node inventory {} changed while it was read; reading it again", path.display())]
+    Changing { path: PathBuf },
     #[error(transparent)]
     State(#[from] StateError),
 }
+
+/// How long a node that left the inventory keeps its subnets reserved, so
+/// that one missing by mistake (a file read half-written) gets them back.
+pub const DEPARTED_GRACE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,21 +86,28 @@ impl FileInventory {
     /// Reads the file: nodes recorded in the state first (oldest first),
     /// then new nodes in file order.
     pub fn read(&mut self) -> Result<Snapshot, FileError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| FileError::Read {
+        let read_error = |source| FileError::Read {
             path: self.path.clone(),
             source,
-        })?;
-        let snapshot = self.parse(&text)?;
+        };
+        let before = FileStamp::of(&self.path).map_err(read_error)?;
+        let text = std::fs::read_to_string(&self.path).map_err(read_error)?;
+        if FileStamp::of(&self.path).map_err(read_error)? != before {
+            return Err(FileError::Changing {
+                path: self.path.clone(),
+            });
+        }
+        let snapshot = self.parse(&text, unix_now())?;
         self.last_good = snapshot
             .nodes
             .iter()
-            .filter(|node| !node.frozen)
+            .filter(|node| node.standing == Standing::Listed)
             .map(|node| (node.name.clone(), node.clone()))
             .collect();
         Ok(snapshot)
     }
 
-    fn parse(&self, text: &str) -> Result<Snapshot, FileError> {
+    fn parse(&self, text: &str, now: u64) -> Result<Snapshot, FileError> {
         let invalid = |message: String| FileError::Invalid {
             path: self.path.clone(),
             message,
@@ -131,7 +144,7 @@ impl FileInventory {
                             addresses: Vec::new(),
                             annotations: BTreeMap::new(),
                             recorded: Vec::new(),
-                            frozen: true,
+                            standing: Standing::Frozen,
                         }),
                         None => None,
                     };
@@ -148,20 +161,52 @@ impl FileInventory {
                 }
             }
         }
-        for node in &mut snapshot.nodes {
-            node.recorded = self
-                .state
-                .nodes
-                .get(&node.name)
-                .map(|recorded| recorded.subnets.clone())
-                .unwrap_or_default();
-        }
-        let order = |node: &NodeRecord| {
+        let departed = |name: &str| {
             self.state
-                .nodes
-                .get(&node.name)
-                .map_or(u64::MAX, |s| s.order)
+                .departed
+                .get(name)
+                .filter(|node| now.saturating_sub(node.since) < DEPARTED_GRACE.as_secs())
         };
+        let listed: HashSet<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
+        // Recorded nodes missing from this read have just left: they hold
+        // their subnets like the ones that left earlier.
+        let just_left = self
+            .state
+            .nodes
+            .iter()
+            .filter(|(name, _)| !listed.contains(*name))
+            .map(|(name, entry)| (name, &entry.subnets));
+        let left_earlier = self
+            .state
+            .departed
+            .keys()
+            .filter(|name| !listed.contains(*name))
+            .filter_map(|name| departed(name).map(|away| (name, &away.subnets)));
+        let away: Vec<NodeRecord> = just_left
+            .chain(left_earlier)
+            .map(|(name, subnets)| NodeRecord {
+                name: name.clone(),
+                addresses: Vec::new(),
+                annotations: BTreeMap::new(),
+                recorded: subnets.clone(),
+                standing: Standing::Departed,
+            })
+            .collect();
+        for node in &mut snapshot.nodes {
+            node.recorded = match (self.state.nodes.get(&node.name), departed(&node.name)) {
+                (Some(recorded), _) => recorded.subnets.clone(),
+                // Back within the grace period: the same subnets again.
+                (None, Some(returning)) => returning.subnets.clone(),
+                (None, None) => Vec::new(),
+            };
+        }
+        snapshot.nodes.extend(away);
+        let order =
+            |node: &NodeRecord| match (self.state.nodes.get(&node.name), departed(&node.name)) {
+                (Some(recorded), _) => recorded.order,
+                (None, Some(away)) => away.order,
+                (None, None) => u64::MAX,
+            };
         // Stable: new nodes (u64::MAX) keep their file order.
         snapshot.nodes.sort_by_key(order);
         Ok(snapshot)
@@ -170,26 +215,64 @@ impl FileInventory {
     /// Records what the ledger holds for the nodes of the inventory, and
     /// writes the state file if anything changed.
     pub fn record(&mut self, ipam: &Ipam, present: &[String]) -> Result<bool, FileError> {
+        let now = unix_now();
+        let listed: HashSet<&str> = present.iter().map(String::as_str).collect();
         let mut next = self.state.clone();
-        next.nodes.retain(|name, _| present.contains(name));
+        let left: Vec<String> = next
+            .nodes
+            .keys()
+            .filter(|name| !listed.contains(name.as_str()))
+            .cloned()
+            .collect();
+        for name in left {
+            if let Some(entry) = next.nodes.remove(&name) {
+                tracing::info!(
+                    node = name,
+                    subnets = ?entry.subnets,
+                    grace = %humantime::format_duration(DEPARTED_GRACE),
+                    "node left the inventory: its routes are withdrawn, its subnets stay reserved for it during the grace period"
+                );
+                let away = DepartedNode {
+                    subnets: entry.subnets,
+                    order: entry.order,
+                    since: now,
+                };
+                next.departed.insert(name, away);
+            }
+        }
         for name in present {
             let subnets = ipam.subnets_of(name).to_vec();
-            if subnets.is_empty() {
+            if let Some(entry) = next.nodes.get_mut(name) {
                 // A node that holds nothing now keeps what was recorded for
                 // it (a refused or conflicting subnet): forgetting it would
                 // hand the node a different subnet on the next read.
+                if !subnets.is_empty() {
+                    entry.subnets = subnets;
+                }
                 continue;
             }
-            match next.nodes.get_mut(name) {
-                Some(entry) => entry.subnets = subnets,
+            let entry = match next.departed.remove(name) {
+                Some(back) if subnets.is_empty() => NodeState {
+                    subnets: back.subnets,
+                    order: back.order,
+                },
+                Some(back) => NodeState {
+                    subnets,
+                    order: back.order,
+                },
+                None if subnets.is_empty() => continue,
                 None => {
-                    let order = next.next_order;
                     next.next_order += 1;
-                    next.nodes
-                        .insert(name.clone(), NodeState { subnets, order });
+                    NodeState {
+                        subnets,
+                        order: next.next_order - 1,
+                    }
                 }
-            }
+            };
+            next.nodes.insert(name.clone(), entry);
         }
+        next.departed
+            .retain(|_, away| now.saturating_sub(away.since) < DEPARTED_GRACE.as_secs());
         next.next = ipam
             .cursors()
             .into_iter()
@@ -266,7 +349,7 @@ fn parse_node(entry: serde_yaml_ng::Value) -> Result<NodeRecord, String> {
         addresses,
         annotations: raw.annotations,
         recorded: Vec::new(),
-        frozen: false,
+        standing: Standing::Listed,
     })
 }
 
@@ -291,3 +374,29 @@ fn check_node_name(name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests;
+
+/// What tells a file apart from its next version without reading it.
+#[derive(Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+        })
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
