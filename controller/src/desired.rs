@@ -61,9 +61,14 @@ impl LiveNodes {
             .map(String::as_str)
     }
 
-    /// The existing node that holds `subnet`.
-    pub fn holder_of(&self, subnet: &IpNet) -> Option<&str> {
-        self.subnets.get(subnet).map(String::as_str)
+    /// The existing node whose subnet is, or contains, `dst`: a foreign
+    /// route to it takes (some of) that node's traffic.
+    pub fn node_hit_by(&self, dst: &IpNet) -> Option<&str> {
+        (0..=dst.prefix_len())
+            .rev()
+            .filter_map(|len| IpNet::new(dst.network(), len).ok())
+            .find_map(|net| self.subnets.get(&net.trunc()))
+            .map(String::as_str)
     }
 }
 

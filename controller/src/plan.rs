@@ -15,7 +15,7 @@ use crate::inventory::file::FileInventory;
 use crate::reconcile::Reconciler;
 use crate::report::{LogReporter, Reporter};
 use crate::routers;
-use crate::sync::plan;
+use crate::sync::diff;
 
 /// The desired routes per router, as `run` would compute them now.
 pub fn desired_routes(
@@ -54,7 +54,7 @@ pub async fn print_plan(config: Config) -> anyhow::Result<bool> {
         match listed {
             Ok(routes) => {
                 let held = routes.owned.iter().map(|r| (r.dst, r.via)).collect();
-                let plan = plan::plan(want, &held, &routes.foreign, &config.removal_guard);
+                let plan = diff::diff(want, &held, &routes.foreign, &config.removal_guard);
                 let _ = writeln!(
                     out,
                     "router {name}: {} to add, {} to replace, {} to remove ({} routes held, {} desired)",

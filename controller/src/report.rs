@@ -19,6 +19,8 @@ pub enum Reason {
     InvalidInventoryEntry,
     RouteCreated,
     FailedToCreateRoute,
+    /// A removal failed or was refused by the mass-removal guard.
+    FailedToDeleteRoute,
     RouteDeleted,
     ForeignRoute,
     Unroutable,
@@ -34,6 +36,7 @@ impl Reason {
             Reason::InvalidInventoryEntry => "InvalidInventoryEntry",
             Reason::RouteCreated => "RouteCreated",
             Reason::FailedToCreateRoute => "FailedToCreateRoute",
+            Reason::FailedToDeleteRoute => "FailedToDeleteRoute",
             Reason::RouteDeleted => "RouteDeleted",
             Reason::ForeignRoute => "ForeignRoute",
             Reason::Unroutable => "Unroutable",

@@ -1,10 +1,10 @@
 //! Keeping routers in step: one worker per router diffs what the router
 //! should hold against what it holds and applies the difference as one batch.
 
-pub mod plan;
+pub mod diff;
 pub mod worker;
 
-pub use plan::{SyncPlan, plan};
+pub use diff::{SyncPlan, diff};
 pub use worker::{Observers, WorkerSettings, run_worker};
 
 #[cfg(test)]

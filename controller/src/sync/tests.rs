@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use nativeroute_router_drivers::Action;
 
-use super::plan::*;
+use super::diff::*;
 use crate::config::RemovalGuard;
 use crate::desired::{DesiredRoute, LiveNodes, RouterDesired};
 
@@ -61,7 +61,7 @@ fn live_of(routes: &[(u8, u8)]) -> LiveNodes {
 #[test]
 fn missing_routes_are_added_changed_next_hops_replaced_and_matching_ones_left_alone() {
     let want = [(1, 1), (2, 2), (3, 3)];
-    let plan = plan(
+    let plan = diff(
         &desired(&want, true, live_of(&want)),
         &held(&[(1, 1), (2, 9)]),
         &[],
@@ -82,7 +82,7 @@ fn missing_routes_are_added_changed_next_hops_replaced_and_matching_ones_left_al
 #[test]
 fn routes_of_deleted_nodes_are_removed() {
     let want = [(1, 1)];
-    let plan = plan(
+    let plan = diff(
         &desired(&want, true, live_of(&want)),
         &held(&[(1, 1), (2, 2)]),
         &[],
@@ -96,7 +96,7 @@ fn routes_of_deleted_nodes_are_removed() {
 
 #[test]
 fn nothing_is_removed_before_the_inventory_is_complete() {
-    let plan = plan(
+    let plan = diff(
         &desired(&[], false, LiveNodes::default()),
         &held(&[(1, 1), (2, 2)]),
         &[],
@@ -114,7 +114,7 @@ fn a_foreign_route_holding_the_destination_blocks_the_add() {
         via: Some(ip(7)),
         detail: "proto boot".into(),
     };
-    let plan = plan(
+    let plan = diff(
         &desired(&want, true, live_of(&want)),
         &held(&[]),
         &[foreign],
@@ -128,7 +128,7 @@ fn a_foreign_route_holding_the_destination_blocks_the_add() {
 fn removing_most_routes_of_nodes_that_still_exist_is_refused() {
     let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
     // Only node1 is still routed here, but all five nodes exist.
-    let plan = plan(
+    let plan = diff(
         &desired(&all[..1], true, live_of(&all)),
         &held(&all),
         &[],
@@ -143,7 +143,7 @@ fn removing_most_routes_of_nodes_that_still_exist_is_refused() {
 fn removing_routes_of_deleted_nodes_is_never_guarded() {
     let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
     let remaining = &all[..1];
-    let plan = plan(
+    let plan = diff(
         &desired(remaining, true, live_of(remaining)),
         &held(&all),
         &[],
@@ -156,7 +156,7 @@ fn removing_routes_of_deleted_nodes_is_never_guarded() {
 #[test]
 fn a_few_removals_of_live_nodes_pass_the_guard() {
     let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
-    let plan = plan(
+    let plan = diff(
         &desired(&all[..3], true, live_of(&all)),
         &held(&all),
         &[],
@@ -171,11 +171,22 @@ fn a_route_whose_next_hop_is_a_live_nodes_address_counts_as_that_nodes() {
     // The router holds the nodes' routes under subnets nobody holds now
     // (a lost state file): the next hops still name live nodes.
     let stale = [(11, 1), (12, 2), (13, 3), (14, 4)];
-    let plan = plan(
+    let plan = diff(
         &desired(&all, true, live_of(&all)),
         &held(&stale),
         &[],
         &GUARD,
     );
     assert_eq!(plan.guarded.len(), 4, "{plan}");
+}
+
+#[test]
+fn a_foreign_route_on_or_inside_a_nodes_subnet_hits_that_node_and_a_wider_one_hits_none() {
+    let live = live_of(&[(1, 1), (2, 2)]);
+    let inside: IpNet = "11.11.2.128/25".parse().expect("cidr");
+    let wider: IpNet = "11.11.0.0/16".parse().expect("cidr");
+    assert_eq!(live.node_hit_by(&inside), Some("node2"));
+    assert_eq!(live.node_hit_by(&net(2)), Some("node2"));
+    assert_eq!(live.node_hit_by(&wider), None);
+    assert_eq!(live.node_hit_by(&net(9)), None);
 }

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nativeroute_router_drivers::{
-    Action, Change, DriverError, ForeignRoute, Ownership, RouterDriver,
+    Action, Change, ChangeOutcome, DriverError, ForeignRoute, Ownership, RouterDriver,
 };
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
-use super::plan::{SyncPlan, plan};
+use super::diff::{SyncPlan, diff};
 use crate::config::{RemovalGuard, RouterConfig};
 use crate::desired::RouterDesired;
 use crate::metrics::Metrics;
@@ -182,7 +182,7 @@ impl Worker {
         let name = self.router.name.as_str();
         let metrics = &self.observers.metrics;
         metrics.router_up(name, true);
-        let plan = plan(want, &view.owned, &view.foreign, &self.settings.guard);
+        let plan = diff(want, &view.owned, &view.foreign, &self.settings.guard);
         report_held_back(
             &*self.observers.reporter,
             &self.router,
@@ -191,53 +191,21 @@ impl Worker {
             &view.foreign,
         );
         metrics.removals_refused(name, plan.guarded.len());
-        if plan.is_empty() {
+        if plan.has_no_changes() {
             metrics.routes_held(name, view.owned.len(), view.foreign.len());
             metrics.sync_finished(name, started.elapsed());
             return Ok(true);
         }
         let outcomes = driver.apply(&plan.changes).await?;
-        let mut tally: BTreeMap<Action, (u64, u64)> = BTreeMap::new();
-        let mut all_ok = true;
-        for (change, outcome) in plan.changes.iter().zip(outcomes) {
-            let route = change.route();
-            let node = match change {
-                Change::Remove(_) => want.live.node_of(&route).map(str::to_owned),
-                _ => want
-                    .routes
-                    .get(&route.dst)
-                    .map(|desired| desired.node.clone()),
-            };
-            let node = node.as_deref().unwrap_or("-");
-            let counts = tally.entry(change.action()).or_default();
-            match outcome {
-                Ok(()) => {
-                    counts.0 += 1;
-                    match change {
-                        Change::Remove(_) => view.owned.remove(&route.dst),
-                        _ => view.owned.insert(route.dst, route.via),
-                    };
-                    let (reason, verb) = match change.action() {
-                        Action::Remove => (Reason::RouteDeleted, "removed"),
-                        _ => (Reason::RouteCreated, "programmed"),
-                    };
-                    self.observers.reporter.node_event(
-                        node,
-                        reason,
-                        &format!("router {name}: {verb} {route}"),
-                    );
-                }
-                Err(err) => {
-                    counts.1 += 1;
-                    all_ok = false;
-                    self.observers.reporter.node_event(
-                        node,
-                        Reason::FailedToCreateRoute,
-                        &format!("router {name}: {change} failed: {err}"),
-                    );
-                }
-            }
-        }
+        let tally = take_outcomes(
+            &*self.observers.reporter,
+            name,
+            want,
+            view,
+            &plan.changes,
+            outcomes,
+        );
+        let all_ok = tally.values().all(|(_, failed)| *failed == 0);
         for (action, (ok, failed)) in tally {
             metrics.route_changes(name, action.as_str(), ok, failed);
         }
@@ -256,6 +224,63 @@ impl Worker {
     }
 }
 
+/// Brings the worker's view of the router in step with what took effect,
+/// tells each node what happened to its route, and counts the outcomes per
+/// action as (ok, failed).
+fn take_outcomes(
+    reporter: &dyn Reporter,
+    router: &str,
+    want: &RouterDesired,
+    view: &mut RouterView,
+    changes: &[Change],
+    outcomes: Vec<ChangeOutcome>,
+) -> BTreeMap<Action, (u64, u64)> {
+    let mut tally: BTreeMap<Action, (u64, u64)> = BTreeMap::new();
+    for (change, outcome) in changes.iter().zip(outcomes) {
+        let route = change.route();
+        let node = match change {
+            Change::Remove(_) => want.live.node_of(&route).map(str::to_owned),
+            _ => want
+                .routes
+                .get(&route.dst)
+                .map(|desired| desired.node.clone()),
+        };
+        let node = node.as_deref().unwrap_or("-");
+        let counts = tally.entry(change.action()).or_default();
+        let removal = change.action() == Action::Remove;
+        match outcome {
+            Ok(()) => {
+                counts.0 += 1;
+                if removal {
+                    view.owned.remove(&route.dst);
+                } else {
+                    view.owned.insert(route.dst, route.via);
+                }
+                let (reason, verb) = if removal {
+                    (Reason::RouteDeleted, "removed")
+                } else {
+                    (Reason::RouteCreated, "programmed")
+                };
+                reporter.node_event(node, reason, &format!("router {router}: {verb} {route}"));
+            }
+            Err(err) => {
+                counts.1 += 1;
+                let reason = if removal {
+                    Reason::FailedToDeleteRoute
+                } else {
+                    Reason::FailedToCreateRoute
+                };
+                reporter.node_event(
+                    node,
+                    reason,
+                    &format!("router {router}: {change} failed: {err}"),
+                );
+            }
+        }
+    }
+    tally
+}
+
 fn report_held_back(
     reporter: &dyn Reporter,
     router: &RouterConfig,
@@ -271,7 +296,7 @@ fn report_held_back(
         );
     }
     for blocking in foreign.iter().filter(|f| !want.routes.contains_key(&f.dst)) {
-        if let Some(node) = want.live.holder_of(&blocking.dst) {
+        if let Some(node) = want.live.node_hit_by(&blocking.dst) {
             reporter.node_event(
                 node,
                 Reason::ForeignRoute,
@@ -292,7 +317,7 @@ fn report_held_back(
              check nodeNetworks, the routers annotations and the node addresses"
         );
         for (route, node) in &plan.guarded {
-            reporter.node_event(node, Reason::FailedToCreateRoute, &format!(
+            reporter.node_event(node, Reason::FailedToDeleteRoute, &format!(
                 "router {}: removal of {route} refused by the mass-removal guard while the node exists", router.name));
         }
     }

@@ -286,22 +286,24 @@ impl FileInventory {
         Ok(true)
     }
 
-    /// Signals on `changes` whenever the file may have changed (written,
-    /// replaced, moved into place). The directory is watched, not the file,
-    /// because editors and ConfigMap mounts replace the file.
+    /// Signals on `changes` whenever the file may have changed. The
+    /// directory is watched, not the file, and any change in it counts
+    /// except our own state file's: editors replace the file, and a
+    /// Kubernetes ConfigMap mount swaps a `..data` link without touching it.
     pub fn watch(
         &self,
         changes: mpsc::Sender<()>,
     ) -> Result<notify::RecommendedWatcher, notify::Error> {
         use notify::{RecursiveMode, Watcher};
-        let file_name = self.path.file_name().map(|name| name.to_os_string());
+        let own_state = self.state_path.clone();
+        let own_temp = self.state_path.with_extension("json.tmp");
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let relevant = match &event {
                     Ok(event) => event
                         .paths
                         .iter()
-                        .any(|path| path.file_name().map(|name| name.to_os_string()) == file_name),
+                        .any(|path| *path != own_state && *path != own_temp),
                     // On a watcher error, re-read rather than miss a change.
                     Err(_) => true,
                 };

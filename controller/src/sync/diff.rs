@@ -25,7 +25,7 @@ pub struct SyncPlan {
 }
 
 impl SyncPlan {
-    pub fn is_empty(&self) -> bool {
+    pub fn has_no_changes(&self) -> bool {
         self.changes.is_empty()
     }
 
@@ -69,7 +69,7 @@ impl fmt::Display for SyncPlan {
 
 /// Diffs `desired` against `held` (the owned routes on the router, by
 /// destination) and `foreign` (routes in the pool nativeroute does not own).
-pub fn plan(
+pub fn diff(
     desired: &RouterDesired,
     held: &BTreeMap<IpNet, IpAddr>,
     foreign: &[ForeignRoute],
