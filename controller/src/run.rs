@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
-use crate::inventory::file::{self, FileError, FileInventory};
+use crate::inventory::NodeSource;
+use crate::inventory::file::{FileInventory, FileSource};
 use crate::ipam::Ipam;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::Reconciler;
@@ -62,8 +63,8 @@ pub async fn run(
     }
     match &config.nodes {
         NodesConfig::File { path } => {
-            let inventory = FileInventory::open(path)?;
-            run_with_file(config.clone(), inventory, observers, ready_tx, shutdown).await
+            let source = FileSource::open(FileInventory::open(path)?, config.resync_interval)?;
+            run_with_source(config.clone(), source, observers, ready_tx, shutdown).await
         }
         NodesConfig::Kubernetes { .. } => bail!(
             "nodes.source: kubernetes is not available in this version yet; use nodes.source: file"
@@ -123,74 +124,48 @@ impl Routers {
     }
 }
 
-async fn run_with_file(
+async fn run_with_source(
     config: Arc<Config>,
-    mut inventory: FileInventory,
+    mut source: impl NodeSource,
     observers: Observers,
     ready: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
-    reconciler.resume_after(&inventory.state().next);
-    let (changed_tx, mut changed_rx) = mpsc::channel(1);
-    let _watcher = inventory
-        .watch(changed_tx)
-        .with_context(|| format!("cannot watch {} for changes", inventory.path().display()))?;
+    reconciler.resume_after(&source.resume_point());
     let mut routers = Routers::start(&config, &observers, &shutdown);
     tracing::info!(
-        inventory = %inventory.path().display(),
+        nodes = source.describe(),
         routers = config.routers.len(),
         "controller started"
     );
-
     loop {
-        match inventory.read() {
-            Ok(snapshot) => {
-                let reconciled = reconciler.apply(&snapshot, true);
-                record_pool_usage(&observers.metrics, reconciler.ipam());
-                // Record before routing: a route must never exist for an
-                // assignment a crash could forget.
-                match inventory.record(reconciler.ipam(), &reconciled.present) {
-                    Ok(_) => {
-                        routers.publish(reconciled.desired);
-                        ready.send_replace(true);
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "assignments not recorded; routes wait until they are")
-                    }
-                }
-            }
-            Err(err @ FileError::Changing { .. }) => {
-                tracing::debug!(error = %err, "inventory is being written");
-                tokio::time::sleep(file::SETTLE).await;
+        let snapshot = tokio::select! {
+            _ = shutdown.changed() => break,
+            snapshot = source.next_snapshot() => snapshot,
+        };
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                tracing::error!(error = %err, "nodes not read; the last good state stays");
                 continue;
             }
-            Err(err) => tracing::error!(error = %err, "node inventory not applied"),
-        }
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            _ = changed_rx.recv() => settle(&mut changed_rx).await,
-            // A safety net for changes the watcher cannot see (network filesystems).
-            _ = tokio::time::sleep(config.resync_interval) => {}
+        };
+        let reconciled = reconciler.apply(&snapshot, true);
+        record_pool_usage(&observers.metrics, reconciler.ipam());
+        // Record before routing: a route must never exist for an assignment
+        // a crash could forget.
+        match source.record(reconciler.ipam(), &reconciled.present).await {
+            Ok(()) => {
+                routers.publish(reconciled.desired);
+                ready.send_replace(true);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "assignments not recorded; their routes wait until they are")
+            }
         }
     }
     tracing::info!("stopping; routes stay on the routers");
     while routers.workers.join_next().await.is_some() {}
     Ok(())
-}
-
-/// Waits until the inventory has been quiet for [`file::SETTLE`], so that
-/// a burst of writes becomes one read of the finished file (bounded, so a
-/// file rewritten without pause is still read now and then).
-async fn settle(changes: &mut mpsc::Receiver<()>) {
-    for _ in 0..50 {
-        tokio::time::sleep(file::SETTLE).await;
-        let mut more = false;
-        while changes.try_recv().is_ok() {
-            more = true;
-        }
-        if !more {
-            return;
-        }
-    }
 }

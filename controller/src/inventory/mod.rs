@@ -7,7 +7,10 @@
 
 pub mod annotations;
 pub mod file;
+pub mod source;
 pub mod state;
+
+pub use source::{NodeSource, SourceError};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

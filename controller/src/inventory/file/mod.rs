@@ -30,6 +30,8 @@ pub enum FileError {
     Invalid { path: PathBuf, message: String },
     #[error("node inventory {} changed while it was read; reading it again", path.display())]
     Changing { path: PathBuf },
+    #[error("cannot watch {} for changes: {message}", path.display())]
+    Watch { path: PathBuf, message: String },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -373,6 +375,10 @@ fn check_node_name(name: &str) -> Result<(), String> {
         ))
     }
 }
+
+mod source;
+
+pub use source::FileSource;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,34 @@
+//! The one interface every node source offers the controller.
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+
+use super::Snapshot;
+use super::file::FileError;
+use crate::ipam::Ipam;
+
+/// Where nodes come from, and where their assignments are kept.
+#[async_trait]
+pub trait NodeSource: Send {
+    /// The nodes as they are now: at once on the first call (the initial
+    /// complete list), then when something changed, and at least every
+    /// resync interval as a safety net. Each snapshot is complete.
+    async fn next_snapshot(&mut self) -> Result<Snapshot, SourceError>;
+
+    /// Records durably what the ledger holds for the listed nodes. Called
+    /// before the routes of a snapshot are published, so that no route ever
+    /// exists for an assignment a crash could forget.
+    async fn record(&mut self, ipam: &Ipam, listed: &[String]) -> Result<(), SourceError>;
+
+    /// Where next-fit continues after a restart, one subnet per family.
+    fn resume_point(&self) -> Vec<IpNet>;
+
+    /// Where the nodes come from, for logs.
+    fn describe(&self) -> String;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    File(#[from] FileError),
+}
