@@ -455,6 +455,31 @@ async fn a_failing_router_or_change_is_retried_with_backoff_and_delays_nobody_el
         log.contains("10.9.9.9") && log.contains("not on-link"),
         "node9's failure is not explained"
     );
+
+    // With node9's retries backed off by now, other nodes' changes still go
+    // out at once, and housekeeping still runs.
+    let node2 = "  - name: node2\n    address: 192.168.3.3\n    annotations:\n      nativeroute.io/subnet: 11.11.2.0/24\n";
+    assert!(PINNED_INVENTORY.contains(node2));
+    lab.write_inventory(&format!(
+        "{}  - name: node9\n    address: 10.9.9.9\n    annotations:\n      nativeroute.io/routers: rtr\n  \
+         - name: node4\n    address: 192.168.3.44\n    annotations:\n      nativeroute.io/subnet: 11.11.40.0/24\n",
+        PINNED_INVENTORY.replace(node2, "")
+    ));
+    let netns = lab.router_netns().to_owned();
+    let took = wait_until("node4 is routed and node2 is not", SOON, async || {
+        let routes = router_routes(&netns);
+        routes.contains_key(&net("11.11.40.0/24")) && !routes.contains_key(&net("11.11.2.0/24"))
+    })
+    .await;
+    assert!(
+        took < Duration::from_secs(1),
+        "node4's route took {took:?} behind node9's refusals"
+    );
+    wait_until("node2's nexthop object is gone", SOON, async || {
+        !lab.ip_in_router(&["nexthop", "show"])
+            .contains("192.168.3.3")
+    })
+    .await;
 }
 
 /// A lab on the lab's own inventory, with subnets assigned by the

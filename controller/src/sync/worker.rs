@@ -91,7 +91,12 @@ pub async fn run_worker(
         driver: None,
         view: None,
     };
-    let mut failures: u32 = 0;
+    // The router itself failing (unreachable, session lost) and the router
+    // refusing single changes are backed off differently: the first stops
+    // all syncing until the retry, the second only paces the retries of
+    // what was refused, so one bad route never delays the other nodes.
+    let mut router_failures: u32 = 0;
+    let mut refusals: u32 = 0;
     let mut retry_at = Some(Instant::now());
     let mut resync_at = Instant::now() + worker.settings.resync;
     loop {
@@ -104,40 +109,42 @@ pub async fn run_worker(
                 resync_at = Instant::now() + worker.settings.resync;
                 worker.view = None;
             }
-            _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {}
+            _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
+                // What the router refused may be explained by what it holds
+                // (a foreign route in the way): retries start from a list.
+                if refusals > 0 {
+                    worker.view = None;
+                }
+            }
         }
         if *shutdown.borrow() {
             break;
         }
-        // While backing off, nothing but the retry itself syncs: a broken
-        // router or a change it keeps refusing is asked again at the
-        // backoff's pace, with whatever is desired by then.
-        if retry_at.is_some_and(|at| Instant::now() < at) {
+        if router_failures > 0 && retry_at.is_some_and(|at| Instant::now() < at) {
             continue;
         }
         let want = desired.borrow_and_update().clone();
         match worker.sync(&want).await {
-            Ok(true) => {
-                failures = 0;
-                retry_at = None;
+            Ok(all_taken) => {
+                router_failures = 0;
+                if all_taken {
+                    refusals = 0;
+                    retry_at = None;
+                } else {
+                    refusals += 1;
+                    retry_at = Some(Instant::now() + worker.settings.backoff(refusals));
+                }
                 // Housekeeping only when no change waits for this router.
                 if !desired.has_changed().unwrap_or(true) {
                     worker.tidy().await;
                 }
             }
-            Ok(false) => {
-                failures += 1;
-                // Some changes failed: the router's state is uncertain for
-                // them, so the retry starts from a fresh list.
-                worker.view = None;
-                retry_at = Some(Instant::now() + worker.settings.backoff(failures));
-            }
             Err(err) => {
-                failures += 1;
+                router_failures += 1;
                 let name = worker.router.name.as_str();
                 worker.observers.metrics.sync_failed(name);
                 worker.observers.metrics.router_up(name, false);
-                let delay = worker.settings.backoff(failures);
+                let delay = worker.settings.backoff(router_failures);
                 tracing::warn!(router = %worker.router.name, error = %err, retry_in = ?delay, "sync failed");
                 worker.driver = None;
                 worker.view = None;
