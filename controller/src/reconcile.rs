@@ -213,13 +213,24 @@ mod tests {
     use crate::report::LogReporter;
 
     fn config(dir: &std::path::Path, reserved: &str) -> Arc<Config> {
+        config_with_pool(
+            dir,
+            &format!("{{cidrs: [11.11.0.0/16], reserved: [{reserved}]}}"),
+        )
+    }
+
+    fn config_with_pool(dir: &std::path::Path, pool: &str) -> Arc<Config> {
         let text = format!(
-            "pool: {{cidrs: [11.11.0.0/16], reserved: [{reserved}]}}\n\
+            "pool: {pool}\n\
              nodes: {{source: file, file: {}}}\n\
              routers: [{{name: rtr, driver: netlink}}]\n",
             dir.join("nodes.yaml").display()
         );
         Arc::new(Config::parse(&text).expect("valid config"))
+    }
+
+    fn state(dir: &std::path::Path) -> crate::inventory::state::State {
+        crate::inventory::state::State::load(&dir.join("nodes.yaml.state.json")).expect("state")
     }
 
     /// One controller cycle as `run` does it: read, reconcile, record.
@@ -315,5 +326,78 @@ mod tests {
         let state =
             std::fs::read_to_string(dir.path().join("nodes.yaml.state.json")).expect("state");
         assert!(!state.contains("departed"), "{state}");
+    }
+
+    #[test]
+    fn a_node_back_after_its_grace_never_revives_a_subnet_someone_else_holds_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nodes = dir.path().join("nodes.yaml");
+        let small = config_with_pool(dir.path(), "{cidrs: [11.11.0.0/23]}"); // two subnets
+        std::fs::write(
+            &nodes,
+            "nodes:\n  - {name: a, address: 192.168.2.1}\n  - {name: x, address: 192.168.2.2}\n",
+        )
+        .expect("write");
+        let first = cycle(&small, dir.path());
+        let x_subnet = first.ipam().subnets_of("x")[0];
+        std::fs::write(&nodes, "nodes:\n  - {name: a, address: 192.168.2.1}\n").expect("write");
+        cycle(&small, dir.path());
+
+        // The grace runs out while the controller is down.
+        let state_path = dir.path().join("nodes.yaml.state.json");
+        let mut expired = state(dir.path());
+        expired.departed.get_mut("x").expect("x departed").since = 0;
+        expired.save(&state_path).expect("save");
+
+        // z arrives, and x comes back in the same read, after z.
+        std::fs::write(
+            &nodes,
+            "nodes:\n  - {name: a, address: 192.168.2.1}\n  - {name: z, address: 192.168.2.3}\n  - {name: x, address: 192.168.2.2}\n",
+        )
+        .expect("write");
+        let after = cycle(&small, dir.path());
+        assert_eq!(after.ipam().subnets_of("z"), &[x_subnet]);
+        assert!(after.ipam().subnets_of("x").is_empty(), "the pool is full");
+        let recorded = state(dir.path());
+        assert!(
+            !recorded.nodes.contains_key("x"),
+            "x's expired subnet was revived: {recorded:?}"
+        );
+        assert_eq!(recorded.nodes["z"].subnets, vec![x_subnet]);
+    }
+
+    #[test]
+    fn a_refused_subnet_of_one_family_stays_recorded_while_the_other_family_is_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("nodes.yaml"),
+            "nodes:\n  - {name: node1, address: '192.168.2.1, fd00::1'}\n",
+        )
+        .expect("write");
+        let dual = |reserved: &str| {
+            config_with_pool(
+                dir.path(),
+                &format!("{{cidrs: [11.11.0.0/16, 'fd11:11::/48'], reserved: [{reserved}]}}"),
+            )
+        };
+        let first = cycle(&dual("11.11.200.0/24"), dir.path());
+        let both = first.ipam().subnets_of("node1").to_vec();
+        assert_eq!(both.len(), 2);
+
+        let v4 = both.iter().find(|s| matches!(s, IpNet::V4(_))).expect("v4");
+        let refused = cycle(&dual(&v4.to_string()), dir.path());
+        assert_eq!(
+            refused.ipam().subnets_of("node1").len(),
+            1,
+            "only the IPv6 subnet is held"
+        );
+        assert_eq!(
+            state(dir.path()).nodes["node1"].subnets,
+            both,
+            "the refused IPv4 subnet was forgotten"
+        );
+
+        let lifted = cycle(&dual("11.11.200.0/24"), dir.path());
+        assert_eq!(lifted.ipam().subnets_of("node1"), both.as_slice());
     }
 }

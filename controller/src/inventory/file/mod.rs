@@ -11,12 +11,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::state::{self, DepartedNode, NodeState, State, StateError};
 use super::{NodeRecord, Snapshot, SourceProblem, Standing};
-use crate::ipam::Ipam;
+use crate::ipam::{Family, Ipam};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -220,6 +221,9 @@ impl FileInventory {
         let now = unix_now();
         let listed: HashSet<&str> = present.iter().map(String::as_str).collect();
         let mut next = self.state.clone();
+        // Expired first: a node back after its grace must not revive them.
+        next.departed
+            .retain(|_, away| now.saturating_sub(away.since) < DEPARTED_GRACE.as_secs());
         let left: Vec<String> = next
             .nodes
             .keys()
@@ -243,38 +247,27 @@ impl FileInventory {
             }
         }
         for name in present {
-            let subnets = ipam.subnets_of(name).to_vec();
+            let held = ipam.subnets_of(name);
             if let Some(entry) = next.nodes.get_mut(name) {
-                // A node that holds nothing now keeps what was recorded for
-                // it (a refused or conflicting subnet): forgetting it would
-                // hand the node a different subnet on the next read.
-                if !subnets.is_empty() {
-                    entry.subnets = subnets;
-                }
+                entry.subnets = merge_by_family(&entry.subnets, held);
                 continue;
             }
             let entry = match next.departed.remove(name) {
-                Some(back) if subnets.is_empty() => NodeState {
-                    subnets: back.subnets,
-                    order: back.order,
-                },
                 Some(back) => NodeState {
-                    subnets,
+                    subnets: merge_by_family(&back.subnets, held),
                     order: back.order,
                 },
-                None if subnets.is_empty() => continue,
+                None if held.is_empty() => continue,
                 None => {
                     next.next_order += 1;
                     NodeState {
-                        subnets,
+                        subnets: held.to_vec(),
                         order: next.next_order - 1,
                     }
                 }
             };
             next.nodes.insert(name.clone(), entry);
         }
-        next.departed
-            .retain(|_, away| now.saturating_sub(away.since) < DEPARTED_GRACE.as_secs());
         next.next = ipam
             .cursors()
             .into_iter()
@@ -382,6 +375,21 @@ pub use source::FileSource;
 
 #[cfg(test)]
 mod tests;
+
+/// What a node's state entry should say: the ledger's subnet for each family
+/// it holds one of, and what was recorded for the others. A subnet the
+/// ledger refused (reserved now, or in conflict) stays recorded, because
+/// forgetting it would hand the node a different subnet on the next read.
+fn merge_by_family(recorded: &[IpNet], held: &[IpNet]) -> Vec<IpNet> {
+    let mut merged: Vec<IpNet> = held.to_vec();
+    merged.extend(
+        recorded
+            .iter()
+            .filter(|old| !held.iter().any(|new| Family::of(new) == Family::of(old))),
+    );
+    merged.sort();
+    merged
+}
 
 /// What tells a file apart from its next version without reading it.
 #[derive(Debug, PartialEq, Eq)]
