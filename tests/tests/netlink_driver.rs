@@ -536,3 +536,28 @@ async fn a_replace_never_overwrites_a_foreign_route_that_took_the_destination_si
     );
     assert_eq!(kernel_route(&ns, "-4", MAIN, "11.11.1.0/24"), theirs);
 }
+
+#[tokio::test]
+async fn a_replace_never_takes_a_foreign_route_that_shares_the_destination_with_ours() {
+    let ns = router_namespace();
+    let mut driver = driver(&ns, MAIN).await;
+    let ours = route("11.11.1.0/24", "192.168.2.1");
+    apply_ok(&mut driver, &[Change::Add(ours)]).await;
+    // The kernel lets a second IPv4 route to the same destination sit beside ours.
+    ns.ip("route prepend 11.11.1.0/24 via 192.168.2.9 proto static");
+    let both = ns.ip("route show table main 11.11.1.0/24");
+
+    let moved = route("11.11.1.0/24", "192.168.2.7");
+    let outcomes = driver
+        .apply(&[Change::Replace {
+            route: moved,
+            old_via: ours.via,
+        }])
+        .await
+        .expect("batch attempted");
+    assert_eq!(
+        outcomes,
+        vec![Err(ChangeError::ForeignRouteInTheWay { dst: moved.dst })]
+    );
+    assert_eq!(ns.ip("route show table main 11.11.1.0/24"), both);
+}

@@ -205,6 +205,12 @@ fn plan(change: &Change, router: &NetlinkRouter, view: &View) -> Step {
         }
         // Ours, through something else (an add after a stale list too):
         // replacing it is what makes the router hold the route asked for.
+        // NLM_F_REPLACE takes the first route to the destination, whoever
+        // owns it: with a foreign one beside ours (`ip route prepend`), it
+        // could take theirs. Leave both alone and say why.
+        Some(_) if view.foreign.contains(&dst) => {
+            Step::Settled(Err(ChangeError::ForeignRouteInTheWay { dst }))
+        }
         Some(owned_nh) => Step::Install {
             dst,
             key,
