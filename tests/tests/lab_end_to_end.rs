@@ -466,15 +466,19 @@ async fn a_failing_router_or_change_is_retried_with_backoff_and_delays_nobody_el
         PINNED_INVENTORY.replace(node2, "")
     ));
     let netns = lab.router_netns().to_owned();
-    let took = wait_until("node4 is routed and node2 is not", SOON, async || {
-        let routes = router_routes(&netns);
-        routes.contains_key(&net("11.11.40.0/24")) && !routes.contains_key(&net("11.11.2.0/24"))
+    let took = wait_until("node4 is routed", SOON, async || {
+        router_routes(&netns).contains_key(&net("11.11.40.0/24"))
     })
     .await;
     assert!(
         took < Duration::from_secs(1),
         "node4's route took {took:?} behind node9's refusals"
     );
+    // node2's departure is believed once it has been missing for a second.
+    wait_until("node2 is no longer routed", SOON, async || {
+        !router_routes(&netns).contains_key(&net("11.11.2.0/24"))
+    })
+    .await;
     wait_until("node2's nexthop object is gone", SOON, async || {
         !lab.ip_in_router(&["nexthop", "show"])
             .contains("192.168.3.3")
@@ -506,11 +510,32 @@ fn assignments(lab: &TestLab) -> BTreeMap<String, IpNet> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_half_written_inventory_changes_no_subnet() {
+async fn a_half_written_inventory_withdraws_no_route_and_changes_no_subnet() {
     use std::io::Write as _;
     let (lab, _controller, assigned) = assigned_lab().await;
     let full = std::fs::read_to_string(lab.inventory_path()).expect("inventory");
     let cut = full.find("- name: node2").expect("node2 entry");
+
+    // Watch the router all along: no route may go missing, not even briefly.
+    let netns = lab.router_netns().to_owned();
+    let watcher = tokio::task::spawn_blocking(move || {
+        let until = std::time::Instant::now() + Duration::from_millis(2500);
+        let mut gaps = Vec::new();
+        while std::time::Instant::now() < until {
+            let routes = router_routes(&netns);
+            if routes.len() < 3 {
+                gaps.push(
+                    routes
+                        .keys()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gaps
+    });
 
     // A careless writer: truncate, write node1, pause, write the rest.
     let mut file = std::fs::File::create(lab.inventory_path()).expect("open for writing");
@@ -520,6 +545,11 @@ async fn a_half_written_inventory_changes_no_subnet() {
     file.write_all(&full.as_bytes()[cut..]).expect("write");
     drop(file);
 
+    let gaps = watcher.await.expect("route watcher");
+    assert!(
+        gaps.is_empty(),
+        "routes went missing during the half-written read: {gaps:?}"
+    );
     wait_for_routes(&lab, 3).await;
     tokio::time::sleep(RESYNC).await;
     assert_eq!(assignments(&lab), assigned, "a node's subnet changed");
