@@ -101,6 +101,17 @@ pub enum DriverConfig {
     Netlink { netns: Option<String>, table: u32 },
 }
 
+impl DriverConfig {
+    /// Whether both program the same Linux kernel (network namespace).
+    pub fn same_kernel(&self, other: &DriverConfig) -> bool {
+        match (self, other) {
+            (DriverConfig::Netlink { netns: a, .. }, DriverConfig::Netlink { netns: b, .. }) => {
+                a == b
+            }
+        }
+    }
+}
+
 impl Config {
     /// Reads and checks the config at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

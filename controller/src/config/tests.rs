@@ -173,3 +173,16 @@ fn the_removal_guard_share_must_be_a_share() {
     let message = problems_of(&text);
     assert!(message.contains("removalGuard.maxShare"), "{message}");
 }
+
+#[test]
+fn two_netlink_routers_on_one_kernel_are_refused() {
+    let text =
+        format!("{VALID}  - name: core-2\n    driver: netlink\n    netns: rtr\n    table: 101\n");
+    let message = problems_of(&text);
+    assert!(
+        message.contains("routers[1].netns") && message.contains("routers[0]"),
+        "{message}"
+    );
+    let elsewhere = format!("{VALID}  - name: core-2\n    driver: netlink\n    netns: rtr2\n");
+    assert!(Config::parse(&elsewhere).is_ok());
+}

@@ -257,7 +257,26 @@ fn check_routers(
             );
         }
         let driver = match router.driver.as_str() {
-            "netlink" => check_netlink(&router, &field, report),
+            "netlink" => {
+                let driver = check_netlink(&router, &field, report);
+                if let Some(other) = routers
+                    .iter()
+                    .position(|seen| seen.driver.same_kernel(&driver))
+                {
+                    report(
+                        format!("{field}.netns"),
+                        format!(
+                            "{} is also routers[{other}]'s kernel: two netlink routers on one kernel \
+                             would fight over its routes and nexthop objects; use one router per kernel",
+                            router
+                                .netns
+                                .as_deref()
+                                .map_or("this host's namespace".to_owned(), |ns| format!("{ns:?}"))
+                        ),
+                    );
+                }
+                driver
+            }
             "ssh" | "plugin" => {
                 report(
                     format!("{field}.driver"),
