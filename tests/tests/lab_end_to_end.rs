@@ -210,15 +210,8 @@ async fn a_foreign_route_in_the_pool_is_left_alone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_controller_killed_and_restarted_removes_nothing_and_changes_nothing() {
-    let lab = TestLab::create(RESYNC).await; // the lab's own inventory: subnets assigned, not pinned
-    let controller = lab.start_controller();
-    let assigned = lab
-        .topology
-        .wait_for_assignments(SOON)
-        .await
-        .unwrap_or_else(|err| panic!("{err:#}"));
-    lab.attach_containers(&assigned).await;
-    wait_for_routes(&lab, 3).await;
+    // The lab's own inventory: subnets assigned by the controller, not pinned.
+    let (lab, controller, _) = assigned_lab().await;
     let routes_before = lab.router_fingerprint();
     let state_before = std::fs::read_to_string(lab.state_path()).expect("state file");
 
