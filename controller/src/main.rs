@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nativeroute::config::Config;
+use nativeroute::leader::LeaseSettings;
 use nativeroute::telemetry::{self, LogFormat};
 use nativeroute::{check, lab, plan, run};
 
@@ -34,6 +35,12 @@ enum Command {
         /// Where /metrics, /healthz and /readyz listen ("off" for nowhere).
         #[arg(long, default_value = "0.0.0.0:9763", value_parser = parse_listen_address)]
         metrics_address: ListenAddress,
+        /// The cluster to watch (nodes.source: kubernetes); default: in-cluster,
+        /// then KUBECONFIG, then ~/.kube/config.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        #[command(flatten)]
+        lease: LeaseArgs,
     },
     /// Show per router what a sync would add, replace and remove; change nothing.
     Plan {
@@ -78,11 +85,15 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Run {
             config,
             metrics_address,
+            kubeconfig,
+            lease,
         } => {
             let config = Config::load(&config)?;
             let shutdown = shutdown_on_signal()?;
             let options = run::RunOptions {
                 metrics_address: metrics_address.0,
+                kubeconfig,
+                lease: lease.settings(),
             };
             run::run(config, options, shutdown).await?;
             Ok(true)
@@ -96,6 +107,51 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
             }
         },
         Command::Lab(command) => lab::run(command).await.map(|()| true),
+    }
+}
+
+/// Leader election (nodes.source: kubernetes): one Lease, one leader.
+#[derive(clap::Args)]
+struct LeaseArgs {
+    /// Elect one leader among the running instances through a Lease. Turn
+    /// off only when exactly one instance runs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// The Lease's namespace; default: the pod's namespace (POD_NAMESPACE or
+    /// the service account's), else "default".
+    #[arg(long)]
+    lease_namespace: Option<String>,
+    #[arg(long, default_value = "nativeroute")]
+    lease_name: String,
+    /// This instance's name in the Lease; default: POD_NAME, else the host
+    /// name and process id.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+impl LeaseArgs {
+    fn settings(self) -> Option<LeaseSettings> {
+        if !self.leader_election {
+            return None;
+        }
+        let namespace = self
+            .lease_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| {
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .ok()
+                    .map(|text| text.trim().to_owned())
+            })
+            .filter(|namespace| !namespace.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let identity = self.identity.unwrap_or_else(|| {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok())
+                .unwrap_or_else(|| "nativeroute".into());
+            format!("{host}_{}", std::process::id())
+        });
+        Some(LeaseSettings::new(namespace, self.lease_name, identity))
     }
 }
 

@@ -13,6 +13,7 @@ use crate::inventory::annotations::{self, NodeSettings};
 use crate::inventory::{Snapshot, Standing};
 use crate::ipam::{self, Claim, Ipam, Outcome};
 use crate::report::{Reason, Reporter};
+use crate::status::NodeRouting;
 
 pub struct Reconciler {
     config: Arc<Config>,
@@ -26,6 +27,8 @@ pub struct Reconciled {
     pub desired: BTreeMap<String, RouterDesired>,
     /// Names of the nodes the source lists.
     pub present: Vec<String>,
+    /// Whether and why each usable listed node is routed, for node status.
+    pub routing: BTreeMap<String, NodeRouting>,
 }
 
 impl Reconciler {
@@ -53,11 +56,8 @@ impl Reconciler {
     /// Applies a complete snapshot of the nodes.
     pub fn apply(&mut self, snapshot: &Snapshot, complete: bool) -> Reconciled {
         for problem in &snapshot.problems {
-            self.reporter.node_event(
-                &problem.node,
-                Reason::InvalidInventoryEntry,
-                &problem.message,
-            );
+            self.reporter
+                .node_event(&problem.node, problem.reason, &problem.message);
         }
         let known_routers: Vec<&str> = self
             .config
@@ -128,6 +128,7 @@ impl Reconciler {
             .map(|(record, settings)| NodeView { record, settings })
             .collect();
         let (desired, unrouted) = desired::compute(&self.config, &views, &self.ipam, complete);
+        let routing = self.routing_of(&views, &desired, &unrouted);
         for gap in unrouted {
             self.reporter.node_event(
                 &gap.node,
@@ -135,7 +136,44 @@ impl Reconciler {
                 &format!("{} is not routed: {}", gap.subnet, gap.why),
             );
         }
-        Reconciled { desired, present }
+        Reconciled {
+            desired,
+            present,
+            routing,
+        }
+    }
+
+    /// Whether each usable node is routed, and if not why; frozen and
+    /// departed nodes have no status to show.
+    fn routing_of(
+        &self,
+        views: &[NodeView<'_>],
+        desired: &BTreeMap<String, RouterDesired>,
+        unrouted: &[desired::Unrouted],
+    ) -> BTreeMap<String, NodeRouting> {
+        let routed: HashSet<&str> = desired
+            .values()
+            .flat_map(|router| router.routes.values().map(|route| route.node.as_str()))
+            .collect();
+        views
+            .iter()
+            .filter(|view| view.record.standing == Standing::Listed)
+            .map(|view| {
+                let name = view.record.name.as_str();
+                let routing = if view.settings.exclude {
+                    NodeRouting::Excluded
+                } else if routed.contains(name) {
+                    NodeRouting::Routed
+                } else if let Some(gap) = unrouted.iter().find(|gap| gap.node == name) {
+                    NodeRouting::Unrouted(format!("{} is not routed: {}", gap.subnet, gap.why))
+                } else if self.ipam.subnets_of(name).is_empty() {
+                    NodeRouting::Unrouted("no subnet assigned (see the node's Events)".into())
+                } else {
+                    NodeRouting::Unrouted("no router holds a route for it".into())
+                };
+                (name.to_owned(), routing)
+            })
+            .collect()
     }
 
     fn report_outcome(&self, outcome: Outcome) {

@@ -10,14 +10,25 @@ use anyhow::{Context, bail};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use std::path::PathBuf;
+
+use kube::Api;
+use kube::runtime::events::{Recorder, Reporter as EventsReporter};
+
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
 use crate::inventory::NodeSource;
 use crate::inventory::file::{FileInventory, FileSource};
+use crate::inventory::kubernetes::{
+    self, KubernetesNodes, KubernetesSource, NodeDirectory, NodeObject, NodeWriter,
+};
 use crate::ipam::Ipam;
+use crate::leader::{LeaderElection, LeaseSettings, TermEnd};
 use crate::metrics::{self, Metrics};
 use crate::reconcile::Reconciler;
-use crate::report::LogReporter;
+use crate::report::kubernetes::EventReporter;
+use crate::report::{LogReporter, Reporter};
+use crate::status::{RouteStates, RoutingPlan, StatusSink, run_status};
 use crate::sync::{Observers, WorkerSettings, run_worker};
 
 /// How long identical node events stay quiet in the log.
@@ -28,6 +39,11 @@ const EVENT_QUIET: Duration = Duration::from_secs(600);
 pub struct RunOptions {
     /// Where /metrics, /healthz and /readyz listen; `None`: nowhere.
     pub metrics_address: Option<SocketAddr>,
+    /// The kubeconfig to use; `None`: in-cluster, KUBECONFIG or ~/.kube/config.
+    pub kubeconfig: Option<PathBuf>,
+    /// The Lease that elects one leader; `None`: this instance always leads
+    /// (only safe when it is the only one).
+    pub lease: Option<LeaseSettings>,
 }
 
 /// Runs the controller until `shutdown` turns true. Stopping withdraws no route.
@@ -37,10 +53,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let observers = Observers {
-        reporter: Arc::new(LogReporter::new(EVENT_QUIET)),
-        metrics: Arc::new(Metrics::new()),
-    };
+    let metrics = Arc::new(Metrics::new());
     let (ready_tx, ready_rx) = watch::channel(false);
     if let Some(address) = options.metrics_address {
         let listener = tokio::net::TcpListener::bind(address)
@@ -49,12 +62,7 @@ pub async fn run(
                 format!("cannot listen for /metrics on {address} (--metrics-address)")
             })?;
         tracing::info!(address = %listener.local_addr().unwrap_or(address), "serving /metrics, /healthz and /readyz");
-        let server = metrics::serve(
-            listener,
-            observers.metrics.clone(),
-            ready_rx,
-            shutdown.clone(),
-        );
+        let server = metrics::serve(listener, metrics.clone(), ready_rx, shutdown.clone());
         tokio::spawn(async move {
             if let Err(err) = server.await {
                 tracing::error!(error = %err, "the metrics server stopped");
@@ -64,12 +72,146 @@ pub async fn run(
     match &config.nodes {
         NodesConfig::File { path } => {
             let source = FileSource::open(FileInventory::open(path)?, config.resync_interval)?;
-            run_with_source(config.clone(), source, observers, ready_tx, shutdown).await
+            let observers = Observers {
+                reporter: Arc::new(LogReporter::new(EVENT_QUIET)),
+                metrics: metrics.clone(),
+            };
+            metrics.leader(true);
+            run_with_source(config.clone(), source, observers, None, ready_tx, shutdown).await
         }
-        NodesConfig::Kubernetes { .. } => bail!(
-            "nodes.source: kubernetes is not available in this version yet; use nodes.source: file"
-        ),
+        NodesConfig::Kubernetes { .. } => {
+            let client = kubernetes::client(options.kubeconfig.as_deref()).await?;
+            run_kubernetes(
+                config.clone(),
+                client,
+                options.lease,
+                metrics,
+                ready_tx,
+                shutdown,
+            )
+            .await
+        }
     }
+}
+
+/// The Kubernetes mode: campaigns for the lease, leads until the lease is
+/// lost or shutdown, and campaigns again after losing it.
+async fn run_kubernetes(
+    config: Arc<Config>,
+    client: kube::Client,
+    lease: Option<LeaseSettings>,
+    metrics: Arc<Metrics>,
+    ready: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let identity = lease
+        .as_ref()
+        .map_or_else(|| "nativeroute".to_owned(), |l| l.identity.clone());
+    let Some(lease) = lease else {
+        metrics.leader(true);
+        return lead(&config, &client, &identity, &metrics, &ready, shutdown).await;
+    };
+    let mut election = LeaderElection::new(client.clone(), lease);
+    loop {
+        metrics.leader(false);
+        tracing::info!(lease = election.describe(), "waiting to lead");
+        if !election.acquire(&mut shutdown).await {
+            return Ok(());
+        }
+        metrics.leader(true);
+        tracing::info!(lease = election.describe(), "leading");
+        let (term_tx, term_rx) = watch::channel(false);
+        let term = lead(&config, &client, &identity, &metrics, &ready, term_rx);
+        tokio::pin!(term);
+        let ended = tokio::select! {
+            result = &mut term => {
+                // The term ended by itself: a fatal error. Release the lease so
+                // that another instance takes over at once.
+                election.release().await;
+                return result;
+            }
+            ended = election.hold(&mut shutdown) => ended,
+        };
+        // Stop leading before anyone else may start: workers finish the
+        // batch in hand and stop; the routes stay.
+        let _ = term_tx.send(true);
+        let result = term.await;
+        ready.send_replace(false);
+        if ended == TermEnd::Shutdown {
+            election.release().await;
+            return result;
+        }
+        metrics.leader(false);
+        tracing::warn!("stepped down as leader; routes stay as they are");
+    }
+}
+
+/// One term as leader, until `shutdown` turns true.
+async fn lead(
+    config: &Arc<Config>,
+    client: &kube::Client,
+    identity: &str,
+    metrics: &Arc<Metrics>,
+    ready: &watch::Sender<bool>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let NodesConfig::Kubernetes {
+        selector,
+        address_type,
+    } = &config.nodes
+    else {
+        bail!("not a Kubernetes node source");
+    };
+    let directory = NodeDirectory::default();
+    let writer = NodeWriter::new();
+    let recorder = Recorder::new(
+        client.clone(),
+        EventsReporter {
+            controller: "nativeroute".into(),
+            instance: Some(identity.to_owned()),
+        },
+    );
+    let (events, send_events) = EventReporter::new(
+        LogReporter::new(EVENT_QUIET),
+        recorder,
+        directory.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(send_events);
+    let reporter: Arc<dyn Reporter> = Arc::new(events);
+    let api: Api<NodeObject> = Api::all(client.clone());
+    tokio::spawn(
+        writer
+            .clone()
+            .run(api.clone(), reporter.clone(), shutdown.clone()),
+    );
+    let source = KubernetesSource::new(
+        api,
+        KubernetesNodes {
+            selector: selector.clone(),
+            address_type: address_type.clone(),
+            ipam: config.ipam,
+            pool: config.pool.clone(),
+            resync: config.resync_interval,
+        },
+        writer.clone(),
+        directory,
+    );
+    let observers = Observers {
+        reporter,
+        metrics: metrics.clone(),
+    };
+    let sink: Arc<dyn StatusSink> = Arc::new(writer);
+    run_with_source(
+        config.clone(),
+        source,
+        observers,
+        Some(sink),
+        ready.clone(),
+        shutdown,
+    )
+    .await
 }
 
 fn record_pool_usage(metrics: &Metrics, ipam: &Ipam) {
@@ -83,40 +225,50 @@ fn record_pool_usage(metrics: &Metrics, ipam: &Ipam) {
     }
 }
 
-/// The router workers and the channels that feed them.
+/// The router workers, the channels that feed them and those that carry
+/// back what each sync confirmed.
 struct Routers {
     senders: BTreeMap<String, watch::Sender<Arc<RouterDesired>>>,
+    states: BTreeMap<String, watch::Receiver<Arc<RouteStates>>>,
     workers: JoinSet<()>,
 }
 
 impl Routers {
     fn start(config: &Config, observers: &Observers, shutdown: &watch::Receiver<bool>) -> Self {
         let mut senders = BTreeMap::new();
+        let mut states = BTreeMap::new();
         let mut workers = JoinSet::new();
         let settings = WorkerSettings::new(config.resync_interval, config.removal_guard);
         for router in &config.routers {
             let (sender, receiver) = watch::channel(Arc::new(RouterDesired::default()));
+            let (states_tx, states_rx) = watch::channel(Arc::new(RouteStates::new()));
             senders.insert(router.name.to_string(), sender);
+            states.insert(router.name.to_string(), states_rx);
             workers.spawn(run_worker(
                 router.clone(),
                 config.ownership(),
                 receiver,
                 settings.clone(),
                 observers.clone(),
+                states_tx,
                 shutdown.clone(),
             ));
         }
-        Routers { senders, workers }
+        Routers {
+            senders,
+            states,
+            workers,
+        }
     }
 
-    fn publish(&self, desired: BTreeMap<String, RouterDesired>) {
+    fn publish(&self, desired: &BTreeMap<String, Arc<RouterDesired>>) {
         for (router, routes) in desired {
-            if let Some(sender) = self.senders.get(&router) {
+            if let Some(sender) = self.senders.get(router) {
                 sender.send_if_modified(|current| {
-                    if **current == routes {
+                    if **current == **routes {
                         return false;
                     }
-                    *current = Arc::new(routes);
+                    *current = routes.clone();
                     true
                 });
             }
@@ -128,12 +280,23 @@ async fn run_with_source(
     config: Arc<Config>,
     mut source: impl NodeSource,
     observers: Observers,
+    status: Option<Arc<dyn StatusSink>>,
     ready: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
     reconciler.resume_after(&source.resume_point());
     let mut routers = Routers::start(&config, &observers, &shutdown);
+    let (plan_tx, plan_rx) = watch::channel(Arc::new(RoutingPlan::default()));
+    if let Some(sink) = status {
+        tokio::spawn(run_status(
+            plan_rx,
+            routers.states.clone(),
+            sink,
+            config.manage_node_condition,
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(
         nodes = source.describe(),
         routers = config.routers.len(),
@@ -153,17 +316,22 @@ async fn run_with_source(
         };
         let reconciled = reconciler.apply(&snapshot, true);
         record_pool_usage(&observers.metrics, reconciler.ipam());
-        // Record before routing: a route must never exist for an assignment
-        // a crash could forget.
-        match source.record(reconciler.ipam(), &reconciled.present).await {
-            Ok(()) => {
-                routers.publish(reconciled.desired);
-                ready.send_replace(true);
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "assignments not recorded; their routes wait until they are")
-            }
+        // Record before routing (see NodeSource::record).
+        if let Err(err) = source.record(reconciler.ipam(), &reconciled.present).await {
+            tracing::error!(error = %err, "assignments not recorded; their routes wait until they are");
+            continue;
         }
+        let desired: BTreeMap<String, Arc<RouterDesired>> = reconciled
+            .desired
+            .into_iter()
+            .map(|(router, routes)| (router, Arc::new(routes)))
+            .collect();
+        routers.publish(&desired);
+        ready.send_replace(true);
+        plan_tx.send_replace(Arc::new(RoutingPlan {
+            nodes: reconciled.routing,
+            desired,
+        }));
     }
     tracing::info!("stopping; routes stay on the routers");
     while routers.workers.join_next().await.is_some() {}

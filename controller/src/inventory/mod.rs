@@ -3,10 +3,11 @@
 //! A source delivers [`Snapshot`]s: every node it knows, with what was
 //! recorded for it earlier (its subnets) and its annotations as written.
 //! The file source ([`file`]) serves plain Docker or VM hosts; the
-//! Kubernetes source follows the same shape.
+//! Kubernetes source ([`kubernetes`]) watches Node objects.
 
 pub mod annotations;
 pub mod file;
+pub mod kubernetes;
 pub mod source;
 pub mod state;
 
@@ -65,5 +66,7 @@ pub struct Snapshot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceProblem {
     pub node: String,
+    /// The Event reason it is reported under.
+    pub reason: crate::report::Reason,
     pub message: String,
 }

@@ -15,9 +15,13 @@ pub trait NodeSource: Send {
     /// resync interval as a safety net. Each snapshot is complete.
     async fn next_snapshot(&mut self) -> Result<Snapshot, SourceError>;
 
-    /// Records durably what the ledger holds for the listed nodes. Called
-    /// before the routes of a snapshot are published, so that no route ever
-    /// exists for an assignment a crash could forget.
+    /// Records what the ledger holds for the listed nodes. Called before the
+    /// routes of a snapshot are published. The file source writes its state
+    /// file before returning, so no route exists for an assignment a crash
+    /// could forget. The Kubernetes source queues the writes on the Nodes and
+    /// returns at once: there a subnet not yet on the Node is one its pods
+    /// have not used, so a route that comes first harms nothing, and a node
+    /// created is routed without waiting for an API round trip.
     async fn record(&mut self, ipam: &Ipam, listed: &[String]) -> Result<(), SourceError>;
 
     /// Where next-fit continues after a restart, one subnet per family.
@@ -31,4 +35,6 @@ pub trait NodeSource: Send {
 pub enum SourceError {
     #[error(transparent)]
     File(#[from] FileError),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
 }

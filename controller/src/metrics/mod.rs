@@ -40,6 +40,11 @@ struct PoolLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 type SyncHistogram = Family<RouterLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric family of the controller, registered in one registry.
@@ -56,6 +61,8 @@ pub struct Metrics {
     sync_duration: SyncHistogram,
     removals_refused: Family<RouterLabels, Counter>,
     pool_subnets: Family<PoolLabels, Gauge>,
+    node_events: Family<OutcomeLabels, Counter>,
+    leader: Gauge,
 }
 
 fn sync_histogram() -> Histogram {
@@ -135,8 +142,22 @@ impl Metrics {
             "Node subnets of the pool, by address family and state",
             pool_subnets.clone(),
         );
+        let node_events = Family::default();
+        registry.register(
+            "nativeroute_node_events",
+            "Node Events for the Kubernetes API: sent, dropped (over the rate budget; still logged) or failed",
+            node_events.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "nativeroute_leader",
+            "1 while this instance holds the leader Lease (or runs without leader election), else 0",
+            leader.clone(),
+        );
         Self {
             registry,
+            node_events,
+            leader,
             routes,
             foreign_routes,
             route_changes,
@@ -149,6 +170,16 @@ impl Metrics {
     }
 
     /// A sync of `router` ran to its end (whether or not every change took).
+    pub fn node_event(&self, outcome: &'static str) {
+        self.node_events
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
     pub fn sync_finished(&self, router: &str, took: Duration) {
         self.sync_duration
             .get_or_create(&self::router(router))

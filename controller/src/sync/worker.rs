@@ -5,7 +5,7 @@
 //! every resync interval (a fresh list from the router repairs drift), and
 //! when a failed sync is due for a retry (exponential backoff).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use crate::desired::RouterDesired;
 use crate::metrics::Metrics;
 use crate::report::{Reason, Reporter};
 use crate::routers;
+use crate::status::{RouteState, RouteStates};
 
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
@@ -64,6 +65,8 @@ struct Worker {
     observers: Observers,
     driver: Option<Box<dyn RouterDriver>>,
     view: Option<RouterView>,
+    /// What each sync confirmed, for node status.
+    states: watch::Sender<Arc<RouteStates>>,
 }
 
 /// Where a worker tells what it did: node events and metrics.
@@ -81,6 +84,7 @@ pub async fn run_worker(
     mut desired: watch::Receiver<Arc<RouterDesired>>,
     settings: WorkerSettings,
     observers: Observers,
+    states: watch::Sender<Arc<RouteStates>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut worker = Worker {
@@ -90,6 +94,7 @@ pub async fn run_worker(
         observers,
         driver: None,
         view: None,
+        states,
     };
     // The router itself failing (unreachable, session lost) and the router
     // refusing single changes are backed off differently: the first stops
@@ -201,6 +206,7 @@ impl Worker {
         if plan.has_no_changes() {
             metrics.routes_held(name, view.owned.len(), view.foreign.len());
             metrics.sync_finished(name, started.elapsed());
+            publish_states(&self.states, want, view, &plan);
             return Ok(true);
         }
         let outcomes = driver.apply(&plan.changes).await?;
@@ -218,6 +224,7 @@ impl Worker {
         }
         metrics.routes_held(name, view.owned.len(), view.foreign.len());
         metrics.sync_finished(name, started.elapsed());
+        publish_states(&self.states, want, view, &plan);
         tracing::info!(
             router = name,
             added = plan.count(Action::Add),
@@ -229,6 +236,43 @@ impl Worker {
         );
         Ok(all_ok)
     }
+}
+
+/// Publishes what this sync confirmed for every desired route: held as
+/// wanted, blocked by a foreign route, or refused (anything else that did
+/// not take effect in a sync that reached the router).
+fn publish_states(
+    sender: &watch::Sender<Arc<RouteStates>>,
+    want: &RouterDesired,
+    view: &RouterView,
+    plan: &SyncPlan,
+) {
+    let blocked: HashSet<IpNet> = plan
+        .blocked_by_foreign
+        .iter()
+        .map(|(route, _, _)| route.dst)
+        .collect();
+    let states: RouteStates = want
+        .routes
+        .iter()
+        .map(|(dst, route)| {
+            let state = if view.owned.get(dst) == Some(&route.via) {
+                RouteState::Programmed
+            } else if blocked.contains(dst) {
+                RouteState::Blocked
+            } else {
+                RouteState::Error
+            };
+            (*dst, (route.via, state))
+        })
+        .collect();
+    sender.send_if_modified(|current| {
+        if **current == states {
+            return false;
+        }
+        *current = Arc::new(states);
+        true
+    });
 }
 
 /// Brings the worker's view of the router in step with what took effect,

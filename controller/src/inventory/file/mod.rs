@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::state::{self, DepartedNode, NodeState, State, StateError};
 use super::{NodeRecord, Snapshot, SourceProblem, Standing};
 use crate::ipam::{Family, Ipam};
+use crate::report::Reason;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -133,6 +134,7 @@ impl FileInventory {
                 .map_or_else(|| format!("nodes[{index}]"), str::to_owned);
             match parse_node(entry) {
                 Ok(node) if !seen.insert(node.name.clone()) => snapshot.problems.push(SourceProblem {
+                    reason: Reason::InvalidInventoryEntry,
                     node: label,
                     message: format!("nodes[{index}]: a node named {:?} is listed before; this entry is ignored", node.name),
                 }),
@@ -157,6 +159,7 @@ impl FileInventory {
                         "the node is left as it is until the entry is fixed"
                     };
                     snapshot.problems.push(SourceProblem {
+                    reason: Reason::InvalidInventoryEntry,
                         node: label.clone(),
                         message: format!("nodes[{index}]: {message}; {consequence}"),
                     });

@@ -1,7 +1,10 @@
 //! What the controller tells operators about a node: Events with the
-//! reasons of DESIGN.md. Without Kubernetes they go to the log. Repeats are
+//! reasons of DESIGN.md. They always go to the log; with Kubernetes also to
+//! the API as Events on the Node ([`kubernetes`]). Repeats are
 //! aggregated: the same (node, reason, message) is said once, again only
 //! after it changed or after a quiet period.
+
+pub mod kubernetes;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +20,10 @@ pub enum Reason {
     CidrNotAvailable,
     InvalidAnnotation,
     InvalidInventoryEntry,
+    /// A Node field nativeroute reads (address, spec.podCIDR) is unusable.
+    InvalidNodeSpec,
+    /// nativeroute could not write its state (subnet, status) on the Node.
+    FailedToUpdateNode,
     RouteCreated,
     FailedToCreateRoute,
     /// A removal failed or was refused by the mass-removal guard.
@@ -34,6 +41,8 @@ impl Reason {
             Reason::CidrNotAvailable => "CIDRNotAvailable",
             Reason::InvalidAnnotation => "InvalidAnnotation",
             Reason::InvalidInventoryEntry => "InvalidInventoryEntry",
+            Reason::InvalidNodeSpec => "InvalidNodeSpec",
+            Reason::FailedToUpdateNode => "FailedToUpdateNode",
             Reason::RouteCreated => "RouteCreated",
             Reason::FailedToCreateRoute => "FailedToCreateRoute",
             Reason::FailedToDeleteRoute => "FailedToDeleteRoute",
@@ -93,16 +102,24 @@ impl LogReporter {
     }
 }
 
-impl Reporter for LogReporter {
-    fn node_event(&self, node: &str, reason: Reason, message: &str) {
+impl LogReporter {
+    /// Logs the event unless it repeats; true when it was logged.
+    pub fn say(&self, node: &str, reason: Reason, message: &str) -> bool {
         if self.is_repeat(node, reason, message) {
-            return;
+            return false;
         }
         if reason.is_warning() {
             tracing::warn!(node, reason = reason.as_str(), "{message}");
         } else {
             tracing::info!(node, reason = reason.as_str(), "{message}");
         }
+        true
+    }
+}
+
+impl Reporter for LogReporter {
+    fn node_event(&self, node: &str, reason: Reason, message: &str) {
+        self.say(node, reason, message);
     }
 }
 

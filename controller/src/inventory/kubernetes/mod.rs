@@ -1,0 +1,60 @@
+//! Nodes from a Kubernetes cluster: the watch ([`source`]), the slice of a
+//! Node that is read ([`node`]), and what is written back on it
+//! ([`writeback`]: the subnet annotation, spec.podCIDR, the status
+//! annotation and the NetworkUnavailable condition).
+
+pub mod node;
+pub mod source;
+pub mod writeback;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+pub use node::{NodeObject, ObservedNode};
+pub use source::{KubernetesNodes, KubernetesSource};
+pub use writeback::NodeWriter;
+
+/// A client for the cluster: from `kubeconfig` when given, else inferred
+/// (in-cluster service account, then KUBECONFIG, then ~/.kube/config).
+pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    use anyhow::Context;
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+        }
+        None => kube::Config::infer().await.context(
+            "no Kubernetes API found: not in a pod, and no KUBECONFIG or ~/.kube/config; pass --kubeconfig",
+        )?,
+    };
+    kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// Node names to UIDs, so that Events name the exact Node object (as
+/// `kubectl describe node` looks them up).
+#[derive(Clone, Debug, Default)]
+pub struct NodeDirectory(Arc<RwLock<HashMap<String, String>>>);
+
+impl NodeDirectory {
+    pub fn uid_of(&self, name: &str) -> Option<String> {
+        self.0.read().ok()?.get(name).cloned()
+    }
+
+    fn insert(&self, name: &str, uid: &str) {
+        if let Ok(mut map) = self.0.write()
+            && map.get(name).map(String::as_str) != Some(uid)
+        {
+            map.insert(name.to_owned(), uid.to_owned());
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        if let Ok(mut map) = self.0.write() {
+            map.remove(name);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Nodes from the Kubernetes API: a watch on Node objects, turned into
+//! snapshots. Nothing is delivered before the first complete list, and a
+//! re-list (after a dropped watch, a 410 Gone or an API server that was
+//! away) replaces the known nodes only once it is complete, so an API
+//! server that misbehaves never makes nodes look deleted.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use ipnet::IpNet;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, Event};
+use tokio::time::{Instant, sleep_until};
+
+use super::NodeDirectory;
+use super::node::{NodeObject, ObservedNode};
+use super::writeback::NodeWriter;
+use crate::config::{IpamMode, PoolConfig};
+use crate::inventory::annotations;
+use crate::inventory::{NodeRecord, NodeSource, Snapshot, SourceError, SourceProblem, Standing};
+use crate::ipam::Ipam;
+use crate::report::Reason;
+
+/// At most this many events already waiting are folded into one snapshot.
+const DRAIN_LIMIT: usize = 10_000;
+
+/// How the source reads Nodes.
+#[derive(Clone, Debug)]
+pub struct KubernetesNodes {
+    pub selector: String,
+    pub address_type: String,
+    pub ipam: IpamMode,
+    pub pool: PoolConfig,
+    pub resync: Duration,
+}
+
+pub struct KubernetesSource {
+    settings: KubernetesNodes,
+    stream: BoxStream<'static, Result<Event<NodeObject>, watcher::Error>>,
+    nodes: HashMap<String, ObservedNode>,
+    /// Nodes of a list in progress; they replace `nodes` when it completes.
+    relisting: Option<HashMap<String, ObservedNode>>,
+    listed: bool,
+    writer: NodeWriter,
+    directory: NodeDirectory,
+    resync_at: Instant,
+}
+
+impl KubernetesSource {
+    pub fn new(
+        api: Api<NodeObject>,
+        settings: KubernetesNodes,
+        writer: NodeWriter,
+        directory: NodeDirectory,
+    ) -> Self {
+        let mut config = watcher::Config::default();
+        if !settings.selector.is_empty() {
+            config = config.labels(&settings.selector);
+        }
+        let stream = watcher::watcher(api, config)
+            .backoff(WatchBackoff::default())
+            .boxed();
+        let resync_at = Instant::now() + settings.resync;
+        KubernetesSource {
+            settings,
+            stream,
+            nodes: HashMap::new(),
+            relisting: None,
+            listed: false,
+            writer,
+            directory,
+            resync_at,
+        }
+    }
+
+    /// Takes one watch event in; true when the routing-relevant picture changed.
+    fn take(&mut self, event: Result<Event<NodeObject>, watcher::Error>) -> bool {
+        match event {
+            Ok(Event::Init) => {
+                self.relisting = Some(HashMap::new());
+                false
+            }
+            Ok(Event::InitApply(object)) => {
+                let node = ObservedNode::from_object(&object, &self.settings.address_type);
+                self.writer.observe(&node);
+                self.directory.insert(&node.name, &node.uid);
+                if let Some(listing) = self.relisting.as_mut() {
+                    listing.insert(node.name.clone(), node);
+                }
+                false
+            }
+            Ok(Event::InitDone) => {
+                let Some(listed) = self.relisting.take() else {
+                    return false;
+                };
+                for gone in self.nodes.keys().filter(|name| !listed.contains_key(*name)) {
+                    self.writer.forget(gone);
+                    self.directory.remove(gone);
+                }
+                tracing::info!(nodes = listed.len(), "node list complete");
+                self.nodes = listed;
+                self.listed = true;
+                true
+            }
+            Ok(Event::Apply(object)) => {
+                let node = ObservedNode::from_object(&object, &self.settings.address_type);
+                self.writer.observe(&node);
+                self.directory.insert(&node.name, &node.uid);
+                let changed = self
+                    .nodes
+                    .get(&node.name)
+                    .is_none_or(|old| routing_differs(old, &node));
+                self.nodes.insert(node.name.clone(), node);
+                changed
+            }
+            Ok(Event::Delete(object)) => {
+                let name = object.metadata.name.unwrap_or_default();
+                self.writer.forget(&name);
+                self.directory.remove(&name);
+                self.nodes.remove(&name).is_some()
+            }
+            Err(err) => {
+                let hint = match &err {
+                    watcher::Error::InitialListFailed(kube::Error::Api(s))
+                    | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+                        if s.code == 403 =>
+                    {
+                        "; the service account needs get, list and watch on nodes"
+                    }
+                    _ => "",
+                };
+                tracing::warn!(error = %err, "node watch failed; retrying, the known nodes stay as they are{hint}");
+                false
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut nodes: Vec<&ObservedNode> = self.nodes.values().collect();
+        nodes.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        let mut snapshot = Snapshot::default();
+        for node in nodes {
+            let (record, problems) = self.record_of(node);
+            snapshot
+                .problems
+                .extend(problems.into_iter().map(|message| SourceProblem {
+                    node: node.name.clone(),
+                    reason: Reason::InvalidNodeSpec,
+                    message,
+                }));
+            snapshot.nodes.push(record);
+        }
+        snapshot
+    }
+
+    fn record_of(&self, node: &ObservedNode) -> (NodeRecord, Vec<String>) {
+        let mut problems = node.problems.clone();
+        let (pod_cidrs, bad) = node.parsed_pod_cidrs();
+        problems.extend(bad);
+        let mut annotations = node.annotations.clone();
+        annotations.remove(annotations::STATUS);
+        let in_pool = |net: &IpNet| self.settings.pool.cidrs.iter().any(|c| c.contains(net));
+        let mut recorded = Vec::new();
+        for cidr in pod_cidrs {
+            if in_pool(&cidr) {
+                recorded.push(cidr);
+                continue;
+            }
+            problems.push(match self.settings.ipam {
+                IpamMode::PodCidr => format!(
+                    "spec.podCIDR {cidr} lies outside the pool; nativeroute routes only subnets of pool.cidrs, so this node is not routed"
+                ),
+                IpamMode::Allocate => format!(
+                    "spec.podCIDR {cidr} was set by someone else and lies outside the pool; the node's pods may not use the subnet nativeroute routes for it (see {})",
+                    annotations::SUBNET
+                ),
+            });
+        }
+        if self.settings.ipam == IpamMode::PodCidr
+            && let Some(value) = annotations.remove(annotations::SUBNET)
+        {
+            problems.push(format!(
+                "annotation {}={value:?} ignored: with ipam: podCIDR the node's subnet is spec.podCIDR",
+                annotations::SUBNET
+            ));
+        }
+        let record = NodeRecord {
+            name: node.name.clone(),
+            addresses: node.addresses.clone(),
+            annotations,
+            recorded,
+            standing: Standing::Listed,
+        };
+        (record, problems)
+    }
+}
+
+/// Whether a change of a node matters for subnets and routes; nativeroute's
+/// own writes (status annotation, condition) and kubelet heartbeats do not.
+fn routing_differs(old: &ObservedNode, new: &ObservedNode) -> bool {
+    fn steering(node: &ObservedNode) -> impl Iterator<Item = (&String, &String)> {
+        node.annotations
+            .iter()
+            .filter(|(key, _)| key.as_str() != annotations::STATUS)
+    }
+    old.addresses != new.addresses
+        || old.pod_cidrs != new.pod_cidrs
+        || old.problems != new.problems
+        || !steering(old).eq(steering(new))
+}
+
+#[async_trait]
+impl NodeSource for KubernetesSource {
+    async fn next_snapshot(&mut self) -> Result<Snapshot, SourceError> {
+        loop {
+            let event = tokio::select! {
+                event = self.stream.next() => event,
+                _ = sleep_until(self.resync_at), if self.listed => {
+                    self.resync_at = Instant::now() + self.settings.resync;
+                    return Ok(self.snapshot());
+                }
+            };
+            let Some(event) = event else {
+                return Err(SourceError::Kubernetes("the node watch ended".into()));
+            };
+            let mut changed = self.take(event);
+            // Whatever has already arrived joins this snapshot, so a burst of
+            // changes becomes one reconcile and one batch per router.
+            for _ in 0..DRAIN_LIMIT {
+                match self.stream.next().now_or_never() {
+                    Some(Some(event)) => changed |= self.take(event),
+                    _ => break,
+                }
+            }
+            if changed && self.listed && self.relisting.is_none() {
+                self.resync_at = Instant::now() + self.settings.resync;
+                return Ok(self.snapshot());
+            }
+        }
+    }
+
+    async fn record(&mut self, ipam: &Ipam, listed: &[String]) -> Result<(), SourceError> {
+        if self.settings.ipam != IpamMode::Allocate {
+            return Ok(());
+        }
+        for name in listed {
+            let subnets = ipam.subnets_of(name);
+            if !subnets.is_empty() {
+                self.writer
+                    .want_subnets(name, subnets.iter().map(ToString::to_string).collect());
+            }
+        }
+        Ok(())
+    }
+
+    fn resume_point(&self) -> Vec<IpNet> {
+        Vec::new()
+    }
+
+    fn describe(&self) -> String {
+        if self.settings.selector.is_empty() {
+            "Kubernetes Nodes".into()
+        } else {
+            format!("Kubernetes Nodes matching {:?}", self.settings.selector)
+        }
+    }
+}
+
+/// Retries of the node watch: quick at first, at most 5 s apart, so that an
+/// API server that was away for a while is seen again within seconds.
+struct WatchBackoff {
+    next: Duration,
+}
+
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(250);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff {
+            next: WATCH_RETRY_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let current = self.next;
+        self.next = (current * 2).min(WATCH_RETRY_MAX);
+        Some(current)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_RETRY_MIN;
+    }
+}

@@ -1,0 +1,489 @@
+//! What nativeroute writes on Nodes, kept in step like routes are: a wanted
+//! value per node and field, compared with what the last watch event showed,
+//! and patched only where they differ.
+//!
+//! Writes are queued per node (the latest wish wins), sent with a bounded
+//! number in flight so that a cold start with thousands of nodes does not
+//! flood the API server, and retried with backoff per node, so one node
+//! that cannot be written never holds up the others.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::node::{NETWORK_UNAVAILABLE, NodeObject, ObservedNode};
+use crate::inventory::annotations;
+use crate::report::{Reason, Reporter};
+use crate::status::{NetworkCondition, StatusSink};
+
+/// Patches in flight at once.
+const IN_FLIGHT: usize = 16;
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+fn condition_status(condition: &NetworkCondition) -> &'static str {
+    if condition.unavailable {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// What nativeroute wants on one Node; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Want {
+    /// `nativeroute.io/subnet`, and spec.podCIDR(s) when those are empty.
+    subnets: Option<Vec<String>>,
+    status: Option<String>,
+    condition: Option<NetworkCondition>,
+}
+
+/// What the last watch event or patch answer showed of the fields above.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Seen {
+    subnet: Option<String>,
+    status: Option<String>,
+    pod_cidrs: Vec<String>,
+    condition: Option<(String, String, String)>,
+    last_transition: Option<Timestamp>,
+}
+
+impl Seen {
+    fn of(node: &ObservedNode) -> Seen {
+        Seen {
+            subnet: node.annotation(annotations::SUBNET).map(str::to_owned),
+            status: node.annotation(annotations::STATUS).map(str::to_owned),
+            pod_cidrs: node.pod_cidrs.clone(),
+            condition: node
+                .condition
+                .as_ref()
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())),
+            last_transition: node.condition.as_ref().and_then(|c| c.last_transition),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    want: HashMap<String, Want>,
+    seen: HashMap<String, Seen>,
+    dirty: BTreeSet<String>,
+    in_flight: BTreeSet<String>,
+    /// Per node: failures in a row and when the next try may go.
+    retry: HashMap<String, (u32, Instant)>,
+}
+
+/// The two requests one node may need.
+#[derive(Debug, Default, PartialEq)]
+struct Patches {
+    /// Merge patch of the Node (annotations, spec.podCIDR(s)).
+    node: Option<Value>,
+    /// Strategic merge patch of its status: conditions merge by type, so
+    /// the kubelet's own conditions are left alone.
+    status: Option<Value>,
+}
+
+fn patches_for(want: &Want, seen: &Seen, now: Timestamp) -> Patches {
+    let mut patches = Patches::default();
+    let mut annotations_patch = serde_json::Map::new();
+    let mut spec_patch = serde_json::Map::new();
+    if let Some(subnets) = &want.subnets {
+        let value = subnets.join(",");
+        if seen.subnet.as_deref() != Some(value.as_str()) {
+            annotations_patch.insert(annotations::SUBNET.into(), Value::String(value));
+        }
+        // spec.podCIDR is immutable once set: only ever filled when empty.
+        if seen.pod_cidrs.is_empty() && !subnets.is_empty() {
+            spec_patch.insert("podCIDR".into(), json!(subnets[0]));
+            spec_patch.insert("podCIDRs".into(), json!(subnets));
+        }
+    }
+    if let Some(status) = &want.status
+        && seen.status.as_ref() != Some(status)
+    {
+        annotations_patch.insert(annotations::STATUS.into(), Value::String(status.clone()));
+    }
+    if !annotations_patch.is_empty() || !spec_patch.is_empty() {
+        let mut patch = serde_json::Map::new();
+        if !annotations_patch.is_empty() {
+            patch.insert(
+                "metadata".into(),
+                json!({ "annotations": annotations_patch }),
+            );
+        }
+        if !spec_patch.is_empty() {
+            patch.insert("spec".into(), Value::Object(spec_patch));
+        }
+        patches.node = Some(Value::Object(patch));
+    }
+    if let Some(condition) = &want.condition {
+        let wanted = (
+            condition_status(condition).to_owned(),
+            condition.reason.to_owned(),
+            condition.message.clone(),
+        );
+        if seen.condition.as_ref() != Some(&wanted) {
+            let status_changed = seen.condition.as_ref().map(|c| c.0.as_str()) != Some(&wanted.0);
+            let transition = match seen.last_transition {
+                Some(at) if !status_changed => at,
+                _ => now,
+            };
+            patches.status = Some(json!({
+                "status": {
+                    "conditions": [{
+                        "type": NETWORK_UNAVAILABLE,
+                        "status": wanted.0,
+                        "reason": wanted.1,
+                        "message": wanted.2,
+                        "lastTransitionTime": Time(transition),
+                        "lastHeartbeatTime": Time(now),
+                    }]
+                }
+            }));
+        }
+    }
+    patches
+}
+
+/// Queues and sends the writes; cheap to clone.
+#[derive(Clone)]
+pub struct NodeWriter {
+    ledger: Arc<Mutex<Ledger>>,
+    wake: Arc<Notify>,
+}
+
+impl Default for NodeWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NodeWriter {
+    pub fn new() -> Self {
+        NodeWriter {
+            ledger: Arc::new(Mutex::new(Ledger::default())),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        // A panic while holding the lock cannot leave the ledger torn in a
+        // way that matters: every entry is re-derived on the next event.
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The node as the latest watch event shows it.
+    pub fn observe(&self, node: &ObservedNode) {
+        let seen = Seen::of(node);
+        let mut ledger = self.ledger();
+        let differs = ledger
+            .want
+            .get(&node.name)
+            .is_some_and(|want| patches_for(want, &seen, Timestamp::now()) != Patches::default());
+        ledger.seen.insert(node.name.clone(), seen);
+        if differs && ledger.dirty.insert(node.name.clone()) {
+            drop(ledger);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The node was deleted: nothing more to write on it.
+    pub fn forget(&self, name: &str) {
+        let mut ledger = self.ledger();
+        ledger.want.remove(name);
+        ledger.seen.remove(name);
+        ledger.dirty.remove(name);
+        ledger.retry.remove(name);
+    }
+
+    pub fn want_subnets(&self, name: &str, subnets: Vec<String>) {
+        self.update(name, |want| want.subnets = Some(subnets));
+    }
+
+    fn update(&self, name: &str, change: impl FnOnce(&mut Want)) {
+        let mut ledger = self.ledger();
+        // Only nodes the watch has shown are written: a patch to a missing
+        // Node is a 404, and a Node not seen yet may be about to appear.
+        let Some(seen) = ledger.seen.get(name).cloned() else {
+            return;
+        };
+        let want = ledger.want.entry(name.to_owned()).or_default();
+        let before = want.clone();
+        change(want);
+        if *want == before {
+            return;
+        }
+        let needed = patches_for(want, &seen, Timestamp::now()) != Patches::default();
+        if needed && ledger.dirty.insert(name.to_owned()) {
+            drop(ledger);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends the queued writes until `shutdown` turns true.
+    pub async fn run(
+        self,
+        api: Api<NodeObject>,
+        reporter: Arc<dyn Reporter>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut in_flight: JoinSet<(String, Result<Option<ObservedNode>, kube::Error>)> =
+            JoinSet::new();
+        loop {
+            let next_retry = self.start_due(&api, &mut in_flight);
+            let far = Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(next_retry.unwrap_or(far)) => {}
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Ok((name, result)) = done {
+                        self.finish(&name, result, &*reporter);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts patches for dirty nodes that are due, up to the limit; returns
+    /// when the earliest waiting retry is due.
+    fn start_due(
+        &self,
+        api: &Api<NodeObject>,
+        in_flight: &mut JoinSet<(String, Result<Option<ObservedNode>, kube::Error>)>,
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        let mut ledger = self.ledger();
+        let mut next_retry: Option<Instant> = None;
+        let candidates: Vec<String> = ledger
+            .dirty
+            .iter()
+            .filter(|name| !ledger.in_flight.contains(*name))
+            .cloned()
+            .collect();
+        for name in candidates {
+            if ledger.in_flight.len() >= IN_FLIGHT {
+                break;
+            }
+            if let Some((_, due)) = ledger.retry.get(&name)
+                && *due > now
+            {
+                next_retry = Some(next_retry.map_or(*due, |at| at.min(*due)));
+                continue;
+            }
+            ledger.dirty.remove(&name);
+            let (Some(want), Some(seen)) = (ledger.want.get(&name), ledger.seen.get(&name)) else {
+                continue;
+            };
+            let patches = patches_for(want, seen, Timestamp::now());
+            if patches == Patches::default() {
+                continue;
+            }
+            ledger.in_flight.insert(name.clone());
+            let api = api.clone();
+            in_flight.spawn(async move {
+                let result = send(&api, &name, patches).await;
+                (name, result)
+            });
+        }
+        next_retry
+    }
+
+    fn finish(
+        &self,
+        name: &str,
+        result: Result<Option<ObservedNode>, kube::Error>,
+        reporter: &dyn Reporter,
+    ) {
+        let mut ledger = self.ledger();
+        ledger.in_flight.remove(name);
+        match result {
+            Ok(answer) => {
+                ledger.retry.remove(name);
+                if let Some(node) = answer {
+                    ledger.seen.insert(name.to_owned(), Seen::of(&node));
+                }
+                // Another wish may have arrived while this one was in flight.
+                let pending = match (ledger.want.get(name), ledger.seen.get(name)) {
+                    (Some(want), Some(seen)) => {
+                        patches_for(want, seen, Timestamp::now()) != Patches::default()
+                    }
+                    _ => false,
+                };
+                if pending {
+                    ledger.dirty.insert(name.to_owned());
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                // Deleted meanwhile; the watch will say so.
+                ledger.want.remove(name);
+                ledger.retry.remove(name);
+            }
+            Err(err) => {
+                let failures = ledger.retry.get(name).map_or(0, |(n, _)| *n) + 1;
+                let delay = RETRY_MIN
+                    .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+                    .min(RETRY_MAX);
+                ledger
+                    .retry
+                    .insert(name.to_owned(), (failures, Instant::now() + delay));
+                ledger.dirty.insert(name.to_owned());
+                drop(ledger);
+                self.wake.notify_one();
+                let refused = matches!(&err, kube::Error::Api(status) if status.code == 422);
+                if refused || failures == 3 {
+                    reporter.node_event(
+                        name,
+                        Reason::FailedToUpdateNode,
+                        &format!("cannot write nativeroute's state on the Node (retrying in {delay:?}): {err}"),
+                    );
+                } else {
+                    tracing::debug!(node = name, error = %err, retry_in = ?delay, "node write failed");
+                }
+                return;
+            }
+        }
+        drop(ledger);
+        self.wake.notify_one();
+    }
+}
+
+impl StatusSink for NodeWriter {
+    fn set_status(&self, node: &str, summary: String, condition: Option<NetworkCondition>) {
+        self.update(node, |want| {
+            want.status = Some(summary);
+            if condition.is_some() {
+                want.condition = condition;
+            }
+        });
+    }
+}
+
+/// Sends one node's patches; answers the node as the last answer showed it.
+async fn send(
+    api: &Api<NodeObject>,
+    name: &str,
+    patches: Patches,
+) -> Result<Option<ObservedNode>, kube::Error> {
+    let params = PatchParams::default();
+    let mut answer = None;
+    if let Some(patch) = patches.node {
+        answer = Some(api.patch(name, &params, &Patch::Merge(&patch)).await?);
+    }
+    if let Some(patch) = patches.status {
+        answer = Some(
+            api.patch_status(name, &params, &Patch::Strategic(&patch))
+                .await?,
+        );
+    }
+    // The answer is only used for the written fields, so the address type
+    // does not matter here.
+    Ok(answer.map(|node| ObservedNode::from_object(&node, "")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen_empty() -> Seen {
+        Seen::default()
+    }
+
+    #[test]
+    fn a_fresh_subnet_fills_the_annotation_and_the_empty_pod_cidrs() {
+        let want = Want {
+            subnets: Some(vec!["11.11.3.0/24".into()]),
+            ..Want::default()
+        };
+        let patches = patches_for(&want, &seen_empty(), Timestamp::now());
+        assert_eq!(
+            patches.node,
+            Some(json!({
+                "metadata": {"annotations": {"nativeroute.io/subnet": "11.11.3.0/24"}},
+                "spec": {"podCIDR": "11.11.3.0/24", "podCIDRs": ["11.11.3.0/24"]}
+            }))
+        );
+        assert_eq!(patches.status, None);
+    }
+
+    #[test]
+    fn a_pod_cidr_already_set_is_never_written_again() {
+        let want = Want {
+            subnets: Some(vec!["11.11.3.0/24".into()]),
+            ..Want::default()
+        };
+        let seen = Seen {
+            pod_cidrs: vec!["10.244.1.0/24".into()],
+            ..Seen::default()
+        };
+        let patches = patches_for(&want, &seen, Timestamp::now());
+        assert_eq!(
+            patches.node,
+            Some(json!({"metadata": {"annotations": {"nativeroute.io/subnet": "11.11.3.0/24"}}}))
+        );
+    }
+
+    #[test]
+    fn nothing_is_written_when_the_node_already_shows_it() {
+        let want = Want {
+            subnets: Some(vec!["11.11.3.0/24".into()]),
+            status: Some("rtr=programmed".into()),
+            condition: Some(NetworkCondition {
+                unavailable: false,
+                reason: "RouteCreated",
+                message: "m".into(),
+            }),
+        };
+        let seen = Seen {
+            subnet: Some("11.11.3.0/24".into()),
+            status: Some("rtr=programmed".into()),
+            pod_cidrs: vec!["11.11.3.0/24".into()],
+            condition: Some(("False".into(), "RouteCreated".into(), "m".into())),
+            last_transition: None,
+        };
+        assert_eq!(
+            patches_for(&want, &seen, Timestamp::now()),
+            Patches::default()
+        );
+    }
+
+    #[test]
+    fn the_condition_keeps_its_transition_time_while_its_status_holds() {
+        let earlier: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let want = Want {
+            condition: Some(NetworkCondition {
+                unavailable: true,
+                reason: "NoRouteCreated",
+                message: "new words".into(),
+            }),
+            ..Want::default()
+        };
+        let seen = Seen {
+            condition: Some(("True".into(), "NoRouteCreated".into(), "old words".into())),
+            last_transition: Some(earlier),
+            ..Seen::default()
+        };
+        let patch = patches_for(&want, &seen, Timestamp::now())
+            .status
+            .expect("a status patch");
+        assert_eq!(
+            patch["status"]["conditions"][0]["lastTransitionTime"],
+            json!(Time(earlier))
+        );
+        assert_eq!(
+            patch["status"]["conditions"][0]["type"],
+            json!("NetworkUnavailable")
+        );
+    }
+}
