@@ -7,7 +7,7 @@ use nativeroute_router_drivers::Ownership;
 use nativeroute_router_drivers::netlink::known_route_protocol;
 
 use super::raw::{RawConfig, RawIpam, RawNodeSource, RawNodes, RawPool, RawRouter};
-use super::values::check_netns_name;
+use super::values::{check_label_selector, check_netns_name};
 use super::{
     Config, DriverConfig, IpamMode, NodesConfig, OwnershipConfig, PoolConfig, Problem, Problems,
     RemovalGuard, RouterConfig,
@@ -200,6 +200,9 @@ fn check_nodes(raw: RawNodes, report: &mut impl FnMut(String, String)) -> NodesC
                         "{address_type:?} is not a routable node address type: use InternalIP or ExternalIP"
                     ),
                 );
+            }
+            if let Err(problem) = check_label_selector(&raw.selector) {
+                report("nodes.selector".into(), problem);
             }
             NodesConfig::Kubernetes {
                 selector: raw.selector,

@@ -105,3 +105,119 @@ pub fn check_netns_name(text: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Checks a Kubernetes label selector (`key`, `!key`, `key=v`, `key==v`,
+/// `key!=v`, `key in (a,b)`, `key notin (a,b)`, comma-separated), so that a
+/// typo is a config error at start rather than a watch the API server
+/// refuses over and over.
+pub fn check_label_selector(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    for requirement in split_requirements(text) {
+        let requirement = requirement.trim();
+        let valid = if let Some(key) = requirement.strip_prefix('!') {
+            is_label_key(key.trim())
+        } else if let Some((key, values)) = set_requirement(requirement) {
+            is_label_key(key) && values.iter().all(|v| is_label_value(v))
+        } else if let Some((key, value)) = requirement
+            .split_once("!=")
+            .or_else(|| requirement.split_once("=="))
+            .or_else(|| requirement.split_once('='))
+        {
+            is_label_key(key.trim()) && is_label_value(value.trim())
+        } else {
+            is_label_key(requirement)
+        };
+        if !valid {
+            return Err(format!(
+                "{text:?} is not a label selector: {requirement:?} is not a requirement like key=value, key!=value, key in (a,b), key or !key"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Splits on the commas between requirements, not those inside `( )`.
+fn split_requirements(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+fn set_requirement(text: &str) -> Option<(&str, Vec<&str>)> {
+    let (head, rest) = text.split_once('(')?;
+    let values = rest.strip_suffix(')')?;
+    let mut words = head.split_whitespace();
+    let (key, operator) = (words.next()?, words.next()?);
+    if words.next().is_some() || !matches!(operator, "in" | "notin") {
+        return None;
+    }
+    Some((key, values.split(',').map(str::trim).collect()))
+}
+
+/// `[prefix/]name`: prefix a DNS subdomain, name up to 63 characters.
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// Up to 63 letters, digits, '-', '_' or '.', starting and ending with a
+/// letter or digit (empty is allowed for values).
+fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    value.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().is_none_or(u8::is_ascii_alphanumeric)
+        && bytes.last().is_none_or(u8::is_ascii_alphanumeric)
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::check_label_selector;
+
+    #[test]
+    fn selectors_of_every_form_pass_and_typos_are_named() {
+        for good in [
+            "",
+            "node-role.kubernetes.io/worker",
+            "!node-role.kubernetes.io/control-plane",
+            "nativeroute.io/lab=nrlab",
+            "zone in (a, b),tier!=edge",
+            "env notin (dev)",
+        ] {
+            assert_eq!(check_label_selector(good), Ok(()), "{good}");
+        }
+        for bad in ["ro le=x", "=x", "a b", "zone in a,b", "key=val=ue", "-bad=x"] {
+            let err = check_label_selector(bad).expect_err(bad);
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+}

@@ -24,30 +24,15 @@ impl Topology {
     /// namespace) and `nodes.yaml` into the lab directory, creating it.
     /// Returns the config's path.
     pub fn write_controller_files(&self, resync_interval: Duration) -> Result<PathBuf> {
-        let spec = self.spec();
-        std::fs::create_dir_all(&spec.dir)
-            .with_context(|| format!("creating lab directory {}", spec.dir.display()))?;
-        let inventory_path = spec.inventory_path();
-        let config = ConfigFile {
-            pool: PoolSection {
-                cidrs: vec![POOL.into()],
-                node_mask_v4: NODE_MASK_V4,
-                // Keeps the first /24 out so nodes get 11.11.1-3.0/24 as in the seed.
-                reserved: vec![Ipv4Net::new_assert(POOL.network(), NODE_MASK_V4).into()],
-            },
-            ipam: "allocate",
-            nodes: NodesSection {
+        let inventory_path = self.spec().inventory_path();
+        let config_path = self.write_config(
+            resync_interval,
+            NodesSection {
                 source: "file",
-                file: &inventory_path,
+                file: Some(&inventory_path),
+                selector: None,
             },
-            resync_interval: humantime::format_duration(resync_interval).to_string(),
-            routers: vec![RouterSection {
-                name: ROUTER_NAME,
-                driver: "netlink",
-                netns: self.router_netns(),
-                node_networks: node_networks(),
-            }],
-        };
+        )?;
         let inventory = Inventory {
             nodes: self
                 .nodes()
@@ -58,9 +43,50 @@ impl Topology {
                 })
                 .collect(),
         };
+        write_yaml(&inventory_path, &inventory)?;
+        Ok(config_path)
+    }
+
+    /// Writes `config.yaml` like [`write_controller_files`](Self::write_controller_files),
+    /// with the nodes coming from the Kubernetes Nodes that match `selector`.
+    pub fn write_kubernetes_controller_files(
+        &self,
+        resync_interval: Duration,
+        selector: &str,
+    ) -> Result<PathBuf> {
+        self.write_config(
+            resync_interval,
+            NodesSection {
+                source: "kubernetes",
+                file: None,
+                selector: Some(selector),
+            },
+        )
+    }
+
+    fn write_config(&self, resync_interval: Duration, nodes: NodesSection<'_>) -> Result<PathBuf> {
+        let spec = self.spec();
+        std::fs::create_dir_all(&spec.dir)
+            .with_context(|| format!("creating lab directory {}", spec.dir.display()))?;
+        let config = ConfigFile {
+            pool: PoolSection {
+                cidrs: vec![POOL.into()],
+                node_mask_v4: NODE_MASK_V4,
+                // Keeps the first /24 out so nodes get 11.11.1-3.0/24 as in the seed.
+                reserved: vec![Ipv4Net::new_assert(POOL.network(), NODE_MASK_V4).into()],
+            },
+            ipam: "allocate",
+            nodes,
+            resync_interval: humantime::format_duration(resync_interval).to_string(),
+            routers: vec![RouterSection {
+                name: ROUTER_NAME,
+                driver: "netlink",
+                netns: self.router_netns(),
+                node_networks: node_networks(),
+            }],
+        };
         let config_path = spec.config_path();
         write_yaml(&config_path, &config)?;
-        write_yaml(&inventory_path, &inventory)?;
         Ok(config_path)
     }
 
@@ -149,7 +175,10 @@ struct PoolSection {
 #[derive(Serialize)]
 struct NodesSection<'a> {
     source: &'static str,
-    file: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selector: Option<&'a str>,
 }
 
 #[derive(Serialize)]

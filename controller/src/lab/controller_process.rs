@@ -41,7 +41,12 @@ impl ControllerProcess {
 
 /// Starts `exe run --config CONFIG` in a new session, appending its output
 /// to the lab's log and recording its pid in the lab's pid file.
-pub fn spawn(spec: &LabSpec, exe: &Path, config: &Path) -> Result<ControllerProcess> {
+pub fn spawn(
+    spec: &LabSpec,
+    exe: &Path,
+    config: &Path,
+    kubeconfig: Option<&Path>,
+) -> Result<ControllerProcess> {
     // std can only call setsid(2) from an unsafe pre_exec hook and the
     // workspace denies unsafe code; util-linux's setsid execs in place (the
     // child is no process group leader), so the pid stays the controller's.
@@ -60,10 +65,20 @@ pub fn spawn(spec: &LabSpec, exe: &Path, config: &Path) -> Result<ControllerProc
     } else {
         "off"
     };
-    let child = Command::new("setsid")
+    let mut command = Command::new("setsid");
+    command
         .arg(exe)
         .args(["run", "--metrics-address", metrics_address, "--config"])
-        .arg(config)
+        .arg(config);
+    if let Some(kubeconfig) = kubeconfig {
+        // One Lease per lab, so that labs and a real deployment never
+        // contend for one.
+        command
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--lease-name", &format!("{}nativeroute", spec.prefix)]);
+    }
+    let child = command
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(stderr)

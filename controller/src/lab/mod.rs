@@ -9,6 +9,7 @@
 mod containers;
 mod controller_files;
 mod controller_process;
+pub mod kubernetes;
 mod netns;
 mod spec;
 mod status;
@@ -67,6 +68,11 @@ pub struct UpArgs {
     /// How long to wait for the controller to assign every node a subnet.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Use this cluster's API instead of a node file: the lab's nodes become
+    /// Node objects (labelled nativeroute.io/lab, unschedulable) that the
+    /// controller watches; `lab down` deletes them.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -84,7 +90,9 @@ pub struct StatusArgs {
 /// Runs one `nativeroute lab` command (as root).
 pub async fn run(cmd: LabCommand) -> Result<()> {
     match cmd {
-        LabCommand::Up(args) => up::up(args.lab.spec(), args.timeout).await,
+        LabCommand::Up(args) => {
+            up::up(args.lab.spec(), args.timeout, args.kubeconfig.as_deref()).await
+        }
         LabCommand::Down(args) => down(args.lab.spec()).await,
         LabCommand::Status(args) => {
             netns::require_root()?;
@@ -97,7 +105,15 @@ pub async fn run(cmd: LabCommand) -> Result<()> {
 async fn down(spec: LabSpec) -> Result<()> {
     netns::require_root()?;
     netns::require_programs(&["ip"])?;
+    // The controller stops first (destroy), so deleting the Nodes afterwards
+    // withdraws nothing: the router namespace goes anyway.
+    let cluster = kubernetes::LabCluster::of_lab(&spec).await;
     destroy(&spec).await?;
+    match cluster {
+        Ok(Some(cluster)) => cluster.unregister().await?,
+        Ok(None) => {}
+        Err(err) => eprintln!("warning: the lab's Node objects were not deleted: {err:#}"),
+    }
     println!("lab {:?} is down", spec.prefix);
     Ok(())
 }

@@ -10,6 +10,7 @@ use futures::future::join_all;
 
 use super::controller_files::read_assignments;
 use super::controller_process;
+use super::kubernetes::LabCluster;
 use super::netns::Cmd;
 use super::spec::LabSpec;
 use super::topology::{POOL, Topology};
@@ -147,7 +148,7 @@ pub(crate) async fn print(spec: LabSpec) -> Result<()> {
             spec.log_path().display()
         ),
     }
-    print_nodes(&topo);
+    print_nodes(&topo).await;
     println!("\nrouter {} routes in {POOL}:", topo.router_netns());
     let routes = topo.router_routes().await?;
     if routes.is_empty() {
@@ -172,9 +173,20 @@ pub(crate) async fn print(spec: LabSpec) -> Result<()> {
     Ok(())
 }
 
-fn print_nodes(topo: &Topology) {
-    let state_path = topo.spec().state_path();
-    let assigned = match read_assignments(&state_path) {
+async fn print_nodes(topo: &Topology) {
+    let assigned = match LabCluster::of_lab(topo.spec()).await {
+        Ok(Some(cluster)) => {
+            println!(
+                "nodes: Kubernetes Nodes {} (kubeconfig {})",
+                cluster.selector(),
+                cluster.kubeconfig().display()
+            );
+            cluster.assignments().await
+        }
+        Ok(None) => read_assignments(&topo.spec().state_path()),
+        Err(err) => Err(err),
+    };
+    let assigned = match assigned {
         Ok(assigned) => assigned,
         Err(e) => {
             println!("subnets unknown: {e:#}");

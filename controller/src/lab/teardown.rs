@@ -53,9 +53,14 @@ pub(crate) fn delete_namespaces(spec: &LabSpec) -> Result<()> {
 /// Whether a file in the lab directory is one the lab or its controller
 /// writes (the controller's atomic writes leave `nodes.yaml.state.json.*`).
 fn is_lab_file(name: &str) -> bool {
-    ["config.yaml", "nodes.yaml", "controller."]
-        .iter()
-        .any(|start| name.starts_with(start))
+    [
+        "config.yaml",
+        "nodes.yaml",
+        "controller.",
+        super::kubernetes::MARKER,
+    ]
+    .iter()
+    .any(|start| name.starts_with(start))
 }
 
 /// Removes the lab's files and then the directory if that left it empty;

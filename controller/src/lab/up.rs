@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::controller_process::{self, ControllerProcess};
+use super::kubernetes::LabCluster;
 use super::netns;
 use super::spec::LabSpec;
 use super::teardown;
@@ -18,7 +19,7 @@ const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 const EXIT_POLL: Duration = Duration::from_millis(100);
 const LOG_TAIL_LINES: usize = 20;
 
-pub(crate) async fn up(spec: LabSpec, timeout: Duration) -> Result<()> {
+pub(crate) async fn up(spec: LabSpec, timeout: Duration, kubeconfig: Option<&Path>) -> Result<()> {
     netns::require_root()?;
     netns::require_programs(&["ip", "ping", "sysctl", "setsid"])?;
     spec.check()?;
@@ -27,9 +28,13 @@ pub(crate) async fn up(spec: LabSpec, timeout: Duration) -> Result<()> {
     // out its old subnets before the controller even starts).
     teardown::remove_lab_files(&spec.dir)?;
     let exe = std::env::current_exe().context("finding this program's own path")?;
+    let cluster = match kubeconfig {
+        Some(path) => Some(LabCluster::connect(&spec, path).await?),
+        None => None,
+    };
 
     let topo = Topology::create(spec.clone()).await?;
-    match start(&topo, &exe, timeout).await {
+    match start(&topo, &exe, timeout, cluster.as_ref()).await {
         Ok(pid) => {
             print_summary(&topo, pid);
             Ok(())
@@ -60,12 +65,31 @@ async fn refuse_if_up(spec: &LabSpec) -> Result<()> {
 }
 
 /// Controller files, controller, subnets, containers; returns the controller's pid.
-async fn start(topo: &Topology, exe: &Path, timeout: Duration) -> Result<u32> {
+async fn start(
+    topo: &Topology,
+    exe: &Path,
+    timeout: Duration,
+    cluster: Option<&LabCluster>,
+) -> Result<u32> {
     let spec = topo.spec();
-    let config = topo.write_controller_files(RESYNC_INTERVAL)?;
-    let mut controller = controller_process::spawn(spec, exe, &config)?;
+    let config = match cluster {
+        Some(cluster) => {
+            cluster.register(topo).await?;
+            cluster.remember()?;
+            topo.write_kubernetes_controller_files(RESYNC_INTERVAL, &cluster.selector())?
+        }
+        None => topo.write_controller_files(RESYNC_INTERVAL)?,
+    };
+    let kubeconfig = cluster.map(LabCluster::kubeconfig);
+    let mut controller = controller_process::spawn(spec, exe, &config, kubeconfig)?;
+    let assignments = async {
+        match cluster {
+            Some(cluster) => cluster.wait_for_assignments(topo, timeout).await,
+            None => topo.wait_for_assignments(timeout).await,
+        }
+    };
     let assigned = tokio::select! {
-        assigned = topo.wait_for_assignments(timeout) => assigned,
+        assigned = assignments => assigned,
         status = exited(&mut controller) => match status {
             Ok(status) => Err(anyhow!("the controller exited ({status}) before assigning subnets")),
             Err(e) => Err(e),
