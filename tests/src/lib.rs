@@ -2,5 +2,6 @@
 //! labs. Every test builds its world through here and tears it down even when
 //! it fails.
 
+pub mod apiserver;
 pub mod lab;
 pub mod netns;
