@@ -21,8 +21,14 @@ fn set(event: &Value, field: &str) -> bool {
 /// The event's namespace must be the regarded object's; a cluster-scoped
 /// object's events live in "default" (kube's Recorder puts them there).
 fn namespace_errors(event: &Value, new_api: bool) -> Vec<FieldError> {
-    let namespace = event.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
-    let involved = event.pointer("/involvedObject/namespace").and_then(Value::as_str).unwrap_or("");
+    let namespace = event
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let involved = event
+        .pointer("/involvedObject/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let ok = if involved.is_empty() {
         namespace.is_empty() || namespace == "default" || (new_api && namespace == "kube-system")
     } else {
@@ -31,7 +37,11 @@ fn namespace_errors(event: &Value, new_api: bool) -> Vec<FieldError> {
     if ok {
         Vec::new()
     } else {
-        vec![FieldError::invalid("involvedObject.namespace", involved, "does not match event.namespace")]
+        vec![FieldError::invalid(
+            "involvedObject.namespace",
+            involved,
+            "does not match event.namespace",
+        )]
     }
 }
 
@@ -48,7 +58,11 @@ pub(crate) fn validate(event: &Value, new_api: bool) -> Vec<FieldError> {
         }
         let kind = text(event, "type");
         if kind != "Normal" && kind != "Warning" {
-            errors.push(FieldError::invalid("type", "", format!("has invalid value: {kind}")));
+            errors.push(FieldError::invalid(
+                "type",
+                "",
+                format!("has invalid value: {kind}"),
+            ));
         }
         for (field, shown) in [
             ("firstTimestamp", "deprecatedFirstTimestamp"),
@@ -56,12 +70,21 @@ pub(crate) fn validate(event: &Value, new_api: bool) -> Vec<FieldError> {
             ("count", "deprecatedCount"),
             ("source", "deprecatedSource"),
         ] {
-            if set(event, field) && event[field] != Value::from(0) && event[field] != serde_json::json!({}) {
+            let value = &event[field];
+            let empty = *value == 0
+                || value
+                    .as_object()
+                    .is_some_and(|m| m.values().all(|v| *v == ""));
+            if set(event, field) && !empty {
                 errors.push(FieldError::invalid(shown, "", "needs to be unset"));
             }
         }
     }
-    let controller_field = if new_api { "reportingController" } else { "reportingComponent" };
+    let controller_field = if new_api {
+        "reportingController"
+    } else {
+        "reportingComponent"
+    };
     for (field, shown, limit) in [
         ("reportingComponent", controller_field, usize::MAX),
         ("reportingInstance", "reportingInstance", MAX_NAME),
@@ -72,17 +95,29 @@ pub(crate) fn validate(event: &Value, new_api: bool) -> Vec<FieldError> {
         if value.is_empty() {
             errors.push(FieldError::required(shown, ""));
         } else if value.len() > limit {
-            errors.push(FieldError::invalid(shown, "", format!("can have at most {limit} characters")));
+            errors.push(FieldError::invalid(
+                shown,
+                "",
+                format!("can have at most {limit} characters"),
+            ));
         }
     }
     if text(event, "message").len() > MAX_NOTE {
         let shown = if new_api { "note" } else { "message" };
-        errors.push(FieldError::invalid(shown, "", format!("can have at most {MAX_NOTE} characters")));
+        errors.push(FieldError::invalid(
+            shown,
+            "",
+            format!("can have at most {MAX_NOTE} characters"),
+        ));
     }
     if let Some(series) = event.get("series").filter(|s| !s.is_null()) {
         let count = series.get("count").and_then(Value::as_i64).unwrap_or(0);
         if count < 2 {
-            errors.push(FieldError::invalid_raw("series.count", count.to_string(), "should be at least 2"));
+            errors.push(FieldError::invalid_raw(
+                "series.count",
+                count.to_string(),
+                "should be at least 2",
+            ));
         }
         if !set(series, "lastObservedTime") {
             errors.push(FieldError::required("series.lastObservedTime", ""));

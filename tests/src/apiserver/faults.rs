@@ -70,7 +70,10 @@ impl Failure {
 
     fn matches(&self, method: &str, path_and_query: &str) -> bool {
         self.method.as_deref().is_none_or(|m| m == method)
-            && self.path_contains.as_deref().is_none_or(|p| path_and_query.contains(p))
+            && self
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path_and_query.contains(p))
     }
 }
 
@@ -98,9 +101,15 @@ impl FaultState {
     /// The injected answer for this request, if one is due.
     pub fn take_failure(&self, method: &str, path_and_query: &str) -> Option<ApiError> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let index = failures.iter().position(|f| f.matches(method, path_and_query))?;
+        let index = failures
+            .iter()
+            .position(|f| f.matches(method, path_and_query))?;
         let failure = &mut failures[index];
-        let error = ApiError::injected(failure.status, failure.message.as_deref(), failure.retry_after);
+        let error = ApiError::injected(
+            failure.status,
+            failure.message.as_deref(),
+            failure.retry_after,
+        );
         failure.times = failure.times.saturating_sub(1);
         if failure.times == 0 {
             failures.remove(index);
@@ -129,13 +138,21 @@ impl Faults {
     /// Queues an injected answer; queued failures are consumed in order.
     pub fn fail(&self, failure: Failure) {
         if failure.times > 0 {
-            self.state().failures.lock().unwrap_or_else(|p| p.into_inner()).push(failure);
+            self.state()
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(failure);
         }
     }
 
     /// Forgets failures not yet consumed.
     pub fn clear_failures(&self) {
-        self.state().failures.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.state()
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Delays every answer by `latency` (zero turns it off).

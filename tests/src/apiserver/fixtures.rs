@@ -14,23 +14,55 @@ const IMAGES: &[(&str, &str, u64)] = &[
     ("registry.k8s.io/kube-proxy", "v1.35.0", 31),
     ("registry.k8s.io/pause", "3.10.1", 1),
     ("registry.k8s.io/coredns/coredns", "v1.12.4", 22),
-    ("registry.k8s.io/metrics-server/metrics-server", "v0.8.0", 20),
+    (
+        "registry.k8s.io/metrics-server/metrics-server",
+        "v0.8.0",
+        20,
+    ),
     ("registry.k8s.io/ingress-nginx/controller", "v1.13.3", 118),
-    ("registry.k8s.io/ingress-nginx/kube-webhook-certgen", "v1.6.3", 24),
-    ("registry.k8s.io/sig-storage/csi-node-driver-registrar", "v2.14.0", 13),
+    (
+        "registry.k8s.io/ingress-nginx/kube-webhook-certgen",
+        "v1.6.3",
+        24,
+    ),
+    (
+        "registry.k8s.io/sig-storage/csi-node-driver-registrar",
+        "v2.14.0",
+        13,
+    ),
     ("registry.k8s.io/sig-storage/livenessprobe", "v2.16.0", 12),
     ("registry.k8s.io/sig-storage/csi-provisioner", "v5.3.0", 31),
     ("registry.k8s.io/sig-storage/csi-attacher", "v4.9.0", 29),
     ("registry.k8s.io/sig-storage/csi-resizer", "v1.14.0", 30),
     ("registry.k8s.io/sig-storage/csi-snapshotter", "v8.3.0", 28),
-    ("registry.k8s.io/provider-aws/aws-ebs-csi-driver", "v1.48.0", 61),
-    ("registry.k8s.io/kube-state-metrics/kube-state-metrics", "v2.16.0", 19),
-    ("registry.k8s.io/node-problem-detector/node-problem-detector", "v0.8.21", 48),
+    (
+        "registry.k8s.io/provider-aws/aws-ebs-csi-driver",
+        "v1.48.0",
+        61,
+    ),
+    (
+        "registry.k8s.io/kube-state-metrics/kube-state-metrics",
+        "v2.16.0",
+        19,
+    ),
+    (
+        "registry.k8s.io/node-problem-detector/node-problem-detector",
+        "v0.8.21",
+        48,
+    ),
     ("quay.io/prometheus/node-exporter", "v1.9.1", 12),
     ("quay.io/prometheus/prometheus", "v3.5.0", 140),
     ("quay.io/prometheus/alertmanager", "v0.28.1", 38),
-    ("quay.io/prometheus-operator/prometheus-config-reloader", "v0.85.0", 6),
-    ("quay.io/prometheus-operator/prometheus-operator", "v0.85.0", 17),
+    (
+        "quay.io/prometheus-operator/prometheus-config-reloader",
+        "v0.85.0",
+        6,
+    ),
+    (
+        "quay.io/prometheus-operator/prometheus-operator",
+        "v0.85.0",
+        17,
+    ),
     ("docker.io/grafana/grafana", "12.1.1", 210),
     ("quay.io/kiwigrid/k8s-sidecar", "1.30.9", 43),
     ("docker.io/grafana/loki", "3.5.3", 42),
@@ -59,7 +91,8 @@ fn mix(mut x: u64) -> u64 {
 }
 
 fn seed(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| mix(h ^ u64::from(b)))
+    text.bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| mix(h ^ u64::from(b)))
 }
 
 fn hex(seed: u64, digits: usize) -> String {
@@ -74,7 +107,9 @@ fn hex(seed: u64, digits: usize) -> String {
 }
 
 fn time(ago: SignedDuration) -> String {
-    let at = Timestamp::now().checked_sub(ago).unwrap_or(Timestamp::UNIX_EPOCH);
+    let at = Timestamp::now()
+        .checked_sub(ago)
+        .unwrap_or(Timestamp::UNIX_EPOCH);
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -183,7 +218,14 @@ pub fn realistic_node(name: &str, internal_ip: IpAddr) -> Node {
 
 fn uuid(seed: u64) -> String {
     let h = hex(seed, 32);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// `count` realistic nodes named node-00000, node-00001, ... with internal
@@ -204,7 +246,10 @@ mod tests {
 
     #[test]
     fn a_fixture_node_is_as_large_as_a_real_one() {
-        let node = realistic_node("ip-10-0-1-17.eu-west-1.compute.internal", "10.0.1.17".parse().expect("ip"));
+        let node = realistic_node(
+            "ip-10-0-1-17.eu-west-1.compute.internal",
+            "10.0.1.17".parse().expect("ip"),
+        );
         let size = serde_json::to_vec(&node).expect("serialises").len();
         assert!((5_000..=10_000).contains(&size), "{size} bytes");
         let status = node.status.expect("status");

@@ -24,14 +24,21 @@ pub(crate) fn json_response(code: StatusCode, body: String) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn object_response(code: StatusCode, rt: ResourceType, stored: &Value) -> Result<Response, ApiError> {
+fn object_response(
+    code: StatusCode,
+    rt: ResourceType,
+    stored: &Value,
+) -> Result<Response, ApiError> {
     let shown = schema::encode(rt, stored)?;
     Ok(json_response(code, shown.to_string()))
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|err| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {err}")))
+    serde_json::from_slice(body).map_err(|err| {
+        ApiError::bad_request(format!(
+            "couldn't get version/kind; json parse error: {err}"
+        ))
+    })
 }
 
 fn dry_run(query: &Query) -> bool {
@@ -71,7 +78,12 @@ fn parse_continue(token: &str) -> Option<(u64, Key)> {
 
 pub(crate) fn list(shared: &Shared, target: &Target, query: &Query) -> Result<Response, ApiError> {
     let rt = target.resource;
-    let param = |name: &str| query.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let param = |name: &str| {
+        query
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
     let filter = Filter::parse(rt, param("labelSelector"), param("fieldSelector"))?;
     let limit = match param("limit") {
         Some(text) => Some(
@@ -88,8 +100,9 @@ pub(crate) fn list(shared: &Shared, target: &Target, query: &Query) -> Result<Re
                     "specifying resource version is not allowed when using continue",
                 ));
             }
-            let (rv, after) = parse_continue(token)
-                .ok_or_else(|| ApiError::bad_request("continue key is not valid: malformed token"))?;
+            let (rv, after) = parse_continue(token).ok_or_else(|| {
+                ApiError::bad_request("continue key is not valid: malformed token")
+            })?;
             if !shared.store.continuable(rt.storage(), rv) {
                 return Err(ApiError::expired(
                     "The provided continue parameter is too old to display a consistent list result. \
@@ -148,12 +161,22 @@ pub(crate) fn get(shared: &Shared, target: &Target) -> Result<Response, ApiError
     object_response(StatusCode::OK, rt, &object)
 }
 
-pub(crate) fn create(shared: &Shared, target: &Target, query: &Query, body: &Bytes) -> Result<Response, ApiError> {
+pub(crate) fn create(
+    shared: &Shared,
+    target: &Target,
+    query: &Query,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let incoming = schema::decode(target.resource, parse_body(body)?)?;
     create_object(shared, target, incoming, dry_run(query))
 }
 
-fn create_object(shared: &Shared, target: &Target, mut object: Value, dry_run: bool) -> Result<Response, ApiError> {
+fn create_object(
+    shared: &Shared,
+    target: &Target,
+    mut object: Value,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
     let rt = target.resource;
     meta::before_create(&mut object, rt, target.namespace_key())?;
     strategy::prepare_and_validate_create(rt, &mut object)?;
@@ -166,16 +189,23 @@ fn create_object(shared: &Shared, target: &Target, mut object: Value, dry_run: b
     object_response(StatusCode::CREATED, rt, &stored)
 }
 
-pub(crate) fn update(shared: &Shared, target: &Target, query: &Query, body: &Bytes) -> Result<Response, ApiError> {
+pub(crate) fn update(
+    shared: &Shared,
+    target: &Target,
+    query: &Query,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let rt = target.resource;
     let incoming = schema::decode(rt, parse_body(body)?)?;
     let spare = (rt.create_on_update() && !target.status).then(|| incoming.clone());
-    let result = shared.store.update(rt.storage(), &key(target), dry_run(query), |current| {
-        let mut new = incoming;
-        meta::before_update(&mut new, current, rt, target.namespace_key(), name(target))?;
-        strategy::prepare_and_validate_update(rt, &mut new, current, target.status)?;
-        Ok(new)
-    });
+    let result = shared
+        .store
+        .update(rt.storage(), &key(target), dry_run(query), |current| {
+            let mut new = incoming;
+            meta::before_update(&mut new, current, rt, target.namespace_key(), name(target))?;
+            strategy::prepare_and_validate_update(rt, &mut new, current, target.status)?;
+            Ok(new)
+        });
     match (result, spare) {
         (Ok(stored), _) => object_response(StatusCode::OK, rt, &stored),
         (Err(WriteError::NotFound), Some(mut object)) => {
@@ -219,9 +249,18 @@ pub(crate) fn patch(
     object_response(StatusCode::OK, rt, &stored)
 }
 
-pub(crate) fn delete(shared: &Shared, target: &Target, query: &Query, body: &Bytes) -> Result<Response, ApiError> {
+pub(crate) fn delete(
+    shared: &Shared,
+    target: &Target,
+    query: &Query,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let rt = target.resource;
-    let options = if body.is_empty() { Value::Null } else { parse_body(body)? };
+    let options = if body.is_empty() {
+        Value::Null
+    } else {
+        parse_body(body)?
+    };
     let dry_run = dry_run(query)
         || options
             .get("dryRun")

@@ -31,5 +31,6 @@ preferences: {{}}
 }
 
 pub(crate) fn write(path: &Path, url: &str) -> anyhow::Result<()> {
-    std::fs::write(path, render(url)).with_context(|| format!("cannot write the kubeconfig {}", path.display()))
+    std::fs::write(path, render(url))
+        .with_context(|| format!("cannot write the kubeconfig {}", path.display()))
 }

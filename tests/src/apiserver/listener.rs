@@ -41,7 +41,10 @@ impl Listener {
     }
 
     pub fn is_running(&self) -> bool {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// Listens again on the address of the first start; does nothing when
@@ -53,7 +56,9 @@ impl Listener {
         let addr = self.addr();
         let socket = TcpSocket::new_v4().context("cannot create the API server's socket")?;
         // The port may still have connections in TIME_WAIT from before a stop.
-        socket.set_reuseaddr(true).context("cannot set SO_REUSEADDR")?;
+        socket
+            .set_reuseaddr(true)
+            .context("cannot set SO_REUSEADDR")?;
         socket
             .bind(addr)
             .with_context(|| format!("cannot bind the test API server to {addr}"))?;
@@ -70,7 +75,11 @@ impl Listener {
     /// Stops listening and closes every connection; returns once they are
     /// all closed.
     pub async fn stop(&self) {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(Running { shutdown, task }) = running {
             let _ = shutdown.send(());
             let _ = task.await;
@@ -79,7 +88,12 @@ impl Listener {
 
     /// Stops without waiting (for Drop).
     pub fn abort(&self) {
-        if let Some(running) = self.running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(running) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             running.task.abort();
         }
     }

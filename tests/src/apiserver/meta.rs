@@ -89,7 +89,11 @@ fn random_u64() -> u64 {
 
 /// The namespace in the body must agree with the URL's; an empty one takes
 /// the URL's. Cluster-scoped objects carry none.
-fn settle_namespace(object: &mut Value, rt: ResourceType, url_namespace: &str) -> Result<(), ApiError> {
+fn settle_namespace(
+    object: &mut Value,
+    rt: ResourceType,
+    url_namespace: &str,
+) -> Result<(), ApiError> {
     if !rt.namespaced() {
         set_field(object, "namespace", Value::Null);
         return Ok(());
@@ -107,9 +111,15 @@ fn settle_namespace(object: &mut Value, rt: ResourceType, url_namespace: &str) -
 }
 
 /// Fills what the server owns on a new object.
-pub(crate) fn before_create(object: &mut Value, rt: ResourceType, url_namespace: &str) -> Result<(), ApiError> {
+pub(crate) fn before_create(
+    object: &mut Value,
+    rt: ResourceType,
+    url_namespace: &str,
+) -> Result<(), ApiError> {
     if !object.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
     }
     settle_namespace(object, rt, url_namespace)?;
     if name(object).is_empty() {
@@ -122,7 +132,9 @@ pub(crate) fn before_create(object: &mut Value, rt: ResourceType, url_namespace:
         set_field(object, "name", json!(generated));
     }
     if !str_field(object, "resourceVersion").is_empty() {
-        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     set_field(object, "uid", json!(new_uid()));
     set_field(object, "creationTimestamp", json!(now()));
@@ -156,7 +168,9 @@ pub(crate) fn before_update(
     url_name: &str,
 ) -> Result<(), ApiError> {
     if !new.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
     }
     let body_name = name(new);
     if body_name.is_empty() {
@@ -174,11 +188,22 @@ pub(crate) fn before_update(
     let uid = str_field(new, "uid");
     let old_uid = str_field(old, "uid");
     if !uid.is_empty() && uid != old_uid {
-        let why = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}");
+        let why = format!(
+            "Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}"
+        );
         return Err(ApiError::conflict(rt, url_name, &why));
     }
-    for system in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"] {
-        let kept = metadata(old).and_then(|m| m.get(system)).cloned().unwrap_or(Value::Null);
+    for system in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
+        let kept = metadata(old)
+            .and_then(|m| m.get(system))
+            .cloned()
+            .unwrap_or(Value::Null);
         set_field(new, system, kept);
     }
     set_field(new, "selfLink", Value::Null);
@@ -186,14 +211,22 @@ pub(crate) fn before_update(
 }
 
 /// DeleteOptions.preconditions.
-pub(crate) fn check_preconditions(preconditions: Option<&Value>, current: &Value, rt: ResourceType) -> Result<(), ApiError> {
-    let Some(pre) = preconditions else { return Ok(()) };
+pub(crate) fn check_preconditions(
+    preconditions: Option<&Value>,
+    current: &Value,
+    rt: ResourceType,
+) -> Result<(), ApiError> {
+    let Some(pre) = preconditions else {
+        return Ok(());
+    };
     let name = name(current);
     for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
         let wanted = pre.get(field).and_then(Value::as_str).unwrap_or("");
         let actual = str_field(current, field);
         if !wanted.is_empty() && wanted != actual {
-            let why = format!("Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}");
+            let why = format!(
+                "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}"
+            );
             return Err(ApiError::conflict(rt, name, &why));
         }
     }
@@ -209,7 +242,10 @@ mod tests {
         let (a, b) = (new_uid(), new_uid());
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
-        assert_eq!(a.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+        assert_eq!(
+            a.split('-').map(str::len).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
     }
 
     #[test]

@@ -149,7 +149,11 @@ impl ApiServer {
     /// MODIFIED. Returns the Node as stored.
     pub fn put_node(&self, node: Node) -> anyhow::Result<Node> {
         let mut value = serde_json::to_value(&node).context("cannot serialise the Node")?;
-        let name = node.metadata.name.clone().context("a Node needs metadata.name")?;
+        let name = node
+            .metadata
+            .name
+            .clone()
+            .context("a Node needs metadata.name")?;
         node_rules::normalise_pod_cidrs(&mut value);
         if let Some(m) = value.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
@@ -160,7 +164,10 @@ impl ApiServer {
         let replaced = store.update(Storage::Nodes, &key, false, |current| {
             let mut next = value.clone();
             for kept in ["uid", "creationTimestamp", "generation"] {
-                if let (Some(old), Some(m)) = (current.pointer(&format!("/metadata/{kept}")), next["metadata"].as_object_mut()) {
+                if let (Some(old), Some(m)) = (
+                    current.pointer(&format!("/metadata/{kept}")),
+                    next["metadata"].as_object_mut(),
+                ) {
                     m.insert(kept.into(), old.clone());
                 }
             }
@@ -184,7 +191,10 @@ impl ApiServer {
     /// Deletes a Node as `kubectl delete node` would; false if there was none.
     pub fn delete_node(&self, name: &str) -> bool {
         let key = (String::new(), name.to_string());
-        self.shared.store.delete(Storage::Nodes, &key, false, |_| Ok(())).is_ok()
+        self.shared
+            .store
+            .delete(Storage::Nodes, &key, false, |_| Ok(()))
+            .is_ok()
     }
 
     pub fn node(&self, name: &str) -> Option<Node> {
@@ -193,7 +203,12 @@ impl ApiServer {
     }
 
     pub fn nodes(&self) -> Vec<Node> {
-        self.shared.store.all(Storage::Nodes).iter().filter_map(|v| typed(v)).collect()
+        self.shared
+            .store
+            .all(Storage::Nodes)
+            .iter()
+            .filter_map(|v| typed(v))
+            .collect()
     }
 
     /// Every Event, however written (core/v1 or events.k8s.io/v1), in the
@@ -253,4 +268,3 @@ impl Drop for ApiServer {
 fn typed<T: DeserializeOwned>(value: &Value) -> Option<T> {
     serde_json::from_value(value.clone()).ok()
 }
-

@@ -52,8 +52,16 @@ pub(crate) fn normalise_pod_cidrs(node: &mut Value) {
     let Some(spec) = node.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    let single = spec.get("podCIDR").and_then(Value::as_str).unwrap_or("").to_string();
-    let mut list: Vec<Value> = spec.get("podCIDRs").and_then(Value::as_array).cloned().unwrap_or_default();
+    let single = spec
+        .get("podCIDR")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut list: Vec<Value> = spec
+        .get("podCIDRs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if !single.is_empty() && list.first().and_then(Value::as_str) != Some(single.as_str()) {
         list = vec![json!(single)];
     }
@@ -79,7 +87,9 @@ fn pod_cidrs(node: &Value) -> Vec<String> {
 }
 
 fn provider_id(node: &Value) -> &str {
-    node.pointer("/spec/providerID").and_then(Value::as_str).unwrap_or("")
+    node.pointer("/spec/providerID")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// ValidateNode: the spec's CIDRs.
@@ -98,7 +108,11 @@ pub(crate) fn validate(node: &Value) -> Vec<FieldError> {
         }
     }
     if cidrs.len() > 1 {
-        let dual_stack = parsed.len() == 2 && matches!((parsed[0], parsed[1]), (IpNet::V4(_), IpNet::V6(_)) | (IpNet::V6(_), IpNet::V4(_)));
+        let dual_stack = parsed.len() == 2
+            && matches!(
+                (parsed[0], parsed[1]),
+                (IpNet::V4(_), IpNet::V6(_)) | (IpNet::V6(_), IpNet::V4(_))
+            );
         if !dual_stack || cidrs.len() > 2 {
             let shown: Vec<String> = cidrs.iter().map(|c| format!("{c:?}")).collect();
             errors.push(FieldError::invalid_raw(
@@ -148,7 +162,10 @@ mod tests {
         assert_eq!(only_list["spec"]["podCIDR"], "10.0.2.0/24");
         let mut both = node(json!({"podCIDR": "10.0.3.0/24", "podCIDRs": ["10.0.4.0/24"]}));
         normalise_pod_cidrs(&mut both);
-        assert_eq!(both["spec"], json!({"podCIDR": "10.0.3.0/24", "podCIDRs": ["10.0.3.0/24"]}));
+        assert_eq!(
+            both["spec"],
+            json!({"podCIDR": "10.0.3.0/24", "podCIDRs": ["10.0.3.0/24"]})
+        );
     }
 
     #[test]

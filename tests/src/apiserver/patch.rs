@@ -27,7 +27,12 @@ impl PatchType {
 }
 
 /// `object` (in the API's form, of `kind`) with `patch` applied.
-pub(crate) fn apply(patch_type: PatchType, kind: &str, object: &Value, patch: &Value) -> Result<Value, ApiError> {
+pub(crate) fn apply(
+    patch_type: PatchType,
+    kind: &str,
+    object: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
     match patch_type {
         PatchType::Merge => {
             if !patch.is_object() {
@@ -37,13 +42,20 @@ pub(crate) fn apply(patch_type: PatchType, kind: &str, object: &Value, patch: &V
             json_patch::merge(&mut out, patch);
             Ok(out)
         }
-        PatchType::Strategic => strategic::apply(kind, object, patch).map_err(ApiError::bad_request),
+        PatchType::Strategic => {
+            strategic::apply(kind, object, patch).map_err(ApiError::bad_request)
+        }
         PatchType::Json => {
-            let operations: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|err| ApiError::bad_request(format!("the json patch could not be decoded: {err}")))?;
+            let operations: json_patch::Patch =
+                serde_json::from_value(patch.clone()).map_err(|err| {
+                    ApiError::bad_request(format!("the json patch could not be decoded: {err}"))
+                })?;
             let mut out = object.clone();
-            json_patch::patch(&mut out, &operations)
-                .map_err(|err| ApiError::unprocessable(format!("the server rejected our request due to an error in our request: {err}")))?;
+            json_patch::patch(&mut out, &operations).map_err(|err| {
+                ApiError::unprocessable(format!(
+                    "the server rejected our request due to an error in our request: {err}"
+                ))
+            })?;
             Ok(out)
         }
     }
@@ -56,16 +68,23 @@ mod tests {
 
     #[test]
     fn merge_patch_replaces_lists_and_json_patch_test_failure_is_unprocessable() {
-        let node = json!({"spec": {"podCIDRs": ["10.0.0.0/24"]}, "metadata": {"labels": {"a": "1"}}});
-        let out = apply(PatchType::Merge, "Node", &node, &json!({"spec": {"podCIDRs": ["10.1.0.0/24"]}}))
-            .expect("applies");
+        let node =
+            json!({"spec": {"podCIDRs": ["10.0.0.0/24"]}, "metadata": {"labels": {"a": "1"}}});
+        let out = apply(
+            PatchType::Merge,
+            "Node",
+            &node,
+            &json!({"spec": {"podCIDRs": ["10.1.0.0/24"]}}),
+        )
+        .expect("applies");
         assert_eq!(out["spec"]["podCIDRs"], json!(["10.1.0.0/24"]));
         let failed_test = json!([{"op": "test", "path": "/metadata/labels/a", "value": "2"}]);
         let err = apply(PatchType::Json, "Node", &node, &failed_test).expect_err("test op fails");
         assert_eq!(err.code, 422);
         assert!(PatchType::from_content_type("application/apply-patch+yaml").is_err());
         assert_eq!(
-            PatchType::from_content_type("application/merge-patch+json; charset=utf-8").expect("known"),
+            PatchType::from_content_type("application/merge-patch+json; charset=utf-8")
+                .expect("known"),
             PatchType::Merge
         );
     }

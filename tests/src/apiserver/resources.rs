@@ -130,7 +130,9 @@ impl ResourceType {
     pub fn stored_field(self, field: &str) -> String {
         match (self, field) {
             (ResourceType::Events, "reportingController") => "reportingComponent".to_string(),
-            (ResourceType::Events, f) if f.starts_with("regarding.") => f.replacen("regarding.", "involvedObject.", 1),
+            (ResourceType::Events, f) if f.starts_with("regarding.") => {
+                f.replacen("regarding.", "involvedObject.", 1)
+            }
             (_, f) => f.to_string(),
         }
     }
@@ -186,7 +188,8 @@ pub(crate) fn parse_path(path: &str) -> Option<Target> {
         (true, None, Some(_)) => false,
         _ => true,
     };
-    let names_ok = namespace.as_deref().is_none_or(|n| !n.is_empty()) && name.as_deref().is_none_or(|n| !n.is_empty());
+    let names_ok = namespace.as_deref().is_none_or(|n| !n.is_empty())
+        && name.as_deref().is_none_or(|n| !n.is_empty());
     if !scoped_right || !names_ok || (status && !resource.has_status()) {
         return None;
     }
@@ -205,8 +208,12 @@ mod tests {
     #[test]
     fn node_status_and_namespaced_lease_paths_parse() {
         let t = parse_path("/api/v1/nodes/n1/status").expect("node status path");
-        assert_eq!((t.resource, t.name.as_deref(), t.status), (ResourceType::Nodes, Some("n1"), true));
-        let t = parse_path("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/l").expect("lease path");
+        assert_eq!(
+            (t.resource, t.name.as_deref(), t.status),
+            (ResourceType::Nodes, Some("n1"), true)
+        );
+        let t = parse_path("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/l")
+            .expect("lease path");
         assert_eq!(t.resource, ResourceType::Leases);
         assert_eq!(t.namespace.as_deref(), Some("kube-system"));
         assert!(parse_path("/apis/events.k8s.io/v1/events").is_some());

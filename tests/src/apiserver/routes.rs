@@ -65,9 +65,17 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .take_failure(parts.method.as_str(), &format!("{path}?{query_text}"));
     let response = match injected {
         Some(err) => err.into_response(),
-        None => answer(&shared, &parts.method, &path, target.as_ref(), &query, &content_type, body)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
+        None => answer(
+            &shared,
+            &parts.method,
+            &path,
+            target.as_ref(),
+            &query,
+            &content_type,
+            body,
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response),
     };
     shared.requests.push(RequestRecord {
         method: parts.method.to_string(),
@@ -75,7 +83,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         query: query_text,
         verb,
         resource: target.as_ref().map_or("", |t| t.resource.plural()),
-        subresource: if target.as_ref().is_some_and(|t| t.status) { "status" } else { "" },
+        subresource: if target.as_ref().is_some_and(|t| t.status) {
+            "status"
+        } else {
+            ""
+        },
         name: target.as_ref().and_then(|t| t.name.clone()),
         namespace: target.as_ref().and_then(|t| t.namespace.clone()),
         status: response.status().as_u16(),

@@ -42,9 +42,14 @@ pub(crate) fn encode(rt: ResourceType, stored: &Value) -> Result<Value, ApiError
 /// An apiVersion or kind that names another type is refused, as the real
 /// decoder refuses it.
 fn check_type_meta(rt: ResourceType, object: &Value) -> Result<(), ApiError> {
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    if (!api_version.is_empty() && api_version != rt.api_version()) || (!kind.is_empty() && kind != rt.kind()) {
+    if (!api_version.is_empty() && api_version != rt.api_version())
+        || (!kind.is_empty() && kind != rt.kind())
+    {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             rt.api_version()
@@ -66,7 +71,10 @@ fn to_value<T: Serialize>(object: &T) -> Result<Value, ApiError> {
     serde_json::to_value(object).map_err(|err| ApiError::internal(&err.to_string()))
 }
 
-fn round_trip<T: DeserializeOwned + Serialize>(rt: ResourceType, object: Value) -> Result<Value, ApiError> {
+fn round_trip<T: DeserializeOwned + Serialize>(
+    rt: ResourceType,
+    object: Value,
+) -> Result<Value, ApiError> {
     let typed: T = typed(rt, object)?;
     to_value(&typed)
 }
@@ -136,7 +144,8 @@ mod tests {
         .expect("a valid node");
         assert_eq!(node["kind"], "Node");
         assert!(node["spec"].get("bogus").is_none());
-        let err = decode(ResourceType::Nodes, json!({"spec": {"podCIDR": 5}})).expect_err("wrong type");
+        let err =
+            decode(ResourceType::Nodes, json!({"spec": {"podCIDR": 5}})).expect_err("wrong type");
         assert_eq!(err.code, 400);
     }
 

@@ -50,7 +50,11 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    pub fn parse(rt: ResourceType, labels: Option<&str>, fields: Option<&str>) -> Result<Filter, ApiError> {
+    pub fn parse(
+        rt: ResourceType,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Filter, ApiError> {
         let labels = match labels {
             Some(text) => parse_labels(text).map_err(ApiError::bad_request)?,
             None => Vec::new(),
@@ -111,11 +115,18 @@ fn split_terms(text: &str) -> Vec<&str> {
         }
     }
     terms.push(&text[start..]);
-    terms.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
+    terms
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn parse_labels(text: &str) -> Result<Vec<Requirement>, String> {
-    split_terms(text).into_iter().map(parse_label_term).collect()
+    split_terms(text)
+        .into_iter()
+        .map(parse_label_term)
+        .collect()
 }
 
 fn parse_label_term(term: &str) -> Result<Requirement, String> {
@@ -125,7 +136,10 @@ fn parse_label_term(term: &str) -> Result<Requirement, String> {
         if key.is_empty() || key.contains(char::is_whitespace) {
             return Err(fail());
         }
-        Ok(Requirement { key: key.to_string(), op })
+        Ok(Requirement {
+            key: key.to_string(),
+            op,
+        })
     };
     if let Some(key) = term.strip_prefix('!') {
         return requirement(key, Op::DoesNotExist);
@@ -144,7 +158,14 @@ fn parse_label_term(term: &str) -> Result<Requirement, String> {
             let n: i64 = value.trim().parse().map_err(|_| {
                 format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {value}")
             })?;
-            return requirement(key, if greater { Op::GreaterThan(n) } else { Op::LessThan(n) });
+            return requirement(
+                key,
+                if greater {
+                    Op::GreaterThan(n)
+                } else {
+                    Op::LessThan(n)
+                },
+            );
         }
     }
     let words: Vec<&str> = term.splitn(3, char::is_whitespace).collect();
@@ -155,9 +176,18 @@ fn parse_label_term(term: &str) -> Result<Requirement, String> {
                 .trim()
                 .strip_prefix('(')
                 .and_then(|s| s.strip_suffix(')'))
-                .ok_or_else(|| format!("unable to parse requirement: found '{set}', expected: '('"))?;
+                .ok_or_else(|| {
+                    format!("unable to parse requirement: found '{set}', expected: '('")
+                })?;
             let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
-            requirement(key, if *op == "in" { Op::In(values) } else { Op::NotIn(values) })
+            requirement(
+                key,
+                if *op == "in" {
+                    Op::In(values)
+                } else {
+                    Op::NotIn(values)
+                },
+            )
         }
         _ => Err(fail()),
     }
@@ -172,16 +202,20 @@ fn parse_fields(rt: ResourceType, text: &str) -> Result<Vec<Requirement>, String
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 (k, Op::Equals(v.to_string()))
             } else {
-                return Err(format!("invalid selector: '{text}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                ));
             };
             let key = key.trim();
-            let allowed = matches!(key, "metadata.name" | "metadata.namespace") || rt.selectable_fields().contains(&key);
+            let allowed = matches!(key, "metadata.name" | "metadata.namespace")
+                || rt.selectable_fields().contains(&key);
             if !allowed {
-                return Err(format!(
-                    "field label not supported: {key}"
-                ));
+                return Err(format!("field label not supported: {key}"));
             }
-            Ok(Requirement { key: rt.stored_field(key), op })
+            Ok(Requirement {
+                key: rt.stored_field(key),
+                op,
+            })
         })
         .collect()
 }
@@ -218,7 +252,12 @@ mod tests {
     #[test]
     fn field_selectors_read_allowed_fields_only() {
         let n = node(json!({}));
-        let f = Filter::parse(ResourceType::Nodes, None, Some("metadata.name=n1,spec.unschedulable=true")).expect("parses");
+        let f = Filter::parse(
+            ResourceType::Nodes,
+            None,
+            Some("metadata.name=n1,spec.unschedulable=true"),
+        )
+        .expect("parses");
         assert!(f.matches(&n));
         assert!(Filter::parse(ResourceType::Nodes, None, Some("status.phase=x")).is_err());
         assert!(Filter::parse(ResourceType::Nodes, Some("a in b"), None).is_err());

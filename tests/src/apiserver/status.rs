@@ -40,7 +40,11 @@ impl FieldError {
     }
 
     /// An invalid value that is not a string, rendered the way Go's `%#v` would.
-    pub fn invalid_raw(field: impl Into<String>, value: String, detail: impl Into<String>) -> FieldError {
+    pub fn invalid_raw(
+        field: impl Into<String>,
+        value: String,
+        detail: impl Into<String>,
+    ) -> FieldError {
         FieldError {
             field: field.into(),
             kind: FieldErrorKind::Invalid(value, detail.into()),
@@ -127,17 +131,28 @@ impl ApiError {
     }
 
     pub fn not_found(rt: ResourceType, name: &str) -> ApiError {
-        ApiError::new(404, "NotFound", format!("{} {name:?} not found", rt.qualified()))
-            .with_details(Self::resource_details(rt, name))
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", rt.qualified()),
+        )
+        .with_details(Self::resource_details(rt, name))
     }
 
     pub fn already_exists(rt: ResourceType, name: &str) -> ApiError {
-        ApiError::new(409, "AlreadyExists", format!("{} {name:?} already exists", rt.qualified()))
-            .with_details(Self::resource_details(rt, name))
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", rt.qualified()),
+        )
+        .with_details(Self::resource_details(rt, name))
     }
 
     pub fn conflict(rt: ResourceType, name: &str, why: &str) -> ApiError {
-        let message = format!("Operation cannot be fulfilled on {} {name:?}: {why}", rt.qualified());
+        let message = format!(
+            "Operation cannot be fulfilled on {} {name:?}: {why}",
+            rt.qualified()
+        );
         ApiError::new(409, "Conflict", message).with_details(Self::resource_details(rt, name))
     }
 
@@ -171,8 +186,12 @@ impl ApiError {
         }
         details.insert("kind".into(), json!(rt.kind()));
         details.insert("causes".into(), Value::Array(causes));
-        ApiError::new(422, "Invalid", format!("{} {name:?} is invalid: {listed}", rt.kind()))
-            .with_details(Value::Object(details))
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("{} {name:?} is invalid: {listed}", rt.kind()),
+        )
+        .with_details(Value::Object(details))
     }
 
     /// 422 from applying a patch that does not fit the object.
@@ -189,8 +208,12 @@ impl ApiError {
     }
 
     pub fn internal(message: &str) -> ApiError {
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {message}"))
-            .with_details(json!({"causes": [{"message": message}]}))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
+        .with_details(json!({"causes": [{"message": message}]}))
     }
 
     pub fn method_not_allowed() -> ApiError {
@@ -236,7 +259,10 @@ impl ApiError {
         };
         let message = match (message, code) {
             (Some(m), _) => m.to_string(),
-            (None, 429) => "the server has received too many requests and has asked us to try again later".into(),
+            (None, 429) => {
+                "the server has received too many requests and has asked us to try again later"
+                    .into()
+            }
             (None, 500) => "Internal error occurred: injected fault".into(),
             (None, _) => format!("injected fault ({code})"),
         };
@@ -270,7 +296,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = self.status().to_string();
-        let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        let mut response =
+            (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -80,6 +80,14 @@ pub(crate) struct Page {
     pub remaining: usize,
 }
 
+/// What a watch starts with: the changes to send first, the live feed
+/// after them, and the store's version when it started.
+pub(crate) struct WatchFeed {
+    pub backlog: Vec<Arc<Change>>,
+    pub live: broadcast::Receiver<Arc<Change>>,
+    pub now: u64,
+}
+
 /// Where a watch starts.
 pub(crate) enum WatchStart {
     /// Synthetic ADDED events for every current object first.
@@ -126,7 +134,9 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn current_rv(&self) -> u64 {
@@ -134,11 +144,18 @@ impl Store {
     }
 
     pub fn get(&self, storage: Storage, key: &Key) -> Option<Arc<Value>> {
-        self.lock().tables[storage.index()].objects.get(key).cloned()
+        self.lock().tables[storage.index()]
+            .objects
+            .get(key)
+            .cloned()
     }
 
     pub fn all(&self, storage: Storage) -> Vec<Arc<Value>> {
-        self.lock().tables[storage.index()].objects.values().cloned().collect()
+        self.lock().tables[storage.index()]
+            .objects
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Up to `limit` objects matching `keep`, after `after`, within
@@ -185,7 +202,13 @@ impl Store {
         rv >= self.lock().tables[storage.index()].compacted_through
     }
 
-    pub fn create(&self, storage: Storage, key: Key, mut object: Value, dry_run: bool) -> Result<Arc<Value>, WriteError> {
+    pub fn create(
+        &self,
+        storage: Storage,
+        key: Key,
+        mut object: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, WriteError> {
         let mut inner = self.lock();
         if inner.tables[storage.index()].objects.contains_key(&key) {
             return Err(WriteError::AlreadyExists);
@@ -259,11 +282,24 @@ impl Store {
         meta::set_resource_version(&mut last, rv);
         let table = &mut inner.tables[storage.index()];
         table.objects.remove(key);
-        self.record(table, rv, ChangeKind::Deleted, Arc::new(last), Some(current.clone()));
+        self.record(
+            table,
+            rv,
+            ChangeKind::Deleted,
+            Arc::new(last),
+            Some(current.clone()),
+        );
         Ok(current)
     }
 
-    fn record(&self, table: &mut Table, rv: u64, kind: ChangeKind, object: Arc<Value>, previous: Option<Arc<Value>>) {
+    fn record(
+        &self,
+        table: &mut Table,
+        rv: u64,
+        kind: ChangeKind,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
         let change = Arc::new(Change {
             rv,
             kind,
@@ -280,14 +316,10 @@ impl Store {
         let _ = table.live.send(change);
     }
 
-    /// The changes a watch starts with, and the live feed after them; or,
-    /// when the history no longer reaches back to `start`, the oldest
-    /// version it still holds (for the 410 "too old resource version").
-    pub fn watch(
-        &self,
-        storage: Storage,
-        start: WatchStart,
-    ) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>, u64), u64> {
+    /// What a watch from `start` is fed; or, when the history no longer
+    /// reaches back to `start`, the oldest version it still holds (for the
+    /// 410 "too old resource version").
+    pub fn watch(&self, storage: Storage, start: WatchStart) -> Result<WatchFeed, u64> {
         let inner = self.lock();
         let table = &inner.tables[storage.index()];
         let backlog = match start {
@@ -306,9 +338,18 @@ impl Store {
             WatchStart::After(rv) if rv < table.compacted_through => {
                 return Err(table.compacted_through + 1);
             }
-            WatchStart::After(rv) => table.history.iter().filter(|c| c.rv > rv).cloned().collect(),
+            WatchStart::After(rv) => table
+                .history
+                .iter()
+                .filter(|c| c.rv > rv)
+                .cloned()
+                .collect(),
         };
-        Ok((backlog, table.live.subscribe(), inner.rv))
+        Ok(WatchFeed {
+            backlog,
+            live: table.live.subscribe(),
+            now: inner.rv,
+        })
     }
 
     /// The version a BOOKMARK may carry for a watch fed by `live`: the

@@ -48,7 +48,9 @@ pub(crate) fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value
         return Err("a strategic merge patch must be a JSON object".into());
     };
     let base = original.as_object().cloned().unwrap_or_default();
-    Ok(merge_map(kind, &mut Vec::new(), base, patch)?.map(Value::Object).unwrap_or(Value::Null))
+    Ok(merge_map(kind, &mut Vec::new(), base, patch)?
+        .map(Value::Object)
+        .unwrap_or(Value::Null))
 }
 
 /// None when the patch deletes the map.
@@ -69,7 +71,12 @@ fn merge_map(
             continue;
         }
         if key == RETAIN_KEYS {
-            let keep: Vec<&str> = value.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let keep: Vec<&str> = value
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             base.retain(|k, _| keep.contains(&k.as_str()));
             continue;
         }
@@ -106,10 +113,17 @@ fn strategy_at(kind: &str, path: &[String]) -> ListStrategy {
 }
 
 /// None when the key is to be removed.
-fn merge_value(kind: &str, path: &mut Vec<String>, base: Option<Value>, patch: &Value) -> Result<Option<Value>, String> {
+fn merge_value(
+    kind: &str,
+    path: &mut Vec<String>,
+    base: Option<Value>,
+    patch: &Value,
+) -> Result<Option<Value>, String> {
     match (base, patch) {
         (_, Value::Null) => Ok(None),
-        (Some(Value::Object(base)), Value::Object(patch)) => Ok(merge_map(kind, path, base, patch)?.map(Value::Object)),
+        (Some(Value::Object(base)), Value::Object(patch)) => {
+            Ok(merge_map(kind, path, base, patch)?.map(Value::Object))
+        }
         (None | Some(_), Value::Object(patch)) => {
             Ok(merge_map(kind, path, Map::new(), patch)?.map(Value::Object))
         }
@@ -124,7 +138,12 @@ fn merge_value(kind: &str, path: &mut Vec<String>, base: Option<Value>, patch: &
     }
 }
 
-fn merge_list(kind: &str, path: &mut Vec<String>, mut base: Vec<Value>, items: &[Value]) -> Result<Vec<Value>, String> {
+fn merge_list(
+    kind: &str,
+    path: &mut Vec<String>,
+    mut base: Vec<Value>,
+    items: &[Value],
+) -> Result<Vec<Value>, String> {
     // A {"$patch": "replace"} element replaces the list with the others.
     let replace = items
         .iter()
@@ -149,7 +168,10 @@ fn merge_list(kind: &str, path: &mut Vec<String>, mut base: Vec<Value>, items: &
         ListStrategy::MergeByKey(merge_key) => {
             for item in items {
                 let Value::Object(element) = item else {
-                    return Err(format!("{}: a list merged by {merge_key:?} needs maps", path.join(".")));
+                    return Err(format!(
+                        "{}: a list merged by {merge_key:?} needs maps",
+                        path.join(".")
+                    ));
                 };
                 let key = element.get(merge_key).cloned().unwrap_or(Value::Null);
                 let position = base.iter().position(|b| b.get(merge_key) == Some(&key));
@@ -182,7 +204,9 @@ fn merge_list(kind: &str, path: &mut Vec<String>, mut base: Vec<Value>, items: &
 fn set_element_order(list: &mut [Value], order: &[Value], strategy: ListStrategy) {
     let rank = |item: &Value| {
         let key = match strategy {
-            ListStrategy::MergeByKey(k) => order.iter().position(|o| o.get(k).is_some() && o.get(k) == item.get(k)),
+            ListStrategy::MergeByKey(k) => order
+                .iter()
+                .position(|o| o.get(k).is_some() && o.get(k) == item.get(k)),
             _ => order.iter().position(|o| o == item),
         };
         key.unwrap_or(usize::MAX)
@@ -226,16 +250,28 @@ mod tests {
         let out = apply("Node", &node, &patch).expect("applies");
         assert_eq!(out["metadata"]["labels"], json!({"b": "2", "c": "3"}));
         assert_eq!(out["status"]["conditions"][0]["type"], "Ready");
-        assert_eq!(out["status"]["conditions"][1], json!({"type": "NetworkUnavailable", "status": "False", "reason": "NoRoute"}));
+        assert_eq!(
+            out["status"]["conditions"][1],
+            json!({"type": "NetworkUnavailable", "status": "False", "reason": "NoRoute"})
+        );
     }
 
     #[test]
     fn pod_cidrs_union_and_delete_from_primitive_list() {
         let node = json!({"spec": {"podCIDRs": ["10.0.0.0/24"]}});
-        let out = apply("Node", &node, &json!({"spec": {"podCIDRs": ["fd00::/64", "10.0.0.0/24"]}})).expect("applies");
+        let out = apply(
+            "Node",
+            &node,
+            &json!({"spec": {"podCIDRs": ["fd00::/64", "10.0.0.0/24"]}}),
+        )
+        .expect("applies");
         assert_eq!(out["spec"]["podCIDRs"], json!(["10.0.0.0/24", "fd00::/64"]));
-        let out = apply("Node", &out, &json!({"spec": {"$deleteFromPrimitiveList/podCIDRs": ["10.0.0.0/24"]}}))
-            .expect("applies");
+        let out = apply(
+            "Node",
+            &out,
+            &json!({"spec": {"$deleteFromPrimitiveList/podCIDRs": ["10.0.0.0/24"]}}),
+        )
+        .expect("applies");
         assert_eq!(out["spec"]["podCIDRs"], json!(["fd00::/64"]));
     }
 
@@ -249,8 +285,14 @@ mod tests {
                        "addresses": [{"type": "InternalIP", "address": "10.1.1.2"}, {"type": "Old", "$patch": "delete"}]}
         });
         let out = apply("Node", &node, &patch).expect("applies");
-        assert_eq!(out["spec"]["taints"], json!([{"key": "b", "effect": "NoSchedule"}]));
-        assert_eq!(out["status"]["addresses"], json!([{"type": "Hostname", "address": "h"}, {"type": "InternalIP", "address": "10.1.1.2"}]));
+        assert_eq!(
+            out["spec"]["taints"],
+            json!([{"key": "b", "effect": "NoSchedule"}])
+        );
+        assert_eq!(
+            out["status"]["addresses"],
+            json!([{"type": "Hostname", "address": "h"}, {"type": "InternalIP", "address": "10.1.1.2"}])
+        );
         assert!(!out.to_string().contains('$'));
     }
 

@@ -9,13 +9,18 @@ use super::node_rules::{self, NodePart};
 use super::resources::ResourceType;
 use super::status::{ApiError, FieldError};
 
-pub(crate) fn prepare_and_validate_create(rt: ResourceType, object: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn prepare_and_validate_create(
+    rt: ResourceType,
+    object: &mut Value,
+) -> Result<(), ApiError> {
     let errors = match rt {
         ResourceType::Nodes => {
             node_rules::prepare_for_create(object);
             node_rules::validate(object)
         }
-        ResourceType::CoreEvents | ResourceType::Events => event_rules::validate(object, rt == ResourceType::Events),
+        ResourceType::CoreEvents | ResourceType::Events => {
+            event_rules::validate(object, rt == ResourceType::Events)
+        }
         ResourceType::Leases => validate_lease(object),
     };
     refuse(rt, object, &errors)
@@ -30,7 +35,11 @@ pub(crate) fn prepare_and_validate_update(
 ) -> Result<(), ApiError> {
     let errors = match rt {
         ResourceType::Nodes => {
-            let part = if status { NodePart::Status } else { NodePart::Main };
+            let part = if status {
+                NodePart::Status
+            } else {
+                NodePart::Main
+            };
             node_rules::prepare_for_update(new, old, part);
             node_rules::validate_update(new, old)
         }
@@ -54,17 +63,28 @@ fn refuse(rt: ResourceType, object: &Value, errors: &[FieldError]) -> Result<(),
 fn validate_lease(lease: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for field in ["leaseDurationSeconds", "leaseTransitions"] {
-        let Some(n) = lease.pointer(&format!("/spec/{field}")).and_then(Value::as_i64) else {
+        let Some(n) = lease
+            .pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_i64)
+        else {
             continue;
         };
-        let bad = if field == "leaseDurationSeconds" { n <= 0 } else { n < 0 };
+        let bad = if field == "leaseDurationSeconds" {
+            n <= 0
+        } else {
+            n < 0
+        };
         if bad {
             let rule = if field == "leaseDurationSeconds" {
                 "must be greater than 0"
             } else {
                 "must be greater than or equal to 0"
             };
-            errors.push(FieldError::invalid_raw(format!("spec.{field}"), n.to_string(), rule));
+            errors.push(FieldError::invalid_raw(
+                format!("spec.{field}"),
+                n.to_string(),
+                rule,
+            ));
         }
     }
     errors

@@ -65,11 +65,18 @@ struct Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.shared.faults.open_watches.fetch_sub(1, Ordering::SeqCst);
+        self.shared
+            .faults
+            .open_watches
+            .fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-pub(crate) fn start(shared: Arc<Shared>, target: &Target, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    target: &Target,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let rt = target.resource;
     let param = |name: &str| query.get(name).map(String::as_str);
     let filter = Filter::parse(rt, param("labelSelector"), param("fieldSelector"))?;
@@ -83,7 +90,9 @@ pub(crate) fn start(shared: Arc<Shared>, target: &Target, query: &HashMap<String
     let allow_bookmarks = param("allowWatchBookmarks") == Some("true");
     let send_initial = param("sendInitialEvents") == Some("true");
     if send_initial && !allow_bookmarks {
-        return Err(ApiError::bad_request("sendInitialEvents requires setting allowWatchBookmarks to true"));
+        return Err(ApiError::bad_request(
+            "sendInitialEvents requires setting allowWatchBookmarks to true",
+        ));
     }
     let start = match param("resourceVersion").unwrap_or("") {
         "" | "0" => WatchStart::CurrentState,
@@ -109,12 +118,16 @@ pub(crate) fn start(shared: Arc<Shared>, target: &Target, query: &HashMap<String
         bookmarks: None,
     };
     match shared.store.watch(rt.storage(), start) {
-        Ok((backlog, live, now)) => {
-            session.backlog.extend(backlog.into_iter().map(Pending::Change));
+        Ok(feed) => {
+            session
+                .backlog
+                .extend(feed.backlog.into_iter().map(Pending::Change));
             if send_initial {
-                session.backlog.push_back(Pending::Line(bookmark_line(rt, now, true)));
+                session
+                    .backlog
+                    .push_back(Pending::Line(bookmark_line(rt, feed.now, true)));
             }
-            session.live = Some(live);
+            session.live = Some(feed.live);
             if allow_bookmarks {
                 let period = shared.options.bookmark_interval;
                 let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
@@ -123,8 +136,11 @@ pub(crate) fn start(shared: Arc<Shared>, target: &Target, query: &HashMap<String
             }
         }
         Err(oldest) => {
-            let error = ApiError::expired(format!("too old resource version: {requested} ({oldest})"));
-            session.backlog.push_back(Pending::Line(line("ERROR", &error.status())));
+            let error =
+                ApiError::expired(format!("too old resource version: {requested} ({oldest})"));
+            session
+                .backlog
+                .push_back(Pending::Line(line("ERROR", &error.status())));
         }
     }
     let stream = futures::stream::unfold(session, |mut session| async move {
@@ -170,7 +186,10 @@ impl Session {
         }
         loop {
             let live = self.live.as_mut()?;
+            // Biased: a drop or the deadline ends the stream even when
+            // changes are waiting, as a closed connection would.
             let woken = tokio::select! {
+                biased;
                 _ = self.drops.changed() => Wake::End,
                 _ = tokio::time::sleep_until(self.deadline) => Wake::End,
                 received = live.recv() => match received {
@@ -188,7 +207,10 @@ impl Session {
                     }
                 }
                 Wake::Bookmark => {
-                    let rv = self.live.as_ref().and_then(|live| self.shared.store.bookmark(live));
+                    let rv = self
+                        .live
+                        .as_ref()
+                        .and_then(|live| self.shared.store.bookmark(live));
                     if let Some(rv) = rv {
                         return Some(bookmark_line(self.rt, rv, false));
                     }

@@ -1,0 +1,762 @@
+//! The test API server, driven by the real kube client, watcher and event
+//! Recorder: each test proves one behaviour a controller relies on.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Node};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use nativeroute_tests::apiserver::{ApiServer, Failure, Options, realistic_node};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+    let ip: IpAddr = "10.0.0.1".parse().expect("an address");
+    let mut node = realistic_node(name, ip);
+    let all = node.metadata.labels.get_or_insert_with(BTreeMap::new);
+    for (k, v) in labels {
+        all.insert(k.to_string(), v.to_string());
+    }
+    node
+}
+
+async fn server() -> (ApiServer, Api<Node>) {
+    let server = ApiServer::start()
+        .await
+        .expect("the test API server starts");
+    let nodes = Api::all(server.client().expect("a client"));
+    (server, nodes)
+}
+
+fn api_error(err: kube::Error) -> Box<kube::core::Status> {
+    match err {
+        kube::Error::Api(status) => status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Runs kube's watcher (with its default backoff) in the background and
+/// hands its events over a channel.
+fn spawn_watcher(
+    api: Api<Node>,
+    config: watcher::Config,
+) -> mpsc::UnboundedReceiver<watcher::Event<Node>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = watcher(api, config).default_backoff().boxed();
+        while let Some(event) = stream.next().await {
+            if let Ok(event) = event
+                && tx.send(event).is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for the first watcher event that `want` accepts.
+async fn wait_for(
+    rx: &mut mpsc::UnboundedReceiver<watcher::Event<Node>>,
+    what: &str,
+    want: impl Fn(&watcher::Event<Node>) -> bool,
+) {
+    tokio::time::timeout(WAIT, async {
+        while let Some(event) = rx.recv().await {
+            if want(&event) {
+                return;
+            }
+        }
+        panic!("the watcher ended before {what}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// Waits until the server has an open watch stream.
+async fn wait_for_open_watch(server: &ApiServer) {
+    let faults = server.faults();
+    tokio::time::timeout(WAIT, async {
+        while faults.open_watches() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("a watch opens");
+}
+
+fn applied(event: &watcher::Event<Node>, name: &str) -> bool {
+    matches!(event, watcher::Event::Apply(n) | watcher::Event::InitApply(n) if n.name_any() == name)
+}
+
+#[tokio::test]
+async fn nodes_are_created_read_and_listed_by_label_selector_in_pages() {
+    let (server, nodes) = server().await;
+    let pp = PostParams::default();
+    for i in 0..7 {
+        let zone = if i % 2 == 0 { "a" } else { "b" };
+        nodes
+            .create(
+                &pp,
+                &node(&format!("n{i}"), &[("zone", zone), ("tier", "edge")]),
+            )
+            .await
+            .expect("created");
+    }
+    let n3 = nodes.get("n3").await.expect("n3 is there");
+    assert!(n3.metadata.uid.is_some() && n3.metadata.creation_timestamp.is_some());
+    assert_eq!(n3.metadata.generation, Some(1));
+    let duplicate = api_error(
+        nodes
+            .create(&pp, &node("n3", &[]))
+            .await
+            .expect_err("a duplicate"),
+    );
+    assert_eq!(
+        (duplicate.code, duplicate.reason.as_str()),
+        (409, "AlreadyExists")
+    );
+
+    let zone_a = nodes
+        .list(&ListParams::default().labels("zone=a,tier in (edge)"))
+        .await
+        .expect("listed");
+    let names: Vec<String> = zone_a.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names, ["n0", "n2", "n4", "n6"]);
+    assert_eq!(
+        zone_a.metadata.resource_version,
+        Some(server.resource_version().to_string())
+    );
+    let not_a = nodes
+        .list(&ListParams::default().labels("zone!=a,!missing"))
+        .await
+        .expect("listed");
+    assert_eq!(not_a.items.len(), 3);
+
+    let mut paged = Vec::new();
+    let mut params = ListParams::default().limit(3);
+    let mut pages = 0;
+    loop {
+        let page = nodes.list(&params).await.expect("a page");
+        pages += 1;
+        paged.extend(page.items.iter().map(ResourceExt::name_any));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(paged, ["n0", "n1", "n2", "n3", "n4", "n5", "n6"]);
+}
+
+#[tokio::test]
+async fn kube_client_works_over_plain_http_from_a_written_kubeconfig() {
+    let server = ApiServer::start().await.expect("starts");
+    server.put_node(node("from-kubelet", &[])).expect("stored");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&path).expect("written");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("a readable kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kube accepts it");
+    assert_eq!(config.cluster_url.to_string(), format!("{}/", server.url()));
+    let client = kube::Client::try_from(config).expect("a client");
+    let listed = Api::<Node>::all(client)
+        .list(&ListParams::default())
+        .await
+        .expect("listed over http");
+    assert_eq!(listed.items[0].name_any(), "from-kubelet");
+    let version = server
+        .client()
+        .expect("client")
+        .apiserver_version()
+        .await
+        .expect("/version");
+    assert_eq!(version.minor, "35");
+}
+
+#[tokio::test]
+async fn a_watch_resumed_from_a_resource_version_sees_only_later_changes() {
+    let (server, nodes) = server().await;
+    server.put_node(node("early", &[])).expect("stored");
+    let from = server.resource_version().to_string();
+    server.put_node(node("late", &[])).expect("stored");
+    let patch = Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}}));
+    nodes
+        .patch("early", &PatchParams::default(), &patch)
+        .await
+        .expect("patched");
+
+    let mut stream = nodes
+        .watch(&WatchParams::default(), &from)
+        .await
+        .expect("watching")
+        .boxed();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let event = tokio::time::timeout(WAIT, stream.try_next())
+            .await
+            .expect("in time")
+            .expect("no error");
+        match event.expect("an event") {
+            WatchEvent::Added(n) => seen.push(("ADDED", n.name_any())),
+            WatchEvent::Modified(n) => seen.push(("MODIFIED", n.name_any())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("ADDED", "late".to_string()),
+            ("MODIFIED", "early".to_string())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_version_gets_410_and_the_kube_watcher_relists() {
+    let (server, nodes) = server().await;
+    server.put_node(node("first", &[])).expect("stored");
+    let old = server.resource_version().to_string();
+    server.put_node(node("second", &[])).expect("stored");
+    server.compact();
+    let mut raw = nodes
+        .watch(&WatchParams::default(), &old)
+        .await
+        .expect("a 200 stream")
+        .boxed();
+    match tokio::time::timeout(WAIT, raw.try_next())
+        .await
+        .expect("in time")
+        .expect("no error")
+    {
+        Some(WatchEvent::Error(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+            assert!(
+                status
+                    .message
+                    .starts_with(&format!("too old resource version: {old} ("))
+            );
+        }
+        other => panic!("expected an ERROR event, got {other:?}"),
+    }
+    assert!(
+        raw.try_next().await.expect("no error").is_none(),
+        "the stream ends after the ERROR"
+    );
+
+    let mut events = spawn_watcher(nodes.clone(), watcher::Config::default());
+    wait_for(&mut events, "the initial list", |e| {
+        matches!(e, watcher::Event::InitDone)
+    })
+    .await;
+    wait_for_open_watch(&server).await;
+    assert_eq!(server.count_requests("list", "nodes"), 1);
+    // Refuse the watcher's re-watches while a change happens and the
+    // history is compacted, so it can only resume from a version now gone.
+    server.faults().fail(
+        Failure::status(500)
+            .path_contains("watch=true")
+            .times(1_000),
+    );
+    server.faults().drop_watches();
+    server.put_node(node("third", &[])).expect("stored");
+    server.compact();
+    server.faults().clear_failures();
+    wait_for(&mut events, "the relisted third node", |e| {
+        applied(e, "third")
+    })
+    .await;
+    assert_eq!(
+        server.count_requests("list", "nodes"),
+        2,
+        "the 410 made the watcher list again"
+    );
+}
+
+#[tokio::test]
+async fn a_patch_to_a_missing_node_is_404_and_creates_nothing() {
+    let (server, nodes) = server().await;
+    let patch = Patch::Merge(json!({"metadata": {"annotations": {"a": "b"}}}));
+    let err = api_error(
+        nodes
+            .patch("ghost", &PatchParams::default(), &patch)
+            .await
+            .expect_err("404"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (404, "NotFound"));
+    assert_eq!(err.message, "nodes \"ghost\" not found");
+    let details = err.details.expect("details");
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("ghost", "nodes")
+    );
+    let status_patch =
+        Patch::Strategic(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+    let err = api_error(
+        nodes
+            .patch_status("ghost", &PatchParams::default(), &status_patch)
+            .await
+            .expect_err("404"),
+    );
+    assert_eq!(err.code, 404);
+    assert!(server.node("ghost").is_none());
+    assert!(server.nodes().is_empty());
+}
+
+#[tokio::test]
+async fn a_pod_cidr_is_set_once_and_a_change_is_refused_with_422_leaving_the_node_unchanged() {
+    let (server, nodes) = server().await;
+    server.put_node(node("n1", &[])).expect("stored");
+    let pp = PatchParams::default();
+    let set = Patch::Merge(json!({"spec": {"podCIDR": "10.244.1.0/24"}}));
+    let assigned = nodes.patch("n1", &pp, &set).await.expect("set from empty");
+    let spec = assigned.spec.expect("spec");
+    assert_eq!(
+        spec.pod_cidrs,
+        Some(vec!["10.244.1.0/24".to_string()]),
+        "podCIDRs defaulted from podCIDR"
+    );
+
+    let before = server.node("n1").expect("n1");
+    let change =
+        Patch::Merge(json!({"spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]}}));
+    let err = api_error(nodes.patch("n1", &pp, &change).await.expect_err("refused"));
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "Node \"n1\" is invalid: spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid"
+    );
+    let cause = &err.details.expect("details").causes[0];
+    assert_eq!(
+        (cause.field.as_str(), cause.reason.as_str()),
+        ("spec.podCIDRs", "FieldValueForbidden")
+    );
+    assert_eq!(
+        server.node("n1").expect("n1"),
+        before,
+        "nothing changed, not even the resourceVersion"
+    );
+
+    server.put_node(node("n2", &[])).expect("stored");
+    let garbage = Patch::Merge(json!({"spec": {"podCIDRs": ["not-a-cidr"]}}));
+    let err = api_error(nodes.patch("n2", &pp, &garbage).await.expect_err("refused"));
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message
+            .contains("spec.podCIDRs[0]: Invalid value: \"not-a-cidr\""),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn strategic_merge_of_status_conditions_keeps_the_kubelets_and_replaces_the_same_type() {
+    let (server, nodes) = server().await;
+    server.put_node(node("n1", &[])).expect("stored");
+    let pp = PatchParams::default();
+    let condition = |status: &str, reason: &str| {
+        Patch::Strategic(json!({"status": {"conditions": [{
+            "type": "NetworkUnavailable", "status": status, "reason": reason,
+            "message": "route", "lastTransitionTime": "2025-01-01T00:00:00Z"
+        }]}}))
+    };
+    nodes
+        .patch_status("n1", &pp, &condition("True", "NoRouteCreated"))
+        .await
+        .expect("patched");
+    let after = nodes
+        .patch_status("n1", &pp, &condition("False", "RouteCreated"))
+        .await
+        .expect("patched");
+    let conditions = after
+        .status
+        .expect("status")
+        .conditions
+        .expect("conditions");
+    let types: Vec<&str> = conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "KernelDeadlock",
+            "MemoryPressure",
+            "DiskPressure",
+            "PIDPressure",
+            "Ready",
+            "NetworkUnavailable"
+        ]
+    );
+    let network = conditions
+        .iter()
+        .find(|c| c.type_ == "NetworkUnavailable")
+        .expect("ours");
+    assert_eq!(
+        (network.status.as_str(), network.reason.as_deref()),
+        ("False", Some("RouteCreated"))
+    );
+    let ready = conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("the kubelet's");
+    assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
+}
+
+#[tokio::test]
+async fn a_merge_patch_on_the_main_resource_cannot_change_status_nor_status_writes_the_spec() {
+    let (server, nodes) = server().await;
+    server.put_node(node("n1", &[])).expect("stored");
+    let pp = PatchParams::default();
+    let status_before = server.node("n1").expect("n1").status;
+    let main = Patch::Merge(
+        json!({"metadata": {"annotations": {"nativeroute.io/subnet": "10.244.1.0/24"}},
+                                   "status": {"conditions": null, "addresses": []}}),
+    );
+    let answer = nodes.patch("n1", &pp, &main).await.expect("patched");
+    assert_eq!(
+        answer.annotations()["nativeroute.io/subnet"],
+        "10.244.1.0/24"
+    );
+    assert_eq!(
+        answer.status, status_before,
+        "status is untouched through the main resource"
+    );
+
+    let via_status =
+        Patch::Merge(json!({"spec": {"unschedulable": true, "podCIDR": "10.244.2.0/24"}}));
+    let answer = nodes
+        .patch_status("n1", &pp, &via_status)
+        .await
+        .expect("patched");
+    let spec = answer.spec.expect("spec");
+    assert_eq!(
+        (spec.unschedulable, spec.pod_cidr),
+        (None, None),
+        "spec is untouched through /status"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_resource_version_is_a_conflict_and_a_no_op_patch_writes_nothing() {
+    let (server, nodes) = server().await;
+    let stored = server.put_node(node("n1", &[])).expect("stored");
+    let pp = PatchParams::default();
+    nodes
+        .patch(
+            "n1",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})),
+        )
+        .await
+        .expect("patched");
+    let err = api_error(
+        nodes
+            .replace("n1", &PostParams::default(), &stored)
+            .await
+            .expect_err("stale"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(
+        err.message.contains("the object has been modified"),
+        "{}",
+        err.message
+    );
+    let stale_rv = stored.resource_version().expect("a version");
+    let guarded =
+        Patch::Merge(json!({"metadata": {"resourceVersion": stale_rv, "labels": {"v": "3"}}}));
+    assert_eq!(
+        api_error(nodes.patch("n1", &pp, &guarded).await.expect_err("stale")).code,
+        409
+    );
+
+    let current = nodes.get("n1").await.expect("n1");
+    let same = Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}}));
+    let answer = nodes.patch("n1", &pp, &same).await.expect("patched");
+    assert_eq!(
+        answer.resource_version(),
+        current.resource_version(),
+        "no change, no new version"
+    );
+}
+
+#[tokio::test]
+async fn leases_are_created_and_updated_with_optimistic_concurrency() {
+    let server = ApiServer::start().await.expect("starts");
+    let leases: Api<Lease> = Api::namespaced(server.client().expect("client"), "kube-system");
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("nativeroute".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("a".into()),
+            lease_duration_seconds: Some(15),
+            ..Default::default()
+        }),
+    };
+    let created = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("created");
+    let mut taken = created.clone();
+    taken.spec.as_mut().expect("spec").holder_identity = Some("b".into());
+    let updated = leases
+        .replace("nativeroute", &PostParams::default(), &taken)
+        .await
+        .expect("updated");
+    assert_ne!(updated.resource_version(), created.resource_version());
+    let mut late = created.clone();
+    late.spec.as_mut().expect("spec").holder_identity = Some("c".into());
+    let err = api_error(
+        leases
+            .replace("nativeroute", &PostParams::default(), &late)
+            .await
+            .expect_err("stale"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(err.message.starts_with(
+        "Operation cannot be fulfilled on leases.coordination.k8s.io \"nativeroute\""
+    ));
+    let held = server.lease("kube-system", "nativeroute").expect("stored");
+    assert_eq!(
+        held.spec.expect("spec").holder_identity.as_deref(),
+        Some("b")
+    );
+    leases
+        .delete("nativeroute", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    assert_eq!(
+        api_error(leases.get("nativeroute").await.expect_err("gone")).code,
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_recorder_publishing_twice_makes_one_event_with_a_series_of_two() {
+    let server = ApiServer::start().await.expect("starts");
+    let client = server.client().expect("client");
+    let stored = server.put_node(node("n1", &[])).expect("stored");
+    let reporter = Reporter {
+        controller: "nativeroute".into(),
+        instance: Some("test".into()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let reference = stored.object_ref(&());
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "SubnetAssigned".into(),
+        note: Some("10.244.1.0/24".into()),
+        action: "Assign".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("first publish");
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("second publish");
+
+    let events = server.events();
+    assert_eq!(events.len(), 1);
+    let series = events[0].series.as_ref().expect("a series");
+    assert_eq!(series.count, 2);
+    assert_eq!(events[0].metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(server.count_requests("create", "events"), 1);
+    assert_eq!(server.count_requests("patch", "events"), 1);
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=n1"))
+        .await
+        .expect("listed");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].message.as_deref(), Some("10.244.1.0/24"));
+    assert_eq!(
+        listed.items[0].reporting_component.as_deref(),
+        Some("nativeroute")
+    );
+}
+
+#[tokio::test]
+async fn an_injected_500_reaches_the_client_and_a_429_is_retried_after_its_delay() {
+    let (server, nodes) = server().await;
+    server.put_node(node("n1", &[])).expect("stored");
+    server.faults().fail(
+        Failure::status(500)
+            .method("GET")
+            .path_contains("/nodes/n1"),
+    );
+    let err = api_error(nodes.get("n1").await.expect_err("injected"));
+    assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
+    nodes.get("n1").await.expect("only the next request failed");
+
+    server.clear_requests();
+    server
+        .faults()
+        .fail(Failure::status(429).retry_after(1).method("GET"));
+    let started = std::time::Instant::now();
+    nodes
+        .get("n1")
+        .await
+        .expect("kube's retry policy waits and retries");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 200]);
+}
+
+#[tokio::test]
+async fn a_stopped_server_refuses_connections_and_restarts_with_the_same_data() {
+    let (server, nodes) = server().await;
+    server.put_node(node("n1", &[])).expect("stored");
+    let before = nodes.get("n1").await.expect("n1");
+    let faults = server.faults();
+    faults.stop().await;
+    assert!(!faults.is_running());
+    let refused = std::net::TcpStream::connect(server.addr()).expect_err("nobody listens");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let err = nodes.get("n1").await.expect_err("no server");
+    assert!(
+        !matches!(err, kube::Error::Api(_)),
+        "a connection error, not an answer: {err:?}"
+    );
+
+    faults.restart().await.expect("restarts");
+    let after = nodes.get("n1").await.expect("the client reconnects");
+    assert_eq!(after, before);
+}
+
+#[tokio::test]
+async fn a_dropped_watch_is_resumed_by_the_kube_watcher_without_relisting() {
+    let (server, nodes) = server().await;
+    server.put_node(node("n1", &[])).expect("stored");
+    let mut events = spawn_watcher(nodes, watcher::Config::default());
+    wait_for(&mut events, "the initial list", |e| {
+        matches!(e, watcher::Event::InitDone)
+    })
+    .await;
+    wait_for_open_watch(&server).await;
+    server.faults().drop_watches();
+    server.put_node(node("n2", &[])).expect("stored");
+    wait_for(&mut events, "n2", |e| applied(e, "n2")).await;
+    assert_eq!(
+        server.count_requests("list", "nodes"),
+        1,
+        "resumed from its version, no relist"
+    );
+    assert!(server.count_requests("watch", "nodes") >= 2);
+}
+
+#[tokio::test]
+async fn a_stopped_and_restarted_server_is_rejoined_by_the_kube_watcher() {
+    let (server, nodes) = server().await;
+    server.put_node(node("n1", &[])).expect("stored");
+    let mut events = spawn_watcher(nodes, watcher::Config::default());
+    wait_for(&mut events, "the initial list", |e| {
+        matches!(e, watcher::Event::InitDone)
+    })
+    .await;
+    wait_for_open_watch(&server).await;
+    server.stop().await;
+    server.put_node(node("while-down", &[])).expect("stored");
+    server.restart().await.expect("restarts");
+    wait_for(&mut events, "the node written while down", |e| {
+        applied(e, "while-down")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_kube_watcher_with_streaming_lists_gets_initial_events_and_their_end_bookmark() {
+    let (server, nodes) = server().await;
+    server.put_node(node("n1", &[])).expect("stored");
+    let mut events = spawn_watcher(nodes, watcher::Config::default().streaming_lists());
+    wait_for(&mut events, "n1", |e| applied(e, "n1")).await;
+    wait_for(&mut events, "the end of initial events", |e| {
+        matches!(e, watcher::Event::InitDone)
+    })
+    .await;
+    server.put_node(node("n2", &[])).expect("stored");
+    wait_for(&mut events, "n2", |e| applied(e, "n2")).await;
+    assert_eq!(server.count_requests("list", "nodes"), 0);
+}
+
+#[tokio::test]
+async fn bookmarks_arrive_periodically_and_a_watch_ends_at_its_timeout() {
+    let options = Options {
+        bookmark_interval: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let server = ApiServer::start_with(options).await.expect("starts");
+    let nodes: Api<Node> = Api::all(server.client().expect("client"));
+    server.put_node(node("n1", &[])).expect("stored");
+    let now = server.resource_version().to_string();
+    let started = std::time::Instant::now();
+    let mut stream = nodes
+        .watch(&WatchParams::default().timeout(1), &now)
+        .await
+        .expect("watching")
+        .boxed();
+    match tokio::time::timeout(WAIT, stream.try_next())
+        .await
+        .expect("in time")
+        .expect("no error")
+    {
+        Some(WatchEvent::Bookmark(bookmark)) => assert_eq!(bookmark.metadata.resource_version, now),
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+    while tokio::time::timeout(WAIT, stream.try_next())
+        .await
+        .expect("in time")
+        .expect("no error")
+        .is_some()
+    {}
+    let lasted = started.elapsed();
+    assert!(
+        lasted >= Duration::from_millis(900) && lasted < Duration::from_secs(3),
+        "{lasted:?}"
+    );
+}
+
+async fn next(
+    stream: &mut futures::stream::BoxStream<'static, kube::Result<WatchEvent<Node>>>,
+) -> WatchEvent<Node> {
+    let event = tokio::time::timeout(WAIT, stream.try_next())
+        .await
+        .expect("in time");
+    event.expect("no error").expect("an event")
+}
+
+#[tokio::test]
+async fn a_filtered_watch_sees_a_node_leaving_its_selection_as_deleted() {
+    let (server, nodes) = server().await;
+    server
+        .put_node(node("n1", &[("pool", "blue")]))
+        .expect("stored");
+    let params = WatchParams::default()
+        .labels("pool=blue")
+        .disable_bookmarks();
+    let mut stream = nodes.watch(&params, "0").await.expect("watching").boxed();
+    assert!(matches!(next(&mut stream).await, WatchEvent::Added(n) if n.name_any() == "n1"));
+    server
+        .put_node(node("n1", &[("pool", "green")]))
+        .expect("relabelled");
+    assert!(matches!(next(&mut stream).await, WatchEvent::Deleted(n) if n.name_any() == "n1"));
+    server
+        .put_node(node("n1", &[("pool", "blue")]))
+        .expect("relabelled");
+    assert!(matches!(next(&mut stream).await, WatchEvent::Added(n) if n.name_any() == "n1"));
+    assert!(server.delete_node("n1"));
+    assert!(matches!(next(&mut stream).await, WatchEvent::Deleted(n) if n.name_any() == "n1"));
+}
