@@ -201,7 +201,7 @@ pub(crate) fn update(
     let result = shared
         .store
         .update(rt.storage(), &key(target), dry_run(query), |current| {
-            let mut new = incoming;
+            let mut new = incoming.clone();
             meta::before_update(&mut new, current, rt, target.namespace_key(), name(target))?;
             strategy::prepare_and_validate_update(rt, &mut new, current, target.status)?;
             Ok(new)
@@ -238,8 +238,8 @@ pub(crate) fn patch(
     let stored = shared
         .store
         .update(rt.storage(), &key(target), dry_run(query), |current| {
-            let shown = schema::encode(rt, current)?;
-            let patched = patch::apply(patch_type, rt.kind(), &shown, &patch_body)?;
+            let shown = schema::encode(rt, current)?.into_owned();
+            let patched = patch::apply(patch_type, rt.kind(), shown, &patch_body)?;
             let mut new = schema::decode(rt, patched)?;
             meta::before_update(&mut new, current, rt, target.namespace_key(), name(target))?;
             strategy::prepare_and_validate_update(rt, &mut new, current, target.status)?;

@@ -43,6 +43,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -219,7 +220,7 @@ impl ApiServer {
             .all(Storage::Events)
             .iter()
             .filter_map(|v| schema::encode(ResourceType::Events, v).ok())
-            .filter_map(|v| serde_json::from_value(v).ok())
+            .filter_map(|v| Event::deserialize(&*v).ok())
             .collect()
     }
 
@@ -266,5 +267,5 @@ impl Drop for ApiServer {
 }
 
 fn typed<T: DeserializeOwned>(value: &Value) -> Option<T> {
-    serde_json::from_value(value.clone()).ok()
+    T::deserialize(value).ok()
 }

@@ -30,7 +30,7 @@ impl PatchType {
 pub(crate) fn apply(
     patch_type: PatchType,
     kind: &str,
-    object: &Value,
+    mut object: Value,
     patch: &Value,
 ) -> Result<Value, ApiError> {
     match patch_type {
@@ -38,9 +38,8 @@ pub(crate) fn apply(
             if !patch.is_object() {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"));
             }
-            let mut out = object.clone();
-            json_patch::merge(&mut out, patch);
-            Ok(out)
+            json_patch::merge(&mut object, patch);
+            Ok(object)
         }
         PatchType::Strategic => {
             strategic::apply(kind, object, patch).map_err(ApiError::bad_request)
@@ -50,13 +49,12 @@ pub(crate) fn apply(
                 serde_json::from_value(patch.clone()).map_err(|err| {
                     ApiError::bad_request(format!("the json patch could not be decoded: {err}"))
                 })?;
-            let mut out = object.clone();
-            json_patch::patch(&mut out, &operations).map_err(|err| {
+            json_patch::patch(&mut object, &operations).map_err(|err| {
                 ApiError::unprocessable(format!(
                     "the server rejected our request due to an error in our request: {err}"
                 ))
             })?;
-            Ok(out)
+            Ok(object)
         }
     }
 }
@@ -73,13 +71,13 @@ mod tests {
         let out = apply(
             PatchType::Merge,
             "Node",
-            &node,
+            node.clone(),
             &json!({"spec": {"podCIDRs": ["10.1.0.0/24"]}}),
         )
         .expect("applies");
         assert_eq!(out["spec"]["podCIDRs"], json!(["10.1.0.0/24"]));
         let failed_test = json!([{"op": "test", "path": "/metadata/labels/a", "value": "2"}]);
-        let err = apply(PatchType::Json, "Node", &node, &failed_test).expect_err("test op fails");
+        let err = apply(PatchType::Json, "Node", node, &failed_test).expect_err("test op fails");
         assert_eq!(err.code, 422);
         assert!(PatchType::from_content_type("application/apply-patch+yaml").is_err());
         assert_eq!(

@@ -7,8 +7,10 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSeries as CoreSeries, Node};
 use k8s_openapi::api::events::v1::{Event, EventSeries};
-use serde::Serialize;
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::resources::ResourceType;
@@ -28,14 +30,16 @@ pub(crate) fn decode(rt: ResourceType, object: Value) -> Result<Value, ApiError>
     }
 }
 
-/// A stored object in the form the API of `rt` shows it.
-pub(crate) fn encode(rt: ResourceType, stored: &Value) -> Result<Value, ApiError> {
+/// A stored object in the form the API of `rt` shows it (borrowed when
+/// the forms are the same).
+pub(crate) fn encode(rt: ResourceType, stored: &Value) -> Result<Cow<'_, Value>, ApiError> {
     match rt {
         ResourceType::Events => {
-            let core: CoreEvent = typed(ResourceType::CoreEvents, stored.clone())?;
-            to_value(&events_from_core(core))
+            let core = CoreEvent::deserialize(stored)
+                .map_err(|err| ApiError::internal(&err.to_string()))?;
+            Ok(Cow::Owned(to_value(&events_from_core(core))?))
         }
-        _ => Ok(stored.clone()),
+        _ => Ok(Cow::Borrowed(stored)),
     }
 }
 

@@ -228,34 +228,42 @@ impl Store {
     /// Replaces an object with what `change` makes of it. A result equal to
     /// the current object is no write at all (no new version, no event), as
     /// the real server skips writing unchanged bytes.
+    ///
+    /// `change` runs outside the lock, as the real server's GuaranteedUpdate
+    /// runs its update function: when another write lands first, `change`
+    /// runs again on the newer object (where a client's resourceVersion
+    /// precondition then fails, as it should).
     pub fn update(
         &self,
         storage: Storage,
         key: &Key,
         dry_run: bool,
-        change: impl FnOnce(&Value) -> Result<Value, ApiError>,
+        change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Arc<Value>, WriteError> {
-        let mut inner = self.lock();
-        let current = inner.tables[storage.index()]
-            .objects
-            .get(key)
-            .cloned()
-            .ok_or(WriteError::NotFound)?;
-        let mut next = change(&current)?;
-        meta::set_resource_version(&mut next, meta::resource_version(&current).unwrap_or(0));
-        if next == *current {
-            return Ok(current);
+        loop {
+            let current = self.get(storage, key).ok_or(WriteError::NotFound)?;
+            let mut next = change(&current)?;
+            meta::set_resource_version(&mut next, meta::resource_version(&current).unwrap_or(0));
+            if next == *current {
+                return Ok(current);
+            }
+            let mut inner = self.lock();
+            match inner.tables[storage.index()].objects.get(key) {
+                Some(now) if Arc::ptr_eq(now, &current) => {}
+                Some(_) => continue,
+                None => return Err(WriteError::NotFound),
+            }
+            let rv = inner.rv + 1;
+            meta::set_resource_version(&mut next, rv);
+            let next = Arc::new(next);
+            if !dry_run {
+                inner.rv = rv;
+                let table = &mut inner.tables[storage.index()];
+                table.objects.insert(key.clone(), next.clone());
+                self.record(table, rv, ChangeKind::Modified, next.clone(), Some(current));
+            }
+            return Ok(next);
         }
-        let rv = inner.rv + 1;
-        meta::set_resource_version(&mut next, rv);
-        let next = Arc::new(next);
-        if !dry_run {
-            inner.rv = rv;
-            let table = &mut inner.tables[storage.index()];
-            table.objects.insert(key.clone(), next.clone());
-            self.record(table, rv, ChangeKind::Modified, next.clone(), Some(current));
-        }
-        Ok(next)
     }
 
     /// Removes an object once `check` (preconditions) accepts it.

@@ -43,11 +43,14 @@ const ELEMENT_ORDER: &str = "$setElementOrder/";
 const RETAIN_KEYS: &str = "$retainKeys";
 
 /// Applies `patch` to `original` (a whole object of `kind`).
-pub(crate) fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, String> {
+pub(crate) fn apply(kind: &str, original: Value, patch: &Value) -> Result<Value, String> {
     let Value::Object(patch) = patch else {
         return Err("a strategic merge patch must be a JSON object".into());
     };
-    let base = original.as_object().cloned().unwrap_or_default();
+    let base = match original {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
     Ok(merge_map(kind, &mut Vec::new(), base, patch)?
         .map(Value::Object)
         .unwrap_or(Value::Null))
@@ -247,7 +250,7 @@ mod tests {
             "metadata": {"labels": {"a": null, "c": "3"}},
             "status": {"conditions": [{"type": "NetworkUnavailable", "status": "False"}]}
         });
-        let out = apply("Node", &node, &patch).expect("applies");
+        let out = apply("Node", node.clone(), &patch).expect("applies");
         assert_eq!(out["metadata"]["labels"], json!({"b": "2", "c": "3"}));
         assert_eq!(out["status"]["conditions"][0]["type"], "Ready");
         assert_eq!(
@@ -261,14 +264,14 @@ mod tests {
         let node = json!({"spec": {"podCIDRs": ["10.0.0.0/24"]}});
         let out = apply(
             "Node",
-            &node,
+            node,
             &json!({"spec": {"podCIDRs": ["fd00::/64", "10.0.0.0/24"]}}),
         )
         .expect("applies");
         assert_eq!(out["spec"]["podCIDRs"], json!(["10.0.0.0/24", "fd00::/64"]));
         let out = apply(
             "Node",
-            &out,
+            out,
             &json!({"spec": {"$deleteFromPrimitiveList/podCIDRs": ["10.0.0.0/24"]}}),
         )
         .expect("applies");
@@ -284,7 +287,7 @@ mod tests {
             "status": {"$setElementOrder/addresses": [{"type": "Hostname"}, {"type": "InternalIP"}],
                        "addresses": [{"type": "InternalIP", "address": "10.1.1.2"}, {"type": "Old", "$patch": "delete"}]}
         });
-        let out = apply("Node", &node, &patch).expect("applies");
+        let out = apply("Node", node.clone(), &patch).expect("applies");
         assert_eq!(
             out["spec"]["taints"],
             json!([{"key": "b", "effect": "NoSchedule"}])
@@ -301,7 +304,7 @@ mod tests {
         let node = json!({"metadata": {"labels": {"a": "1"}}, "status": {"conditions": [{"type": "Ready"}]}});
         let patch = json!({"metadata": {"labels": {"$patch": "replace", "b": "2"}},
                            "status": {"conditions": [{"$patch": "replace"}, {"type": "X"}]}});
-        let out = apply("Node", &node, &patch).expect("applies");
+        let out = apply("Node", node.clone(), &patch).expect("applies");
         assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
         assert_eq!(out["status"]["conditions"], json!([{"type": "X"}]));
     }

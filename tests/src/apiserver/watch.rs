@@ -156,9 +156,7 @@ pub(crate) fn start(
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut text = json!({"type": kind, "object": object}).to_string();
-    text.push('\n');
-    Bytes::from(text)
+    Bytes::from(format!("{{\"type\":\"{kind}\",\"object\":{object}}}\n"))
 }
 
 fn bookmark_line(rt: ResourceType, rv: u64, initial_end: bool) -> Bytes {
