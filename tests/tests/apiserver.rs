@@ -490,6 +490,38 @@ async fn a_stale_resource_version_is_a_conflict_and_a_no_op_patch_writes_nothing
 }
 
 #[tokio::test]
+async fn a_json_patch_applies_and_one_whose_test_fails_is_refused() {
+    let (server, nodes) = server().await;
+    server
+        .put_node(node("n1", &[("pool", "blue")]))
+        .expect("stored");
+    let pp = PatchParams::default();
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/labels/pool", "value": "blue"},
+        {"op": "replace", "path": "/metadata/labels/pool", "value": "green"}
+    ]))
+    .expect("a JSON patch");
+    let answer = nodes
+        .patch("n1", &pp, &Patch::Json::<()>(ops))
+        .await
+        .expect("applied");
+    assert_eq!(answer.labels()["pool"], "green");
+    let stale: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/labels/pool", "value": "blue"},
+        {"op": "remove", "path": "/metadata/labels/pool"}
+    ]))
+    .expect("a JSON patch");
+    let err = api_error(
+        nodes
+            .patch("n1", &pp, &Patch::Json::<()>(stale))
+            .await
+            .expect_err("test fails"),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(server.node("n1").expect("n1").labels()["pool"], "green");
+}
+
+#[tokio::test]
 async fn leases_are_created_and_updated_with_optimistic_concurrency() {
     let server = ApiServer::start().await.expect("starts");
     let leases: Api<Lease> = Api::namespaced(server.client().expect("client"), "kube-system");

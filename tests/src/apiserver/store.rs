@@ -89,6 +89,7 @@ pub(crate) struct WatchFeed {
 }
 
 /// Where a watch starts.
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum WatchStart {
     /// Synthetic ADDED events for every current object first.
     CurrentState,

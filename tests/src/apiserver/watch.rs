@@ -61,6 +61,9 @@ struct Session {
     drops: watch::Receiver<u64>,
     deadline: Instant,
     bookmarks: Option<Interval>,
+    /// Live changes at or before this version are not for this watch (one
+    /// started from a version the store has not reached yet).
+    after: u64,
 }
 
 impl Drop for Session {
@@ -116,6 +119,10 @@ pub(crate) fn start(
         drops,
         deadline: Instant::now() + timeout,
         bookmarks: None,
+        after: match start {
+            WatchStart::After(rv) => rv,
+            WatchStart::CurrentState => 0,
+        },
     };
     match shared.store.watch(rt.storage(), start) {
         Ok(feed) => {
@@ -219,6 +226,9 @@ impl Session {
 
     /// The watch event this change is for this watcher, if any.
     fn render(&self, change: &Change) -> Option<Bytes> {
+        if change.rv <= self.after {
+            return None;
+        }
         let in_scope = |object: &Value| {
             self.namespace
                 .as_deref()
