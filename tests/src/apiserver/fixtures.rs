@@ -1,6 +1,6 @@
 //! Nodes as a kubelet registers them on a cloud VM: the labels, annotations,
 //! addresses, capacity, conditions, node info and cached images a real one
-//! carries, so one serialises to roughly 7–9 KB, as real Nodes do. No
+//! carries, so one serialises to roughly 9 KB, as real Nodes do. No
 //! podCIDR: assigning subnets is the controller's job.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -71,13 +71,9 @@ const IMAGES: &[(&str, &str, u64)] = &[
     ("quay.io/jetstack/cert-manager-webhook", "v1.18.2", 18),
     ("quay.io/jetstack/cert-manager-cainjector", "v1.18.2", 16),
     ("docker.io/library/nginx", "1.29.1", 72),
-    ("docker.io/library/redis", "8.2.1", 57),
-    ("docker.io/library/postgres", "17.6", 160),
     ("docker.io/library/busybox", "1.37.0", 2),
     ("ghcr.io/fluxcd/source-controller", "v1.6.2", 40),
     ("ghcr.io/fluxcd/kustomize-controller", "v1.6.1", 36),
-    ("ghcr.io/fluxcd/helm-controller", "v1.3.0", 38),
-    ("quay.io/argoproj/argocd", "v3.1.5", 180),
     ("docker.io/fluent/fluent-bit", "4.0.9", 33),
 ];
 

@@ -269,3 +269,16 @@ impl Drop for ApiServer {
 fn typed<T: DeserializeOwned>(value: &Value) -> Option<T> {
     T::deserialize(value).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_can_be_shared_across_tasks_and_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<ApiServer>();
+        shareable::<Faults>();
+        shareable::<Failure>();
+    }
+}
