@@ -227,6 +227,16 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     pub fn start(config: &Path, log: &Path, metrics_address: &str) -> ControllerProcess {
+        Self::start_with(config, log, metrics_address, &[])
+    }
+
+    /// Starts the controller with `extra` arguments after `run … --config`.
+    pub fn start_with(
+        config: &Path,
+        log: &Path,
+        metrics_address: &str,
+        extra: &[String],
+    ) -> ControllerProcess {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -236,6 +246,7 @@ impl ControllerProcess {
         let child = Command::new(nativeroute_binary())
             .args(["run", "--metrics-address", metrics_address, "--config"])
             .arg(config)
+            .args(extra)
             .env("RUST_LOG", "info,nativeroute=debug")
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -251,6 +262,33 @@ impl ControllerProcess {
     /// Everything the controller logged so far (all runs share one log).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod, and waits until it exited;
+    /// panics if it did not exit within `grace` or exited with an error.
+    pub fn stop(mut self, grace: Duration) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "the controller exited with {status} on SIGTERM; its log:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller did not exit within {grace:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL: no chance to clean up, as in a crash or an OOM kill.

@@ -3,5 +3,6 @@
 //! it fails.
 
 pub mod apiserver;
+pub mod kube_lab;
 pub mod lab;
 pub mod netns;

@@ -1,0 +1,523 @@
+//! The Kubernetes path end to end: Node objects in the test API server, the
+//! real controller binary watching them, the real kernel routing between
+//! the lab's containers.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use nativeroute_tests::apiserver::Failure;
+use nativeroute_tests::kube_lab::{KubeConfig, KubeLab, annotation};
+use nativeroute_tests::lab::{run_nativeroute, wait_until};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("an address")
+}
+
+/// What the router should hold: each node's subnet via its address.
+fn expected_routes(lab: &KubeLab, subnets: &BTreeMap<String, IpNet>) -> BTreeMap<IpNet, IpAddr> {
+    subnets
+        .iter()
+        .map(|(name, subnet)| {
+            let node = lab.lab.topology.node(name).expect("a lab node");
+            (*subnet, node.address)
+        })
+        .collect()
+}
+
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_get_subnets_and_pod_cidrs_and_their_containers_ping_across_the_router() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    // A node outside the selector is not nativeroute's business.
+    lab.put(nativeroute_tests::apiserver::realistic_node(
+        "other",
+        ip("192.168.3.99"),
+    ));
+    let mut controller = lab.start_controller("leader-a");
+
+    let subnets = lab.wait_for_subnets(&NODES).await;
+    lab.wait_for_routes(
+        "the router holds a route per node",
+        &expected_routes(&lab, &subnets),
+    )
+    .await;
+    for (name, subnet) in &subnets {
+        let node = lab.node(name);
+        let spec = node.spec.expect("a spec");
+        assert_eq!(spec.pod_cidr.as_deref(), Some(subnet.to_string().as_str()));
+        assert_eq!(spec.pod_cidrs, Some(vec![subnet.to_string()]));
+    }
+    let distinct: std::collections::BTreeSet<_> = subnets.values().collect();
+    assert_eq!(distinct.len(), 3, "every node its own subnet: {subnets:?}");
+    assert!(annotation(&lab.node("other"), "nativeroute.io/subnet").is_none());
+
+    lab.lab.attach_containers(&subnets).await;
+    assert!(lab.lab.pings("node1", "node3").await);
+    assert!(lab.lab.pings("node3", "node2").await);
+
+    // State back on the Node: status annotation, condition, Events; the
+    // kubelet's own conditions survive the strategic merge.
+    wait_until(
+        "every node shows rtr=programmed",
+        Duration::from_secs(10),
+        async || {
+            NODES.iter().all(|name| {
+                annotation(&lab.node(name), "nativeroute.io/status").as_deref()
+                    == Some("rtr=programmed")
+            })
+        },
+    )
+    .await;
+    wait_until(
+        "NetworkUnavailable is False/RouteCreated",
+        Duration::from_secs(10),
+        async || {
+            lab.condition("node2", "NetworkUnavailable")
+                .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("RouteCreated"))
+        },
+    )
+    .await;
+    let ready = lab
+        .condition("node2", "Ready")
+        .expect("the kubelet's Ready condition stays");
+    assert_eq!(ready.status, "True");
+    let kind = lab
+        .wait_for_event("node2", "SubnetAssigned", &[&subnets["node2"].to_string()])
+        .await;
+    assert_eq!(kind, "Normal");
+    assert!(lab.lease("nativeroute", "nativeroute").is_some());
+    controller.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_node_loses_its_route_and_its_subnet_goes_back_to_the_pool() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    let mut controller = lab.start_controller("leader-a");
+    let subnets = lab.wait_for_subnets(&NODES).await;
+    lab.wait_for_routes("all routes", &expected_routes(&lab, &subnets))
+        .await;
+
+    assert!(lab.api.delete_node("node3"));
+    let mut remaining = subnets.clone();
+    remaining.remove("node3");
+    lab.wait_for_routes(
+        "node3's route is withdrawn",
+        &expected_routes(&lab, &remaining),
+    )
+    .await;
+
+    // Freed: a node pinned to it gets exactly that subnet.
+    let freed = subnets["node3"];
+    let mut node4 = KubeLab::kubelet_node("node4", ip("192.168.3.4"));
+    node4
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("nativeroute.io/subnet".into(), freed.to_string());
+    lab.put(node4);
+    wait_until(
+        "node4's pod CIDR is node3's old subnet",
+        Duration::from_secs(10),
+        async || lab.node("node4").spec.and_then(|s| s.pod_cidr) == Some(freed.to_string()),
+    )
+    .await;
+    remaining.insert("node4".into(), freed);
+    let mut want = expected_routes(&lab, &remaining);
+    want.insert(freed, ip("192.168.3.4"));
+    lab.wait_for_routes("node4 is routed on the freed subnet", &want)
+        .await;
+    controller.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_internal_ip_replaces_the_route() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    let _controller = lab.start_controller("leader-a");
+    let subnets = lab.wait_for_subnets(&NODES).await;
+    let mut want = expected_routes(&lab, &subnets);
+    lab.wait_for_routes("all routes", &want).await;
+
+    lab.edit("node2", |node| {
+        let status = node.status.as_mut().expect("status");
+        for address in status.addresses.iter_mut().flatten() {
+            if address.type_ == "InternalIP" {
+                address.address = "192.168.3.50".into();
+            }
+        }
+    });
+    want.insert(subnets["node2"], ip("192.168.3.50"));
+    lab.wait_for_routes("node2's route follows its new address", &want)
+        .await;
+    assert_eq!(
+        lab.subnet_of("node2"),
+        Some(subnets["node2"]),
+        "a new address never changes the subnet"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn annotations_apply_live_and_a_bad_value_is_a_warning_event_and_nothing_else() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    let mut controller = lab.start_controller("leader-a");
+    let subnets = lab.wait_for_subnets(&NODES).await;
+    let mut want = expected_routes(&lab, &subnets);
+    lab.wait_for_routes("all routes", &want).await;
+
+    // next-hop: the route goes via the override.
+    lab.annotate("node1", "nativeroute.io/next-hop", Some("192.168.2.77"));
+    want.insert(subnets["node1"], ip("192.168.2.77"));
+    lab.wait_for_routes("node1 is routed via its next-hop annotation", &want)
+        .await;
+
+    // exclude: the node's route goes.
+    lab.annotate("node2", "nativeroute.io/exclude", Some("true"));
+    want.remove(&subnets["node2"]);
+    lab.wait_for_routes("excluded node2 has no route", &want)
+        .await;
+    wait_until(
+        "node2's status says excluded",
+        Duration::from_secs(10),
+        async || {
+            annotation(&lab.node("node2"), "nativeroute.io/status").as_deref() == Some("excluded")
+        },
+    )
+    .await;
+
+    // routers: naming no configured router is invalid; the route stays.
+    lab.annotate("node3", "nativeroute.io/routers", Some("tor-z"));
+    let kind = lab
+        .wait_for_event(
+            "node3",
+            "InvalidAnnotation",
+            &["nativeroute.io/routers", "tor-z"],
+        )
+        .await;
+    assert_eq!(kind, "Warning");
+    lab.annotate("node3", "nativeroute.io/routers", Some("rtr"));
+
+    // A hostile value is refused by name and value; nothing else moves.
+    lab.annotate("node3", "nativeroute.io/next-hop", Some("$(reboot)"));
+    let kind = lab
+        .wait_for_event(
+            "node3",
+            "InvalidAnnotation",
+            &["nativeroute.io/next-hop", "$(reboot)"],
+        )
+        .await;
+    assert_eq!(kind, "Warning");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lab.routes(), want, "a bad value disturbs no route");
+
+    // Repeats are aggregated: the same complaint is one Event object,
+    // however many times the node is read again.
+    for round in 0..5 {
+        lab.annotate("node3", "unrelated.example/touch", Some(&round.to_string()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let complaints = lab
+        .events_of("node3")
+        .into_iter()
+        .filter(|(_, reason, note)| reason == "InvalidAnnotation" && note.contains("$(reboot)"))
+        .count();
+    assert_eq!(complaints, 1, "one Event object for a repeated complaint");
+
+    // A pin on a new node is honoured.
+    let mut node4 = KubeLab::kubelet_node("node4", ip("192.168.3.5"));
+    node4
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("nativeroute.io/subnet".into(), "11.11.42.0/24".into());
+    lab.put(node4);
+    want.insert("11.11.42.0/24".parse().expect("net"), ip("192.168.3.5"));
+    lab.wait_for_routes("pinned node4 is routed on its pin", &want)
+        .await;
+    controller.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_cidr_mode_routes_what_the_cluster_assigned_and_writes_no_subnet() {
+    let lab = KubeLab::create(KubeConfig {
+        ipam: "podCIDR",
+        ..KubeConfig::default()
+    })
+    .await;
+    let assigned = [
+        ("node1", "11.11.21.0/24"),
+        ("node2", "11.11.22.0/24"),
+        ("node3", "garbage/99"),
+    ];
+    for (name, cidr) in assigned {
+        let address = lab.lab.topology.node(name).expect("lab node").address;
+        let mut node = KubeLab::kubelet_node(name, address);
+        node.spec.get_or_insert_with(Default::default).pod_cidr = Some(cidr.into());
+        lab.put(node);
+    }
+    let _controller = lab.start_controller("leader-a");
+    let want: BTreeMap<IpNet, IpAddr> = [
+        ("11.11.21.0/24".parse().expect("net"), ip("192.168.2.1")),
+        ("11.11.22.0/24".parse().expect("net"), ip("192.168.3.3")),
+    ]
+    .into();
+    lab.wait_for_routes("the kube-controller-manager's podCIDRs are routed", &want)
+        .await;
+    let kind = lab
+        .wait_for_event("node3", "InvalidNodeSpec", &["garbage/99"])
+        .await;
+    assert_eq!(kind, "Warning");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (name, cidr) in assigned {
+        let node = lab.node(name);
+        assert_eq!(annotation(&node, "nativeroute.io/subnet"), None, "{name}");
+        assert_eq!(node.spec.and_then(|s| s.pod_cidr).as_deref(), Some(cidr));
+    }
+    assert_eq!(lab.routes(), want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_with_100_nodes_changes_no_subnet_and_no_route() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    let names: Vec<String> = (0..100).map(|i| format!("n{i:03}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        lab.put(KubeLab::kubelet_node(
+            name,
+            ip(&format!("192.168.3.{}", 10 + i)),
+        ));
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let controller = lab.start_controller("first");
+    let before = lab.wait_for_subnets(&refs).await;
+    wait_until("100 routes", Duration::from_secs(10), async || {
+        lab.routes().len() == 100
+    })
+    .await;
+    let routes_before = lab.routes();
+    let fingerprint = lab.lab.router_fingerprint();
+    controller.stop(Duration::from_secs(10));
+
+    lab.api.clear_requests();
+    let mut second = lab.start_controller("second");
+    wait_until(
+        "the second controller leads",
+        Duration::from_secs(20),
+        async || lab.lease_holder().as_deref() == Some("second"),
+    )
+    .await;
+    // Give it time to list, reconcile and sync (and to do harm, if it would).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    second.assert_running();
+    let after: BTreeMap<String, IpNet> = refs
+        .iter()
+        .filter_map(|name| Some((name.to_string(), lab.subnet_of(name)?)))
+        .collect();
+    assert_eq!(after, before, "no subnet changed");
+    assert_eq!(lab.routes(), routes_before, "no route changed");
+    assert_eq!(
+        lab.lab.router_fingerprint(),
+        fingerprint,
+        "not even a nexthop id"
+    );
+    let subnet_writes = lab
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "nodes" && r.verb == "patch" && r.subresource.is_empty())
+        .count();
+    assert_eq!(subnet_writes, 0, "a restart rewrites nothing on the Nodes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_watch_a_410_and_failing_patches_are_recovered() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    let mut controller = lab.start_controller("leader-a");
+    let subnets = lab.wait_for_subnets(&NODES).await;
+    let mut want = expected_routes(&lab, &subnets);
+    lab.wait_for_routes("all routes", &want).await;
+
+    // A dropped watch: the change made right after is still seen.
+    lab.api.faults().drop_watches();
+    lab.put(KubeLab::kubelet_node("node4", ip("192.168.3.5")));
+    let node4 = lab.wait_for_subnets(&["node4"]).await["node4"];
+    want.insert(node4, ip("192.168.3.5"));
+    lab.wait_for_routes("node4 routed after a dropped watch", &want)
+        .await;
+
+    // History gone and the watch dropped: the resume gets 410 Gone, the
+    // controller lists again, and a deletion made meanwhile is seen.
+    lab.api.compact();
+    lab.api.faults().drop_watches();
+    assert!(lab.api.delete_node("node4"));
+    want.remove(&node4);
+    lab.wait_for_routes("node4's route withdrawn after a 410 re-list", &want)
+        .await;
+
+    // Patches failing with 500 for a while: the subnet is written once they pass.
+    lab.api.faults().fail(
+        Failure::status(500)
+            .method("PATCH")
+            .path_contains("/nodes/")
+            .times(5),
+    );
+    lab.put(KubeLab::kubelet_node("node5", ip("192.168.3.6")));
+    let node5 = lab.wait_for_subnets(&["node5"]).await["node5"];
+    want.insert(node5, ip("192.168.3.6"));
+    lab.wait_for_routes("node5 routed", &want).await;
+    controller.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_server_away_for_30_seconds_removes_no_route_and_then_converges() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    let mut controller = lab.start_controller("leader-a");
+    let subnets = lab.wait_for_subnets(&NODES).await;
+    let want = expected_routes(&lab, &subnets);
+    lab.wait_for_routes("all routes", &want).await;
+
+    lab.api.stop().await;
+    // Meanwhile, in the cluster's store: node3 deleted, node4 registered.
+    assert!(lab.api.delete_node("node3"));
+    lab.put(KubeLab::kubelet_node("node4", ip("192.168.3.5")));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        assert_eq!(
+            lab.routes(),
+            want,
+            "no route changes while the API server is away"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    controller.assert_running();
+    lab.api.restart().await.expect("the API server comes back");
+
+    let node4 = lab.wait_for_subnets(&["node4"]).await["node4"];
+    let mut after = want.clone();
+    after.remove(&subnets["node3"]);
+    after.insert(node4, ip("192.168.3.5"));
+    wait_until(
+        "converged after the API server returned",
+        Duration::from_secs(30),
+        async || lab.routes() == after,
+    )
+    .await;
+    controller.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_takes_over_when_the_leader_dies_and_changes_nothing() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    let leader = lab.start_controller("leader-a");
+    let subnets = lab.wait_for_subnets(&NODES).await;
+    let want = expected_routes(&lab, &subnets);
+    lab.wait_for_routes("all routes", &want).await;
+    let mut follower = lab.start_controller("follower-b");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lab.lease_holder().as_deref(), Some("leader-a"));
+
+    leader.kill();
+    // Only after the lease (15 s) expires may the follower lead.
+    wait_until("the follower leads", Duration::from_secs(30), async || {
+        lab.lease_holder().as_deref() == Some("follower-b")
+    })
+    .await;
+    lab.put(KubeLab::kubelet_node("node4", ip("192.168.3.5")));
+    let node4 = lab.wait_for_subnets(&["node4"]).await["node4"];
+    let mut after = want.clone();
+    after.insert(node4, ip("192.168.3.5"));
+    lab.wait_for_routes("the new leader routes a new node", &after)
+        .await;
+    for (name, subnet) in &subnets {
+        assert_eq!(lab.subnet_of(name), Some(*subnet), "{name} kept its subnet");
+    }
+    follower.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_up_with_a_kubeconfig_registers_the_nodes_and_routes_them() {
+    nativeroute_tests::netns::require_root();
+    let api = nativeroute_tests::apiserver::ApiServer::start()
+        .await
+        .expect("the test API server starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let prefix = format!("nrk{}-", std::process::id() % 100_000);
+    let lab_dir = dir.path().join("lab");
+    let lab_dir_text = lab_dir.display().to_string();
+    let kubeconfig_text = kubeconfig.display().to_string();
+    let common = ["--prefix", prefix.as_str(), "--dir", lab_dir_text.as_str()];
+
+    let mut up = vec!["lab", "up", "--kubeconfig", kubeconfig_text.as_str()];
+    up.extend(common);
+    let args: Vec<String> = up.iter().map(|s| s.to_string()).collect();
+    let (ok, output) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_nativeroute(&refs)
+    })
+    .await
+    .expect("lab up ran");
+    let mut down = vec!["lab", "down"];
+    down.extend(common);
+    let down_args: Vec<String> = down.iter().map(|s| s.to_string()).collect();
+    let tear_down = move || {
+        let refs: Vec<&str> = down_args.iter().map(String::as_str).collect();
+        run_nativeroute(&refs)
+    };
+    if !ok {
+        let _ = tokio::task::spawn_blocking(tear_down.clone()).await;
+        panic!("lab up failed:\n{output}");
+    }
+    let lab_nodes: Vec<_> = api
+        .nodes()
+        .into_iter()
+        .filter(|n| {
+            n.metadata
+                .name
+                .as_deref()
+                .is_some_and(|name| name.starts_with(&prefix))
+        })
+        .collect();
+    assert_eq!(lab_nodes.len(), 3, "three lab Nodes");
+    for node in &lab_nodes {
+        assert!(annotation(node, "nativeroute.io/subnet").is_some());
+        assert_eq!(node.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
+    }
+    let mut status = vec!["lab", "status"];
+    status.extend(common);
+    let status_args: Vec<String> = status.iter().map(|s| s.to_string()).collect();
+    let (status_ok, status_output) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = status_args.iter().map(String::as_str).collect();
+        run_nativeroute(&refs)
+    })
+    .await
+    .expect("lab status ran");
+    let (down_ok, down_output) = tokio::task::spawn_blocking(tear_down)
+        .await
+        .expect("lab down ran");
+    assert!(status_ok, "lab status failed:\n{status_output}");
+    assert!(
+        status_output.contains("Kubernetes Nodes"),
+        "{status_output}"
+    );
+    assert!(down_ok, "lab down failed:\n{down_output}");
+    let left = api
+        .nodes()
+        .into_iter()
+        .filter(|n| {
+            n.metadata
+                .name
+                .as_deref()
+                .is_some_and(|name| name.starts_with(&prefix))
+        })
+        .count();
+    assert_eq!(left, 0, "lab down deletes the lab's Nodes");
+}
