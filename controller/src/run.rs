@@ -13,7 +13,6 @@ use tokio::task::JoinSet;
 use std::path::PathBuf;
 
 use kube::Api;
-use kube::runtime::events::{Recorder, Reporter as EventsReporter};
 
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
@@ -26,7 +25,7 @@ use crate::ipam::Ipam;
 use crate::leader::{LeaderElection, LeaseSettings, TermEnd};
 use crate::metrics::{self, Metrics};
 use crate::reconcile::Reconciler;
-use crate::report::kubernetes::EventReporter;
+use crate::report::kubernetes::{EventPublisher, EventReporter};
 use crate::report::{LogReporter, Reporter};
 use crate::status::{RouteStates, RoutingPlan, StatusSink, run_status};
 use crate::sync::{Observers, WorkerSettings, run_worker};
@@ -164,17 +163,10 @@ async fn lead(
     };
     let directory = NodeDirectory::default();
     let writer = NodeWriter::new();
-    let recorder = Recorder::new(
-        client.clone(),
-        EventsReporter {
-            controller: "nativeroute".into(),
-            instance: Some(identity.to_owned()),
-        },
-    );
+    let publisher = EventPublisher::new(client.clone(), directory.clone(), identity.to_owned());
     let (events, send_events) = EventReporter::new(
         LogReporter::new(EVENT_QUIET),
-        recorder,
-        directory.clone(),
+        publisher,
         metrics.clone(),
         shutdown.clone(),
     );

@@ -215,7 +215,14 @@ mod selector_tests {
         ] {
             assert_eq!(check_label_selector(good), Ok(()), "{good}");
         }
-        for bad in ["ro le=x", "=x", "a b", "zone in a,b", "key=val=ue", "-bad=x"] {
+        for bad in [
+            "ro le=x",
+            "=x",
+            "a b",
+            "zone in a,b",
+            "key=val=ue",
+            "-bad=x",
+        ] {
             let err = check_label_selector(bad).expect_err(bad);
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }

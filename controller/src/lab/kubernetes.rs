@@ -68,6 +68,8 @@ impl LabCluster {
 
     /// Remembers the cluster in the lab directory, for `status` and `down`.
     pub fn remember(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.spec.dir)
+            .with_context(|| format!("creating lab directory {}", self.spec.dir.display()))?;
         let marker = self.spec.dir.join(MARKER);
         std::fs::write(&marker, format!("{}\n", self.kubeconfig.display()))
             .with_context(|| format!("writing {}", marker.display()))

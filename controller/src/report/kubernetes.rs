@@ -1,6 +1,9 @@
-//! Node Events in the Kubernetes API (events.k8s.io/v1, through kube's
-//! `Recorder`, which folds repeats of one event into a series instead of
-//! new objects).
+//! Node Events in the Kubernetes API (events.k8s.io/v1). A repeat of an
+//! event (same node, reason and note) within an hour adds to the series of
+//! the Event already written instead of making a new object, as client-go's
+//! correlator does. kube's `Recorder` is not used: it folds events by
+//! reason alone, so a second, different complaint about the same node
+//! would only bump the count of the first and never be shown.
 //!
 //! Events are sent by one task from a bounded queue at a bounded rate, so a
 //! cold start with thousands of nodes cannot flood the API server: warnings
@@ -10,8 +13,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -42,13 +52,12 @@ impl EventReporter {
     /// The reporter, and the task that sends its events until `shutdown`.
     pub fn new(
         log: LogReporter,
-        recorder: Recorder,
-        directory: NodeDirectory,
+        publisher: EventPublisher,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (queue, pending) = mpsc::channel(QUEUE);
-        let sender = send_events(recorder, directory, pending, metrics.clone(), shutdown);
+        let sender = send_events(publisher, pending, metrics.clone(), shutdown);
         (
             EventReporter {
                 log,
@@ -102,12 +111,12 @@ impl Budget {
 }
 
 async fn send_events(
-    recorder: Recorder,
-    directory: NodeDirectory,
+    publisher: EventPublisher,
     mut pending: mpsc::Receiver<NodeEvent>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut publisher = publisher;
     let mut budget = Budget {
         tokens: BURST,
         at: Instant::now(),
@@ -129,30 +138,7 @@ async fn send_events(
             }
         }
         budget.tokens -= 1.0;
-        let reference = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Node".into()),
-            name: Some(event.node.clone()),
-            uid: directory.uid_of(&event.node),
-            ..ObjectReference::default()
-        };
-        let published = recorder
-            .publish(
-                &Event {
-                    type_: if event.reason.is_warning() {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: event.reason.as_str().into(),
-                    note: Some(truncate(&event.message)),
-                    action: action_of(event.reason).into(),
-                    secondary: None,
-                },
-                &reference,
-            )
-            .await;
-        match published {
+        match publisher.publish(&event).await {
             Ok(()) => metrics.node_event("sent"),
             Err(err) => {
                 metrics.node_event("failed");
@@ -161,6 +147,111 @@ async fn send_events(
         }
     }
 }
+
+/// How long an Event's series stays open for repeats.
+const SERIES_WINDOW: Duration = Duration::from_secs(3600);
+/// Node Events live in this namespace (as the kubelet's do).
+const NAMESPACE: &str = "default";
+
+/// An Event already written, to add repeats to.
+struct Written {
+    name: String,
+    count: i32,
+    at: Instant,
+}
+
+/// Writes Events, folding repeats into series.
+pub struct EventPublisher {
+    api: Api<Event>,
+    directory: NodeDirectory,
+    instance: String,
+    written: HashMap<(String, Reason, String), Written>,
+}
+
+impl EventPublisher {
+    pub fn new(client: kube::Client, directory: NodeDirectory, instance: String) -> Self {
+        EventPublisher {
+            api: Api::namespaced(client, NAMESPACE),
+            directory,
+            instance,
+            written: HashMap::new(),
+        }
+    }
+
+    async fn publish(&mut self, event: &NodeEvent) -> Result<(), kube::Error> {
+        let now = Timestamp::now();
+        self.written
+            .retain(|_, written| written.at.elapsed() < SERIES_WINDOW);
+        let key = (event.node.clone(), event.reason, event.message.clone());
+        if let Some(written) = self.written.get_mut(&key) {
+            let count = written.count + 1;
+            let series = json!({"series": EventSeries {
+                count,
+                last_observed_time: MicroTime(now),
+            }});
+            match self
+                .api
+                .patch(
+                    &written.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&series),
+                )
+                .await
+            {
+                Ok(_) => {
+                    written.count = count;
+                    return Ok(());
+                }
+                // Expired or deleted: write it anew.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let name = format!("{}.{:x}", event.node, now.as_nanosecond());
+        let object = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(NAMESPACE.into()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some(action_of(event.reason).into()),
+            reason: Some(event.reason.as_str().into()),
+            note: Some(truncate(&event.message)),
+            type_: Some(
+                if event.reason.is_warning() {
+                    "Warning"
+                } else {
+                    "Normal"
+                }
+                .into(),
+            ),
+            reporting_controller: Some(REPORTING_CONTROLLER.into()),
+            reporting_instance: Some(self.instance.clone()),
+            regarding: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(event.node.clone()),
+                uid: self.directory.uid_of(&event.node),
+                ..ObjectReference::default()
+            }),
+            ..Event::default()
+        };
+        self.api.create(&PostParams::default(), &object).await?;
+        self.written.insert(
+            key,
+            Written {
+                name,
+                count: 1,
+                at: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// The reporting controller named on every Event.
+const REPORTING_CONTROLLER: &str = "nativeroute.io/controller";
 
 /// What nativeroute was doing (events.k8s.io/v1 `action`).
 fn action_of(reason: Reason) -> &'static str {
