@@ -1,14 +1,16 @@
 //! `nativeroute check`: the config is valid, the node inventory readable,
 //! and every router reachable (listing its routes proves access).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{Config, NodesConfig};
 use crate::inventory::file::FileInventory;
+use crate::inventory::kubernetes;
 use crate::routers;
 
 /// Prints one line per check; returns whether all passed.
-pub async fn run_checks(config: Config) -> bool {
+pub async fn run_checks(config: Config, kubeconfig: Option<&Path>) -> bool {
     let config = Arc::new(config);
     let mut ok = true;
     println!(
@@ -35,11 +37,27 @@ pub async fn run_checks(config: Config) -> bool {
                 }
             }
         }
-        NodesConfig::Kubernetes { .. } => {
-            ok = false;
-            println!(
-                "inventory: FAILED: nodes.source: kubernetes is not available in this version yet"
-            );
+        NodesConfig::Kubernetes { selector, .. } => {
+            match kubernetes::list_nodes(&config, kubeconfig).await {
+                Ok(snapshot) => {
+                    println!(
+                        "nodes: {} Kubernetes Nodes{}",
+                        snapshot.nodes.len(),
+                        if selector.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" matching {selector:?}")
+                        }
+                    );
+                    for problem in &snapshot.problems {
+                        println!("  ! node {}: {}", problem.node, problem.message);
+                    }
+                }
+                Err(err) => {
+                    ok = false;
+                    println!("nodes: FAILED: {err:#}");
+                }
+            }
         }
     }
     for router in &config.routers {

@@ -46,11 +46,17 @@ enum Command {
     Plan {
         #[arg(long, short)]
         config: PathBuf,
+        /// The cluster (nodes.source: kubernetes), as for `run`.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
     },
-    /// Validate the config and reach every router.
+    /// Validate the config, list the nodes and reach every router.
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// The cluster (nodes.source: kubernetes), as for `run`.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
     },
     /// The seed topology in network namespaces on this machine (needs root).
     #[command(subcommand)]
@@ -98,9 +104,11 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
             run::run(config, options, shutdown).await?;
             Ok(true)
         }
-        Command::Plan { config } => plan::print_plan(Config::load(&config)?).await,
-        Command::Check { config } => match Config::load(&config) {
-            Ok(config) => Ok(check::run_checks(config).await),
+        Command::Plan { config, kubeconfig } => {
+            plan::print_plan(Config::load(&config)?, kubeconfig.as_deref()).await
+        }
+        Command::Check { config, kubeconfig } => match Config::load(&config) {
+            Ok(config) => Ok(check::run_checks(config, kubeconfig.as_deref()).await),
             Err(err) => {
                 println!("config: FAILED: {err}");
                 Ok(false)

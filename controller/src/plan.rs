@@ -1,45 +1,47 @@
 //! `nativeroute plan`: what a sync would change on every router, computed
 //! exactly as `run` computes it, and nothing changed anywhere (no route, no
-//! state file).
+//! state file, nothing written on a Node).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use anyhow::bail;
 use nativeroute_router_drivers::Action;
+use std::path::Path;
 
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
 use crate::inventory::file::FileInventory;
+use crate::inventory::kubernetes;
 use crate::reconcile::Reconciler;
 use crate::report::{LogReporter, Reporter};
 use crate::routers;
 use crate::sync::diff;
 
 /// The desired routes per router, as `run` would compute them now.
-pub fn desired_routes(
+pub async fn desired_routes(
     config: &Arc<Config>,
     reporter: Arc<dyn Reporter>,
+    kubeconfig: Option<&Path>,
 ) -> anyhow::Result<BTreeMap<String, RouterDesired>> {
-    let NodesConfig::File { path } = &config.nodes else {
-        bail!(
-            "nodes.source: kubernetes is not available in this version yet; use nodes.source: file"
-        );
-    };
-    let mut inventory = FileInventory::open(path)?;
-    let snapshot = inventory.read()?;
     let mut reconciler = Reconciler::new(config.clone(), reporter);
-    reconciler.resume_after(&inventory.state().next);
+    let snapshot = match &config.nodes {
+        NodesConfig::File { path } => {
+            let mut inventory = FileInventory::open(path)?;
+            reconciler.resume_after(&inventory.state().next);
+            inventory.read()?
+        }
+        NodesConfig::Kubernetes { .. } => kubernetes::list_nodes(config, kubeconfig).await?,
+    };
     Ok(reconciler.apply(&snapshot, true).desired)
 }
 
 /// Prints the plan of every router; returns false if a router could not be reached.
-pub async fn print_plan(config: Config) -> anyhow::Result<bool> {
+pub async fn print_plan(config: Config, kubeconfig: Option<&Path>) -> anyhow::Result<bool> {
     let config = Arc::new(config);
     let reporter: Arc<dyn Reporter> =
         Arc::new(LogReporter::new(std::time::Duration::from_secs(600)));
-    let desired = desired_routes(&config, reporter)?;
+    let desired = desired_routes(&config, reporter, kubeconfig).await?;
     let mut all_reached = true;
     for router in &config.routers {
         let name = router.name.as_str();

@@ -520,3 +520,39 @@ async fn lab_up_with_a_kubeconfig_registers_the_nodes_and_routes_them() {
         .count();
     assert_eq!(left, 0, "lab down deletes the lab's Nodes");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_check_read_the_nodes_and_write_nothing() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    lab.api.clear_requests();
+    let config = lab.config.display().to_string();
+    let kubeconfig = lab.kubeconfig.display().to_string();
+    let (plan_ok, plan) = {
+        let (config, kubeconfig) = (config.clone(), kubeconfig.clone());
+        tokio::task::spawn_blocking(move || {
+            run_nativeroute(&["plan", "--config", &config, "--kubeconfig", &kubeconfig])
+        })
+        .await
+        .expect("plan ran")
+    };
+    assert!(plan_ok, "plan failed:\n{plan}");
+    assert!(plan.contains("router rtr: 3 to add"), "{plan}");
+    assert!(plan.contains("via 192.168.3.4"), "{plan}");
+    let (check_ok, check) = tokio::task::spawn_blocking(move || {
+        run_nativeroute(&["check", "--config", &config, "--kubeconfig", &kubeconfig])
+    })
+    .await
+    .expect("check ran");
+    assert!(check_ok, "check failed:\n{check}");
+    assert!(check.contains("nodes: 3 Kubernetes Nodes"), "{check}");
+    let writes: Vec<_> = lab
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| !matches!(r.verb, "get" | "list" | "watch"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(writes.is_empty(), "plan and check wrote: {writes:?}");
+    assert!(lab.routes().is_empty(), "plan changed the router");
+}

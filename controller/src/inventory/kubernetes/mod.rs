@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 pub use node::{NodeObject, ObservedNode};
-pub use source::{KubernetesNodes, KubernetesSource};
+pub use source::{KubernetesNodes, KubernetesSource, list_snapshot};
 pub use writeback::NodeWriter;
 
 /// A client for the cluster: from `kubeconfig` when given, else inferred
@@ -32,6 +32,32 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
         )?,
     };
     kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// Lists the Nodes `config` selects, once (for `plan` and `check`).
+pub async fn list_nodes(
+    config: &crate::config::Config,
+    kubeconfig: Option<&Path>,
+) -> anyhow::Result<crate::inventory::Snapshot> {
+    use anyhow::Context;
+    let crate::config::NodesConfig::Kubernetes {
+        selector,
+        address_type,
+    } = &config.nodes
+    else {
+        anyhow::bail!("nodes.source is not kubernetes");
+    };
+    let settings = KubernetesNodes {
+        selector: selector.clone(),
+        address_type: address_type.clone(),
+        ipam: config.ipam,
+        pool: config.pool.clone(),
+        resync: config.resync_interval,
+    };
+    let api = kube::Api::all(client(kubeconfig).await?);
+    list_snapshot(&api, &settings)
+        .await
+        .context("cannot list the Nodes (the service account needs get, list and watch on nodes)")
 }
 
 /// Node names to UIDs, so that Events name the exact Node object (as

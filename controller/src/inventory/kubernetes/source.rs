@@ -12,6 +12,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use ipnet::IpNet;
 use kube::Api;
+use kube::api::ListParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
@@ -141,63 +142,100 @@ impl KubernetesSource {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let mut nodes: Vec<&ObservedNode> = self.nodes.values().collect();
-        nodes.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-        let mut snapshot = Snapshot::default();
-        for node in nodes {
-            let (record, problems) = self.record_of(node);
-            snapshot
-                .problems
-                .extend(problems.into_iter().map(|message| SourceProblem {
-                    node: node.name.clone(),
-                    reason: Reason::InvalidNodeSpec,
-                    message,
-                }));
-            snapshot.nodes.push(record);
-        }
-        snapshot
+        snapshot_of(self.nodes.values(), &self.settings)
     }
+}
 
-    fn record_of(&self, node: &ObservedNode) -> (NodeRecord, Vec<String>) {
-        let mut problems = node.problems.clone();
-        let (pod_cidrs, bad) = node.parsed_pod_cidrs();
-        problems.extend(bad);
-        let mut annotations = node.annotations.clone();
-        annotations.remove(annotations::STATUS);
-        let in_pool = |net: &IpNet| self.settings.pool.cidrs.iter().any(|c| c.contains(net));
-        let mut recorded = Vec::new();
-        for cidr in pod_cidrs {
-            if in_pool(&cidr) {
-                recorded.push(cidr);
-                continue;
-            }
-            problems.push(match self.settings.ipam {
-                IpamMode::PodCidr => format!(
-                    "spec.podCIDR {cidr} lies outside the pool; nativeroute routes only subnets of pool.cidrs, so this node is not routed"
-                ),
-                IpamMode::Allocate => format!(
-                    "spec.podCIDR {cidr} was set by someone else and lies outside the pool; the node's pods may not use the subnet nativeroute routes for it (see {})",
-                    annotations::SUBNET
-                ),
-            });
-        }
-        if self.settings.ipam == IpamMode::PodCidr
-            && let Some(value) = annotations.remove(annotations::SUBNET)
-        {
-            problems.push(format!(
-                "annotation {}={value:?} ignored: with ipam: podCIDR the node's subnet is spec.podCIDR",
-                annotations::SUBNET
-            ));
-        }
-        let record = NodeRecord {
-            name: node.name.clone(),
-            addresses: node.addresses.clone(),
-            annotations,
-            recorded,
-            standing: Standing::Listed,
-        };
-        (record, problems)
+/// Lists the Nodes once, completely (in pages), as one snapshot: what
+/// `plan` and `check` show without watching.
+pub async fn list_snapshot(
+    api: &Api<NodeObject>,
+    settings: &KubernetesNodes,
+) -> Result<Snapshot, kube::Error> {
+    let mut params = ListParams::default().limit(500);
+    if !settings.selector.is_empty() {
+        params = params.labels(&settings.selector);
     }
+    let mut nodes = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        nodes.extend(
+            page.items
+                .iter()
+                .map(|object| ObservedNode::from_object(object, &settings.address_type)),
+        );
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    Ok(snapshot_of(nodes.iter(), settings))
+}
+
+/// The snapshot of `nodes`, oldest first, with what each Node records.
+fn snapshot_of<'a>(
+    nodes: impl Iterator<Item = &'a ObservedNode>,
+    settings: &KubernetesNodes,
+) -> Snapshot {
+    let mut nodes: Vec<&ObservedNode> = nodes.collect();
+    nodes.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    let mut snapshot = Snapshot::default();
+    for node in nodes {
+        let (record, problems) = record_of(node, settings);
+        snapshot
+            .problems
+            .extend(problems.into_iter().map(|message| SourceProblem {
+                node: node.name.clone(),
+                reason: Reason::InvalidNodeSpec,
+                message,
+            }));
+        snapshot.nodes.push(record);
+    }
+    snapshot
+}
+
+/// A Node as the reconciler sees it: its subnet record is spec.podCIDR(s)
+/// inside the pool; with `ipam: allocate` the subnet annotation is read as
+/// a pin, which restores the same subnet when podCIDR was set by another.
+fn record_of(node: &ObservedNode, settings: &KubernetesNodes) -> (NodeRecord, Vec<String>) {
+    let mut problems = node.problems.clone();
+    let (pod_cidrs, bad) = node.parsed_pod_cidrs();
+    problems.extend(bad);
+    let mut annotations = node.annotations.clone();
+    annotations.remove(annotations::STATUS);
+    let in_pool = |net: &IpNet| settings.pool.cidrs.iter().any(|c| c.contains(net));
+    let mut recorded = Vec::new();
+    for cidr in pod_cidrs {
+        if in_pool(&cidr) {
+            recorded.push(cidr);
+            continue;
+        }
+        problems.push(match settings.ipam {
+            IpamMode::PodCidr => format!(
+                "spec.podCIDR {cidr} lies outside the pool; nativeroute routes only subnets of pool.cidrs, so this node is not routed"
+            ),
+            IpamMode::Allocate => format!(
+                "spec.podCIDR {cidr} was set by someone else and lies outside the pool; the node's pods may not use the subnet nativeroute routes for it (see {})",
+                annotations::SUBNET
+            ),
+        });
+    }
+    if settings.ipam == IpamMode::PodCidr
+        && let Some(value) = annotations.remove(annotations::SUBNET)
+    {
+        problems.push(format!(
+            "annotation {}={value:?} ignored: with ipam: podCIDR the node's subnet is spec.podCIDR",
+            annotations::SUBNET
+        ));
+    }
+    let record = NodeRecord {
+        name: node.name.clone(),
+        addresses: node.addresses.clone(),
+        annotations,
+        recorded,
+        standing: Standing::Listed,
+    };
+    (record, problems)
 }
 
 /// Whether a change of a node matters for subnets and routes; nativeroute's
