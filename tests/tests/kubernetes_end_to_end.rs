@@ -259,6 +259,9 @@ async fn pod_cidr_mode_routes_what_the_cluster_assigned_and_writes_no_subnet() {
         node.spec.get_or_insert_with(Default::default).pod_cidr = Some(cidr.into());
         lab.put(node);
     }
+    let mut outside = KubeLab::kubelet_node("node4", ip("192.168.3.5"));
+    outside.spec.get_or_insert_with(Default::default).pod_cidr = Some("10.244.1.0/24".into());
+    lab.put(outside);
     let _controller = lab.start_controller("leader-a");
     let want: BTreeMap<IpNet, IpAddr> = [
         ("11.11.21.0/24".parse().expect("net"), ip("192.168.2.1")),
@@ -269,6 +272,10 @@ async fn pod_cidr_mode_routes_what_the_cluster_assigned_and_writes_no_subnet() {
         .await;
     let kind = lab
         .wait_for_event("node3", "InvalidNodeSpec", &["garbage/99"])
+        .await;
+    assert_eq!(kind, "Warning");
+    let kind = lab
+        .wait_for_event("node4", "InvalidNodeSpec", &["10.244.1.0/24", "outside the pool"])
         .await;
     assert_eq!(kind, "Warning");
     tokio::time::sleep(Duration::from_secs(1)).await;
