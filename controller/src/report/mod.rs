@@ -74,8 +74,15 @@ pub trait Reporter: Send + Sync {
 /// Events as log lines, with repeats held back for `quiet` after each.
 pub struct LogReporter {
     quiet: Duration,
-    last: Mutex<HashMap<(String, Reason), (String, Instant)>>,
+    /// When each (node, reason, message) was last said. Keyed by message
+    /// too: two different complaints about one node must not take turns
+    /// evicting each other and be said on every read.
+    last: Mutex<HashMap<(String, Reason, String), Instant>>,
 }
+
+/// Past this many remembered events, the ones older than the quiet period
+/// are forgotten (they would be said again anyway).
+const REMEMBERED: usize = 4096;
 
 impl LogReporter {
     pub fn new(quiet: Duration) -> Self {
@@ -90,14 +97,16 @@ impl LogReporter {
             return false;
         };
         let now = Instant::now();
-        let key = (node.to_owned(), reason);
-        if let Some((said, at)) = last.get(&key)
-            && said == message
+        let key = (node.to_owned(), reason, message.to_owned());
+        if let Some(at) = last.get(&key)
             && now.duration_since(*at) < self.quiet
         {
             return true;
         }
-        last.insert(key, (message.to_owned(), now));
+        if last.len() >= REMEMBERED {
+            last.retain(|_, at| now.duration_since(*at) < self.quiet);
+        }
+        last.insert(key, now);
         false
     }
 }
@@ -134,5 +143,16 @@ mod tests {
         assert!(reporter.is_repeat("node1", Reason::InvalidAnnotation, "bad"));
         assert!(!reporter.is_repeat("node1", Reason::InvalidAnnotation, "worse"));
         assert!(!reporter.is_repeat("node2", Reason::InvalidAnnotation, "worse"));
+    }
+
+    #[test]
+    fn two_complaints_about_one_node_do_not_take_turns() {
+        let reporter = LogReporter::new(Duration::from_secs(60));
+        assert!(!reporter.is_repeat("node1", Reason::InvalidAnnotation, "bad routers"));
+        assert!(!reporter.is_repeat("node1", Reason::InvalidAnnotation, "bad next-hop"));
+        for _ in 0..3 {
+            assert!(reporter.is_repeat("node1", Reason::InvalidAnnotation, "bad routers"));
+            assert!(reporter.is_repeat("node1", Reason::InvalidAnnotation, "bad next-hop"));
+        }
     }
 }
