@@ -64,20 +64,37 @@ pub enum How {
 }
 
 /// Applies `claims` (oldest node first) to the ledger and says what happened.
+///
+/// In three passes over all nodes: recorded subnets first, then pins, then
+/// fresh subnets. A subnet recorded on an existing node is therefore never
+/// handed to another node, whatever their ages: after a restart the ledger
+/// starts empty, and a single pass would let an older node without a
+/// subnet take a newer node's subnet before that node's record was read.
 pub fn assign(ipam: &mut Ipam, claims: impl IntoIterator<Item = Claim>) -> Vec<Outcome> {
+    let claims: Vec<Claim> = claims.into_iter().collect();
     let mut outcomes = Vec::new();
-    for claim in claims {
-        assign_one(ipam, claim, &mut outcomes);
+    // Per node: families for which it gets no fresh subnet, because it had
+    // one recorded that it cannot have, and a node's subnet never silently
+    // changes.
+    let blocked: Vec<Vec<Family>> = claims
+        .iter()
+        .map(|claim| restore(ipam, claim, &mut outcomes))
+        .collect();
+    for (claim, blocked) in claims.iter().zip(&blocked) {
+        pin(ipam, claim, blocked, &mut outcomes);
+    }
+    for (claim, blocked) in claims.iter().zip(&blocked) {
+        if claim.wants_subnet {
+            allocate_missing(ipam, claim, blocked, &mut outcomes);
+        }
     }
     outcomes
 }
 
-fn assign_one(ipam: &mut Ipam, claim: Claim, outcomes: &mut Vec<Outcome>) {
+/// Claims the node's recorded subnets; returns the families refused.
+fn restore(ipam: &mut Ipam, claim: &Claim, outcomes: &mut Vec<Outcome>) -> Vec<Family> {
     let node = claim.node.as_str();
-    // Families for which the node keeps no fresh subnet: it had one assigned
-    // that it cannot have, and a node's subnet never silently changes.
-    let mut blocked: Vec<Family> = Vec::new();
-
+    let mut blocked = Vec::new();
     for subnet in &claim.recorded {
         let held_already = ipam.subnets_of(node).contains(subnet);
         match ipam.claim(node, *subnet) {
@@ -93,7 +110,11 @@ fn assign_one(ipam: &mut Ipam, claim: Claim, outcomes: &mut Vec<Outcome>) {
             }
         }
     }
+    blocked
+}
 
+fn pin(ipam: &mut Ipam, claim: &Claim, blocked: &[Family], outcomes: &mut Vec<Outcome>) {
+    let node = claim.node.as_str();
     for pin in &claim.pinned {
         let family = Family::of(pin);
         if blocked.contains(&family) {
@@ -123,10 +144,15 @@ fn assign_one(ipam: &mut Ipam, claim: Claim, outcomes: &mut Vec<Outcome>) {
             Err(refused) => outcomes.push(refusal(node, refused, true, claim.wants_subnet)),
         }
     }
+}
 
-    if !claim.wants_subnet {
-        return;
-    }
+fn allocate_missing(
+    ipam: &mut Ipam,
+    claim: &Claim,
+    blocked: &[Family],
+    outcomes: &mut Vec<Outcome>,
+) {
+    let node = claim.node.as_str();
     let missing: Vec<Family> = ipam
         .families()
         .filter(|family| !blocked.contains(family))

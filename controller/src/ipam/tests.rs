@@ -132,6 +132,51 @@ fn recorded_subnets_are_restored_unchanged_after_a_restart() {
 }
 
 #[test]
+fn after_a_restart_an_older_node_without_a_subnet_never_takes_a_newer_nodes_recorded_one() {
+    // A fresh ledger (a new leader): n1 and n4 have subnets recorded on
+    // their Nodes, n3 (older than n4) has none.
+    let mut ipam = Ipam::new(&pool(&["11.11.0.0/16"], &[]));
+    let claims = [
+        Claim {
+            recorded: vec![net("11.11.0.0/24")],
+            ..fresh("n1")
+        },
+        fresh("n3"),
+        Claim {
+            recorded: vec![net("11.11.1.0/24")],
+            ..fresh("n4")
+        },
+    ];
+    assign(&mut ipam, claims);
+    assert_eq!(ipam.subnets_of("n4"), [net("11.11.1.0/24")]);
+    assert_eq!(ipam.subnets_of("n3"), [net("11.11.2.0/24")]);
+}
+
+#[test]
+fn a_pin_never_takes_a_subnet_recorded_on_an_existing_node() {
+    let mut ipam = Ipam::new(&pool(&["11.11.0.0/16"], &[]));
+    let claims = [
+        Claim {
+            pinned: vec![net("11.11.5.0/24")],
+            ..fresh("older")
+        },
+        Claim {
+            recorded: vec![net("11.11.5.0/24")],
+            ..fresh("newer")
+        },
+    ];
+    let outcomes = assign(&mut ipam, claims);
+    assert_eq!(ipam.subnets_of("newer"), [net("11.11.5.0/24")]);
+    assert_ne!(ipam.subnets_of("older"), [net("11.11.5.0/24")]);
+    assert!(
+        outcomes.iter().any(
+            |o| matches!(o, Outcome::Conflict { node, given_fresh: true, .. } if node == "older")
+        ),
+        "{outcomes:?}"
+    );
+}
+
+#[test]
 fn a_pinned_subnet_is_honoured() {
     let mut ipam = Ipam::new(&pool(&["11.11.0.0/16"], &[]));
     let claim = Claim {
