@@ -53,6 +53,15 @@ pub enum TermEnd {
     Lost,
 }
 
+/// The outcome of one round of acquiring or renewing.
+enum Round {
+    Leading,
+    /// Another instance holds an unexpired lease.
+    Following,
+    /// The lease changed between read and write.
+    Conflict,
+}
+
 /// The lease as this instance last saw it.
 struct Observed {
     resource_version: Option<String>,
@@ -85,11 +94,18 @@ impl LeaderElection {
     /// Waits until this instance leads; false if `shutdown` came first.
     pub async fn acquire(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(err) => {
+            let limit = self.settings.renew_deadline;
+            match tokio::time::timeout(limit, self.try_acquire_or_renew()).await {
+                Ok(Ok(Round::Leading)) => return true,
+                Ok(Ok(Round::Following | Round::Conflict)) => {}
+                Ok(Err(err)) => {
                     tracing::warn!(lease = self.describe(), error = %err, "cannot read or write the leader lease; retrying")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        lease = self.describe(),
+                        "the leader lease did not answer in time; retrying"
+                    )
                 }
             }
             tokio::select! {
@@ -109,18 +125,29 @@ impl LeaderElection {
                 _ = shutdown.changed() => return TermEnd::Shutdown,
                 _ = tokio::time::sleep(self.settings.retry) => {}
             }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => {
+            // A renewal that hangs (a silent connection, a throttling API
+            // server) must not outlive the deadline: after it, another
+            // instance may lead, and this one must have stopped.
+            let left = self
+                .settings
+                .renew_deadline
+                .saturating_sub(renewed.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(Round::Leading)) => renewed = Instant::now(),
+                Ok(Ok(Round::Following)) => {
                     tracing::error!(
                         lease = self.describe(),
                         "another instance holds the leader lease now"
                     );
                     return TermEnd::Lost;
                 }
-                Err(err) => {
+                // Someone wrote the lease between our read and write (or a
+                // retried write of ours): read it again next round.
+                Ok(Ok(Round::Conflict)) => {}
+                Ok(Err(err)) => {
                     tracing::warn!(lease = self.describe(), error = %err, "cannot renew the leader lease")
                 }
+                Err(_) => {}
             }
             if renewed.elapsed() >= self.settings.renew_deadline {
                 tracing::error!(
@@ -135,7 +162,8 @@ impl LeaderElection {
 
     /// Gives the lease up so that a successor need not wait for it to expire.
     pub async fn release(&mut self) {
-        let Ok(mut lease) = self.api.get(&self.settings.name).await else {
+        let read = tokio::time::timeout(self.settings.retry, self.api.get(&self.settings.name));
+        let Ok(Ok(mut lease)) = read.await else {
             return;
         };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -157,8 +185,8 @@ impl LeaderElection {
         }
     }
 
-    /// One round of client-go's algorithm; true when this instance leads.
-    async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+    /// One round of client-go's algorithm.
+    async fn try_acquire_or_renew(&mut self) -> Result<Round, kube::Error> {
         let now = MicroTime(Timestamp::now());
         let duration_seconds = i32::try_from(self.settings.duration.as_secs()).unwrap_or(i32::MAX);
         let mut lease = match self.api.get_opt(&self.settings.name).await? {
@@ -182,9 +210,9 @@ impl LeaderElection {
                 return match self.api.create(&PostParams::default(), &lease).await {
                     Ok(created) => {
                         self.observe(&created);
-                        Ok(true)
+                        Ok(Round::Leading)
                     }
-                    Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+                    Err(kube::Error::Api(status)) if status.code == 409 => Ok(Round::Conflict),
                     Err(err) => Err(err),
                 };
             }
@@ -202,7 +230,7 @@ impl LeaderElection {
                 .as_ref()
                 .map_or(Duration::ZERO, |seen| seen.at.elapsed());
             if unchanged_for < lasts {
-                return Ok(false);
+                return Ok(Round::Following);
             }
             tracing::info!(
                 lease = self.describe(),
@@ -226,9 +254,9 @@ impl LeaderElection {
         {
             Ok(written) => {
                 self.observe(&written);
-                Ok(true)
+                Ok(Round::Leading)
             }
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Round::Conflict),
             Err(err) => Err(err),
         }
     }

@@ -36,8 +36,8 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:9763", value_parser = parse_listen_address)]
         metrics_address: ListenAddress,
         /// The cluster to watch (nodes.source: kubernetes); default: in-cluster,
-        /// then KUBECONFIG, then ~/.kube/config.
-        #[arg(long, env = "KUBECONFIG")]
+        /// then KUBECONFIG (a list of files is merged), then ~/.kube/config.
+        #[arg(long)]
         kubeconfig: Option<PathBuf>,
         #[command(flatten)]
         lease: LeaseArgs,
@@ -47,7 +47,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// The cluster (nodes.source: kubernetes), as for `run`.
-        #[arg(long, env = "KUBECONFIG")]
+        #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
     /// Validate the config, list the nodes and reach every router.
@@ -55,7 +55,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// The cluster (nodes.source: kubernetes), as for `run`.
-        #[arg(long, env = "KUBECONFIG")]
+        #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
     /// The seed topology in network namespaces on this machine (needs root).

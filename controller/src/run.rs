@@ -19,7 +19,7 @@ use crate::desired::RouterDesired;
 use crate::inventory::NodeSource;
 use crate::inventory::file::{FileInventory, FileSource};
 use crate::inventory::kubernetes::{
-    self, KubernetesNodes, KubernetesSource, NodeDirectory, NodeObject, NodeWriter,
+    self, Clients, KubernetesNodes, KubernetesSource, NodeDirectory, NodeWriter,
 };
 use crate::ipam::Ipam;
 use crate::leader::{LeaderElection, LeaseSettings, TermEnd};
@@ -29,6 +29,9 @@ use crate::report::kubernetes::{EventPublisher, EventReporter};
 use crate::report::{LogReporter, Reporter};
 use crate::status::{RouteStates, RoutingPlan, StatusSink, run_status};
 use crate::sync::{Observers, WorkerSettings, run_worker};
+
+/// How long to wait before asking a failed node source again.
+const SOURCE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long identical node events stay quiet in the log.
 const EVENT_QUIET: Duration = Duration::from_secs(600);
@@ -79,10 +82,10 @@ pub async fn run(
             run_with_source(config.clone(), source, observers, None, ready_tx, shutdown).await
         }
         NodesConfig::Kubernetes { .. } => {
-            let client = kubernetes::client(options.kubeconfig.as_deref()).await?;
+            let cluster = kubernetes::cluster_config(options.kubeconfig.as_deref()).await?;
             run_kubernetes(
                 config.clone(),
-                client,
+                Clients::new(cluster)?,
                 options.lease,
                 metrics,
                 ready_tx,
@@ -97,7 +100,7 @@ pub async fn run(
 /// lost or shutdown, and campaigns again after losing it.
 async fn run_kubernetes(
     config: Arc<Config>,
-    client: kube::Client,
+    clients: Clients,
     lease: Option<LeaseSettings>,
     metrics: Arc<Metrics>,
     ready: watch::Sender<bool>,
@@ -108,9 +111,9 @@ async fn run_kubernetes(
         .map_or_else(|| "nativeroute".to_owned(), |l| l.identity.clone());
     let Some(lease) = lease else {
         metrics.leader(true);
-        return lead(&config, &client, &identity, &metrics, &ready, shutdown).await;
+        return lead(&config, &clients, &identity, &metrics, &ready, shutdown).await;
     };
-    let mut election = LeaderElection::new(client.clone(), lease);
+    let mut election = LeaderElection::new(clients.lease.clone(), lease);
     loop {
         metrics.leader(false);
         tracing::info!(lease = election.describe(), "waiting to lead");
@@ -120,7 +123,7 @@ async fn run_kubernetes(
         metrics.leader(true);
         tracing::info!(lease = election.describe(), "leading");
         let (term_tx, term_rx) = watch::channel(false);
-        let term = lead(&config, &client, &identity, &metrics, &ready, term_rx);
+        let term = lead(&config, &clients, &identity, &metrics, &ready, term_rx);
         tokio::pin!(term);
         let ended = tokio::select! {
             result = &mut term => {
@@ -148,7 +151,7 @@ async fn run_kubernetes(
 /// One term as leader, until `shutdown` turns true.
 async fn lead(
     config: &Arc<Config>,
-    client: &kube::Client,
+    clients: &Clients,
     identity: &str,
     metrics: &Arc<Metrics>,
     ready: &watch::Sender<bool>,
@@ -163,7 +166,11 @@ async fn lead(
     };
     let directory = NodeDirectory::default();
     let writer = NodeWriter::new();
-    let publisher = EventPublisher::new(client.clone(), directory.clone(), identity.to_owned());
+    let publisher = EventPublisher::new(
+        clients.requests.clone(),
+        directory.clone(),
+        identity.to_owned(),
+    );
     let (events, send_events) = EventReporter::new(
         LogReporter::new(EVENT_QUIET),
         publisher,
@@ -172,14 +179,13 @@ async fn lead(
     );
     tokio::spawn(send_events);
     let reporter: Arc<dyn Reporter> = Arc::new(events);
-    let api: Api<NodeObject> = Api::all(client.clone());
-    tokio::spawn(
-        writer
-            .clone()
-            .run(api.clone(), reporter.clone(), shutdown.clone()),
-    );
+    tokio::spawn(writer.clone().run(
+        Api::all(clients.requests.clone()),
+        reporter.clone(),
+        shutdown.clone(),
+    ));
     let source = KubernetesSource::new(
-        api,
+        Api::all(clients.watch.clone()),
         KubernetesNodes {
             selector: selector.clone(),
             address_type: address_type.clone(),
@@ -303,6 +309,10 @@ async fn run_with_source(
             Ok(snapshot) => snapshot,
             Err(err) => {
                 tracing::error!(error = %err, "nodes not read; the last good state stays");
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(SOURCE_RETRY) => {}
+                }
                 continue;
             }
         };

@@ -69,8 +69,11 @@ pub struct UpArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// Use this cluster's API instead of a node file: the lab's nodes become
-    /// Node objects (labelled nativeroute.io/lab, unschedulable) that the
-    /// controller watches; `lab down` deletes them.
+    /// Node objects (labelled nativeroute.io/lab, unschedulable, tainted)
+    /// that the controller watches; `lab down` deletes them. Use a test
+    /// cluster: DaemonSets that tolerate every taint place pods on these
+    /// Nodes that never run, and a cloud controller deletes Nodes without
+    /// an instance.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
 }

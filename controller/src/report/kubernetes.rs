@@ -142,7 +142,7 @@ async fn send_events(
             Ok(()) => metrics.node_event("sent"),
             Err(err) => {
                 metrics.node_event("failed");
-                tracing::debug!(node = event.node, error = %err, "event not recorded in the API");
+                tracing::warn!(node = event.node, error = %err, "event not recorded in the API (it is in this log)");
             }
         }
     }
@@ -207,7 +207,8 @@ impl EventPublisher {
                 Err(err) => return Err(err),
             }
         }
-        let name = format!("{}.{:x}", event.node, now.as_nanosecond());
+        // An object name is at most 253 characters; node names may be as long.
+        let name = format!("{}.{:x}", prefix(&event.node, 230), now.as_nanosecond());
         let object = Event {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -227,7 +228,8 @@ impl EventPublisher {
                 .into(),
             ),
             reporting_controller: Some(REPORTING_CONTROLLER.into()),
-            reporting_instance: Some(self.instance.clone()),
+            // The API refuses a reporting instance over 128 characters.
+            reporting_instance: Some(prefix(&self.instance, 128).to_owned()),
             regarding: Some(ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Node".into()),
@@ -267,6 +269,15 @@ fn action_of(reason: Reason) -> &'static str {
         Reason::RouteDeleted | Reason::FailedToDeleteRoute => "DeleteRoute",
         Reason::Unroutable => "ChooseRouters",
     }
+}
+
+/// At most `limit` bytes of `text`, cut on a character boundary.
+fn prefix(text: &str, limit: usize) -> &str {
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The API refuses notes past 1 KiB.

@@ -13,7 +13,7 @@ mod summary;
 
 pub use summary::{NodeStatus, summarize};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +78,9 @@ pub struct NetworkCondition {
     pub unavailable: bool,
     pub reason: &'static str,
     pub message: String,
+    /// Written only over a condition with this reason (one nativeroute
+    /// wrote), never over someone else's or where there is none.
+    pub replaces_only: Option<&'static str>,
 }
 
 /// Where node statuses go.
@@ -96,19 +99,27 @@ pub async fn run_status(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut written: HashMap<String, NodeStatus> = HashMap::new();
+    // Routers that finished a sync since this term began.
+    let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
+        let names: Vec<String> = routers.keys().cloned().collect();
         {
+            // Which router published, by its place among `routers`.
             let router_changed = async {
                 if routers.is_empty() {
                     return futures::future::pending().await;
                 }
                 let waits = routers.values_mut().map(|r| Box::pin(r.changed()));
-                select_all(waits).await.0
+                let (changed, index, _) = select_all(waits).await;
+                changed.map(|()| index)
             };
             tokio::select! {
                 _ = shutdown.changed() => return,
                 changed = plan.changed() => if changed.is_err() { return },
-                changed = router_changed => if changed.is_err() { return },
+                changed = router_changed => match changed {
+                    Ok(index) => { reported.extend(names.get(index).cloned()); }
+                    Err(_) => return,
+                },
             }
         }
         tokio::select! {
@@ -116,9 +127,15 @@ pub async fn run_status(
             _ = tokio::time::sleep(SETTLE) => {}
         }
         let current_plan = plan.borrow_and_update().clone();
+        for (name, receiver) in &routers {
+            if receiver.has_changed().unwrap_or(false) {
+                reported.insert(name.clone());
+            }
+        }
         let states: BTreeMap<String, Arc<RouteStates>> = routers
             .iter_mut()
             .map(|(name, r)| (name.clone(), r.borrow_and_update().clone()))
+            .filter(|(name, _)| reported.contains(name))
             .collect();
         let statuses = summarize(&current_plan, &states);
         written.retain(|node, _| statuses.contains_key(node));

@@ -12,6 +12,7 @@ use super::{NetworkCondition, NodeRouting, RouteState, RouteStates, RoutingPlan}
 /// controller writes them.
 pub const ROUTE_CREATED: &str = "RouteCreated";
 pub const NO_ROUTE_CREATED: &str = "NoRouteCreated";
+pub const NODE_EXCLUDED: &str = "NodeExcluded";
 
 /// One node's status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +25,10 @@ pub struct NodeStatus {
 /// One node's routes (destination, next hop), by router.
 type RoutesByRouter<'a> = BTreeMap<&'a str, Vec<(IpNet, IpAddr)>>;
 
-/// The status of every node in `plan`.
+/// The status of every node in `plan` whose serving routers have all
+/// reported (`states` holds only routers that finished a sync since this
+/// term began: until then what the Node shows stays, so a restart or a
+/// leader change never flips every node to "pending").
 pub fn summarize(
     plan: &RoutingPlan,
     states: &BTreeMap<String, Arc<RouteStates>>,
@@ -42,21 +46,34 @@ pub fn summarize(
     }
     plan.nodes
         .iter()
-        .map(|(node, routing)| {
+        .filter_map(|(node, routing)| {
             let status = match routing {
-                NodeRouting::Excluded => NodeStatus {
-                    summary: "excluded".into(),
-                    condition: None,
-                },
+                NodeRouting::Excluded => excluded(),
                 NodeRouting::Unrouted(why) => unrouted(why),
                 NodeRouting::Routed => match routes.get(node.as_str()) {
-                    Some(by_router) => routed(by_router, states),
+                    Some(by_router) => routed(by_router, states)?,
                     None => unrouted("no router holds a route for it"),
                 },
             };
-            (node.clone(), status)
+            Some((node.clone(), status))
         })
         .collect()
+}
+
+/// nativeroute leaves an excluded node alone, except that it takes back a
+/// NetworkUnavailable=True it wrote itself before the node was excluded
+/// (a gateway that joined before its exclude annotation stays tainted
+/// otherwise).
+fn excluded() -> NodeStatus {
+    NodeStatus {
+        summary: "excluded".into(),
+        condition: Some(NetworkCondition {
+            unavailable: false,
+            reason: NODE_EXCLUDED,
+            message: "nativeroute: excluded (nativeroute.io/exclude)".into(),
+            replaces_only: Some(NO_ROUTE_CREATED),
+        }),
+    }
 }
 
 fn unrouted(why: &str) -> NodeStatus {
@@ -66,6 +83,7 @@ fn unrouted(why: &str) -> NodeStatus {
             unavailable: true,
             reason: NO_ROUTE_CREATED,
             message: format!("nativeroute: {why}"),
+            replaces_only: None,
         }),
     }
 }
@@ -73,24 +91,22 @@ fn unrouted(why: &str) -> NodeStatus {
 fn routed(
     by_router: &RoutesByRouter<'_>,
     states: &BTreeMap<String, Arc<RouteStates>>,
-) -> NodeStatus {
-    let per_router: Vec<(&str, RouteState)> = by_router
-        .iter()
-        .map(|(router, routes)| {
-            let worst = routes
-                .iter()
-                .map(|(dst, via)| {
-                    states
-                        .get(*router)
-                        .and_then(|s| s.get(dst))
-                        .filter(|(confirmed_via, _)| confirmed_via == via)
-                        .map_or(RouteState::Pending, |(_, state)| *state)
-                })
-                .max()
-                .unwrap_or(RouteState::Pending);
-            (*router, worst)
-        })
-        .collect();
+) -> Option<NodeStatus> {
+    let mut per_router: Vec<(&str, RouteState)> = Vec::new();
+    for (router, routes) in by_router {
+        let confirmed = states.get(*router)?;
+        let worst = routes
+            .iter()
+            .map(|(dst, via)| {
+                confirmed
+                    .get(dst)
+                    .filter(|(confirmed_via, _)| confirmed_via == via)
+                    .map_or(RouteState::Pending, |(_, state)| *state)
+            })
+            .max()
+            .unwrap_or(RouteState::Pending);
+        per_router.push((*router, worst));
+    }
     let summary = per_router
         .iter()
         .map(|(router, state)| format!("{router}={}", state.as_str()))
@@ -109,6 +125,7 @@ fn routed(
                 "nativeroute: route not programmed on {}",
                 failing.join(", ")
             ),
+            replaces_only: None,
         })
     } else if per_router
         .iter()
@@ -119,12 +136,13 @@ fn routed(
             unavailable: false,
             reason: ROUTE_CREATED,
             message: format!("nativeroute: route programmed on {}", routers.join(", ")),
+            replaces_only: None,
         })
     } else {
         // Pending: nothing confirmed either way, so the condition stays.
         None
     };
-    NodeStatus { summary, condition }
+    Some(NodeStatus { summary, condition })
 }
 
 #[cfg(test)]
@@ -208,20 +226,34 @@ mod tests {
 
     #[test]
     fn nothing_confirmed_leaves_the_condition_alone() {
-        // tor-a has not synced; core-1 confirmed an older next hop.
-        let all = summarize(
-            &plan(),
-            &states(&[("core-1", RouteState::Programmed, "192.168.9.9")]),
-        );
+        // core-1 confirmed an older next hop; tor-a's sync found the route missing.
+        let mut all_states = states(&[("core-1", RouteState::Programmed, "192.168.9.9")]);
+        all_states.insert("tor-a".into(), Arc::new(RouteStates::new()));
+        let all = summarize(&plan(), &all_states);
         assert_eq!(all["node1"].summary, "core-1=pending,tor-a=pending");
         assert_eq!(all["node1"].condition, None);
+    }
+
+    #[test]
+    fn a_node_whose_router_has_not_synced_since_start_keeps_what_it_shows() {
+        let all = summarize(
+            &plan(),
+            &states(&[("core-1", RouteState::Programmed, "192.168.2.1")]),
+        );
+        assert!(
+            !all.contains_key("node1"),
+            "tor-a has not reported: {all:?}"
+        );
+        assert!(all.contains_key("node9"), "unrouted nodes need no router");
     }
 
     #[test]
     fn excluded_and_unrouted_nodes_say_so() {
         let all = summarize(&plan(), &BTreeMap::new());
         assert_eq!(all["router"].summary, "excluded");
-        assert_eq!(all["router"].condition, None);
+        let condition = all["router"].condition.as_ref().expect("a condition");
+        assert!(!condition.unavailable);
+        assert_eq!(condition.replaces_only, Some(NO_ROUTE_CREATED));
         assert_eq!(all["node9"].summary, "unrouted");
         assert!(
             all["node9"]

@@ -124,6 +124,7 @@ pub struct ConditionSeen {
 pub struct ObservedNode {
     pub name: String,
     pub uid: String,
+    pub resource_version: String,
     pub created: Option<Timestamp>,
     /// Addresses of the configured type, one per family, parsed.
     pub addresses: Vec<IpAddr>,
@@ -182,6 +183,7 @@ impl ObservedNode {
         ObservedNode {
             name: metadata.name.clone().unwrap_or_default(),
             uid: metadata.uid.clone().unwrap_or_default(),
+            resource_version: metadata.resource_version.clone().unwrap_or_default(),
             created: metadata.creation_timestamp.as_ref().map(|t| t.0),
             addresses,
             annotations,

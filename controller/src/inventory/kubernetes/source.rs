@@ -310,18 +310,27 @@ impl NodeSource for KubernetesSource {
 }
 
 /// Retries of the node watch: quick at first, at most 5 s apart, so that an
-/// API server that was away for a while is seen again within seconds.
+/// API server that was away is seen again within seconds.
+///
+/// kube's stream backoff calls `reset` on every successful item, and after
+/// a failed list the watcher's next item is a synthetic `Init` that needs
+/// no request: resetting there would retry a failing list every 250 ms
+/// forever. So `reset` is ignored, and the delay starts over only once the
+/// watch has gone `RESET_AFTER` without a failure.
 struct WatchBackoff {
     next: Duration,
+    last_failure: Option<Instant>,
 }
 
 const WATCH_RETRY_MIN: Duration = Duration::from_millis(250);
 const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
+const RESET_AFTER: Duration = Duration::from_secs(30);
 
 impl Default for WatchBackoff {
     fn default() -> Self {
         WatchBackoff {
             next: WATCH_RETRY_MIN,
+            last_failure: None,
         }
     }
 }
@@ -330,6 +339,14 @@ impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        if self
+            .last_failure
+            .is_some_and(|at| now.duration_since(at) > RESET_AFTER)
+        {
+            self.next = WATCH_RETRY_MIN;
+        }
+        self.last_failure = Some(now);
         let current = self.next;
         self.next = (current * 2).min(WATCH_RETRY_MAX);
         Some(current)
@@ -337,7 +354,27 @@ impl Iterator for WatchBackoff {
 }
 
 impl Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = WATCH_RETRY_MIN;
+    fn reset(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_backoff_grows_through_resets_until_the_watch_was_healthy_for_a_while() {
+        let mut backoff = WatchBackoff::default();
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            delays.push(backoff.next().expect("a delay"));
+            // What kube does after the synthetic Init of a failed list.
+            backoff.reset();
+        }
+        assert_eq!(
+            delays,
+            [250, 500, 1000, 2000, 4000, 5000].map(Duration::from_millis)
+        );
+        backoff.last_failure = Some(Instant::now() - RESET_AFTER - Duration::from_secs(1));
+        assert_eq!(backoff.next(), Some(WATCH_RETRY_MIN));
     }
 }

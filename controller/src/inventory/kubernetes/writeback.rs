@@ -55,6 +55,9 @@ struct Seen {
     pod_cidrs: Vec<String>,
     condition: Option<(String, String, String)>,
     last_transition: Option<Timestamp>,
+    /// The resourceVersion it was seen at, when it is a number (as every
+    /// etcd-backed API server's is; otherwise newest-arrived wins).
+    version: Option<u64>,
 }
 
 impl Seen {
@@ -68,6 +71,7 @@ impl Seen {
                 .as_ref()
                 .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())),
             last_transition: node.condition.as_ref().and_then(|c| c.last_transition),
+            version: node.resource_version.parse().ok(),
         }
     }
 }
@@ -80,6 +84,26 @@ struct Ledger {
     in_flight: BTreeSet<String>,
     /// Per node: failures in a row and when the next try may go.
     retry: HashMap<String, (u32, Instant)>,
+    /// Failed writes in a row, whatever the node.
+    failures_in_a_row: u32,
+    /// No write starts before this (the API server keeps failing).
+    paused_until: Option<Instant>,
+}
+
+impl Ledger {
+    /// Takes in what a watch event or a patch answer shows of a node,
+    /// unless what is known already is newer (a watch event can arrive
+    /// after the answer to a later patch).
+    fn see(&mut self, node: &ObservedNode) {
+        let seen = Seen::of(node);
+        if let Some(known) = self.seen.get(&node.name)
+            && let (Some(known), Some(new)) = (known.version, seen.version)
+            && new < known
+        {
+            return;
+        }
+        self.seen.insert(node.name.clone(), seen);
+    }
 }
 
 /// The two requests one node may need.
@@ -125,7 +149,11 @@ fn patches_for(want: &Want, seen: &Seen, now: Timestamp) -> Patches {
         }
         patches.node = Some(Value::Object(patch));
     }
-    if let Some(condition) = &want.condition {
+    if let Some(condition) = &want.condition
+        && condition
+            .replaces_only
+            .is_none_or(|reason| seen.condition.as_ref().is_some_and(|c| c.1 == reason))
+    {
         let wanted = (
             condition_status(condition).to_owned(),
             condition.reason.to_owned(),
@@ -185,13 +213,14 @@ impl NodeWriter {
 
     /// The node as the latest watch event shows it.
     pub fn observe(&self, node: &ObservedNode) {
-        let seen = Seen::of(node);
         let mut ledger = self.ledger();
-        let differs = ledger
-            .want
-            .get(&node.name)
-            .is_some_and(|want| patches_for(want, &seen, Timestamp::now()) != Patches::default());
-        ledger.seen.insert(node.name.clone(), seen);
+        ledger.see(node);
+        let differs = match (ledger.want.get(&node.name), ledger.seen.get(&node.name)) {
+            (Some(want), Some(seen)) => {
+                patches_for(want, seen, Timestamp::now()) != Patches::default()
+            }
+            _ => false,
+        };
         if differs && ledger.dirty.insert(node.name.clone()) {
             drop(ledger);
             self.wake.notify_one();
@@ -238,8 +267,7 @@ impl NodeWriter {
         reporter: Arc<dyn Reporter>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut in_flight: JoinSet<(String, Result<Option<ObservedNode>, kube::Error>)> =
-            JoinSet::new();
+        let mut in_flight = Patching::default();
         loop {
             let next_retry = self.start_due(&api, &mut in_flight);
             let far = Instant::now() + Duration::from_secs(3600);
@@ -247,8 +275,13 @@ impl NodeWriter {
                 _ = shutdown.changed() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep_until(next_retry.unwrap_or(far)) => {}
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    if let Ok((name, result)) = done {
+                Some(done) = in_flight.tasks.join_next_with_id(), if !in_flight.tasks.is_empty() => {
+                    let (id, result) = match done {
+                        Ok((id, result)) => (id, result),
+                        // A patch task that panicked: its node is retried.
+                        Err(err) => (err.id(), Err(kube::Error::Service(err.to_string().into()))),
+                    };
+                    if let Some(name) = in_flight.nodes.remove(&id) {
                         self.finish(&name, result, &*reporter);
                     }
                 }
@@ -258,13 +291,15 @@ impl NodeWriter {
 
     /// Starts patches for dirty nodes that are due, up to the limit; returns
     /// when the earliest waiting retry is due.
-    fn start_due(
-        &self,
-        api: &Api<NodeObject>,
-        in_flight: &mut JoinSet<(String, Result<Option<ObservedNode>, kube::Error>)>,
-    ) -> Option<Instant> {
+    fn start_due(&self, api: &Api<NodeObject>, in_flight: &mut Patching) -> Option<Instant> {
         let now = Instant::now();
         let mut ledger = self.ledger();
+        if let Some(until) = ledger.paused_until {
+            if until > now {
+                return Some(until);
+            }
+            ledger.paused_until = None;
+        }
         let mut next_retry: Option<Instant> = None;
         let candidates: Vec<String> = ledger
             .dirty
@@ -292,10 +327,11 @@ impl NodeWriter {
             }
             ledger.in_flight.insert(name.clone());
             let api = api.clone();
-            in_flight.spawn(async move {
-                let result = send(&api, &name, patches).await;
-                (name, result)
-            });
+            let node = name.clone();
+            let task = in_flight
+                .tasks
+                .spawn(async move { send(&api, &node, patches).await });
+            in_flight.nodes.insert(task.id(), name);
         }
         next_retry
     }
@@ -308,11 +344,16 @@ impl NodeWriter {
     ) {
         let mut ledger = self.ledger();
         ledger.in_flight.remove(name);
+        if !ledger.want.contains_key(name) {
+            // Forgotten (deleted) while the patch was in flight.
+            return;
+        }
         match result {
             Ok(answer) => {
                 ledger.retry.remove(name);
+                ledger.failures_in_a_row = 0;
                 if let Some(node) = answer {
-                    ledger.seen.insert(name.to_owned(), Seen::of(&node));
+                    ledger.see(&node);
                 }
                 // Another wish may have arrived while this one was in flight.
                 let pending = match (ledger.want.get(name), ledger.seen.get(name)) {
@@ -332,13 +373,18 @@ impl NodeWriter {
             }
             Err(err) => {
                 let failures = ledger.retry.get(name).map_or(0, |(n, _)| *n) + 1;
-                let delay = RETRY_MIN
-                    .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-                    .min(RETRY_MAX);
+                let delay = backoff(failures);
                 ledger
                     .retry
                     .insert(name.to_owned(), (failures, Instant::now() + delay));
                 ledger.dirty.insert(name.to_owned());
+                // Many failures in a row, across nodes: the API server itself
+                // is in trouble, so every write pauses, not just this node's.
+                ledger.failures_in_a_row += 1;
+                if ledger.failures_in_a_row >= IN_FLIGHT as u32 {
+                    let pause = backoff(ledger.failures_in_a_row / IN_FLIGHT as u32);
+                    ledger.paused_until = Some(Instant::now() + pause);
+                }
                 drop(ledger);
                 self.wake.notify_one();
                 let refused = matches!(&err, kube::Error::Api(status) if status.code == 422);
@@ -346,7 +392,9 @@ impl NodeWriter {
                     reporter.node_event(
                         name,
                         Reason::FailedToUpdateNode,
-                        &format!("cannot write nativeroute's state on the Node (retrying in {delay:?}): {err}"),
+                        &format!(
+                            "cannot write nativeroute's state on the Node (retrying in {delay:?}): {err}"
+                        ),
                     );
                 } else {
                     tracing::debug!(node = name, error = %err, retry_in = ?delay, "node write failed");
@@ -357,6 +405,19 @@ impl NodeWriter {
         drop(ledger);
         self.wake.notify_one();
     }
+}
+
+fn backoff(failures: u32) -> Duration {
+    RETRY_MIN
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(RETRY_MAX)
+}
+
+/// Patches in flight, and which node each task writes.
+#[derive(Default)]
+struct Patching {
+    tasks: JoinSet<Result<Option<ObservedNode>, kube::Error>>,
+    nodes: HashMap<tokio::task::Id, String>,
 }
 
 impl StatusSink for NodeWriter {
@@ -395,6 +456,36 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excluded_node_only_loses_a_condition_nativeroute_wrote() {
+        let want = Want {
+            condition: Some(NetworkCondition {
+                unavailable: false,
+                reason: "NodeExcluded",
+                message: "excluded".into(),
+                replaces_only: Some("NoRouteCreated"),
+            }),
+            ..Want::default()
+        };
+        let ours = Seen {
+            condition: Some(("True".into(), "NoRouteCreated".into(), "x".into())),
+            ..Seen::default()
+        };
+        assert!(patches_for(&want, &ours, Timestamp::now()).status.is_some());
+        let someone_elses = Seen {
+            condition: Some(("True".into(), "CalicoIsDown".into(), "x".into())),
+            ..Seen::default()
+        };
+        assert_eq!(
+            patches_for(&want, &someone_elses, Timestamp::now()),
+            Patches::default()
+        );
+        assert_eq!(
+            patches_for(&want, &Seen::default(), Timestamp::now()),
+            Patches::default()
+        );
+    }
 
     fn seen_empty() -> Seen {
         Seen::default()
@@ -443,6 +534,7 @@ mod tests {
                 unavailable: false,
                 reason: "RouteCreated",
                 message: "m".into(),
+                replaces_only: None,
             }),
         };
         let seen = Seen {
@@ -451,6 +543,7 @@ mod tests {
             pod_cidrs: vec!["11.11.3.0/24".into()],
             condition: Some(("False".into(), "RouteCreated".into(), "m".into())),
             last_transition: None,
+            version: None,
         };
         assert_eq!(
             patches_for(&want, &seen, Timestamp::now()),
@@ -466,6 +559,7 @@ mod tests {
                 unavailable: true,
                 reason: "NoRouteCreated",
                 message: "new words".into(),
+                replaces_only: None,
             }),
             ..Want::default()
         };
