@@ -42,7 +42,7 @@ pub async fn run_checks(config: Config, kubeconfig: Option<&Path>) -> bool {
                 Ok(snapshot) => {
                     println!(
                         "nodes: {} Kubernetes Nodes{}",
-                        snapshot.nodes.len(),
+                        snapshot.nodes.iter().filter(|n| n.is_listed()).count(),
                         if selector.is_empty() {
                             String::new()
                         } else {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -157,13 +157,6 @@ async fn lead(
     ready: &watch::Sender<bool>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let NodesConfig::Kubernetes {
-        selector,
-        address_type,
-    } = &config.nodes
-    else {
-        bail!("not a Kubernetes node source");
-    };
     let directory = NodeDirectory::default();
     let writer = NodeWriter::new();
     let publisher = EventPublisher::new(
@@ -186,13 +179,7 @@ async fn lead(
     ));
     let source = KubernetesSource::new(
         Api::all(clients.watch.clone()),
-        KubernetesNodes {
-            selector: selector.clone(),
-            address_type: address_type.clone(),
-            ipam: config.ipam,
-            pool: config.pool.clone(),
-            resync: config.resync_interval,
-        },
+        KubernetesNodes::of(config)?,
         writer.clone(),
         directory,
     );

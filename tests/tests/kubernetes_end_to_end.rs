@@ -571,3 +571,66 @@ async fn plan_and_check_read_the_nodes_and_write_nothing() {
     assert!(writes.is_empty(), "plan and check wrote: {writes:?}");
     assert!(lab.routes().is_empty(), "plan changed the router");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_leaves_the_selector_loses_its_route_but_never_its_subnet() {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    lab.register_lab_nodes();
+    let mut controller = lab.start_controller("leader-a");
+    let subnets = lab.wait_for_subnets(&NODES).await;
+    let mut want = expected_routes(&lab, &subnets);
+    lab.wait_for_routes("all routes", &want).await;
+
+    // Someone removes the label the controller selects on.
+    lab.edit("node3", |node| {
+        if let Some(labels) = node.metadata.labels.as_mut() {
+            labels.remove(nativeroute_tests::kube_lab::LAB_LABEL);
+        }
+    });
+    want.remove(&subnets["node3"]);
+    lab.wait_for_routes("node3's route is withdrawn", &want)
+        .await;
+
+    // Its subnet is still its own: new nodes get others, even one that
+    // asks for exactly that subnet.
+    let mut node4 = KubeLab::kubelet_node("node4", ip("192.168.3.5"));
+    node4
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("nativeroute.io/subnet".into(), subnets["node3"].to_string());
+    lab.put(node4);
+    lab.put(KubeLab::kubelet_node("node5", ip("192.168.3.6")));
+    lab.wait_for_event(
+        "node4",
+        "SubnetConflict",
+        &[&subnets["node3"].to_string(), "node3"],
+    )
+    .await;
+    wait_until(
+        "node4 is annotated with its fresh subnet",
+        Duration::from_secs(10),
+        async || lab.node("node4").spec.and_then(|s| s.pod_cidr).is_some(),
+    )
+    .await;
+    let fresh = lab.wait_for_subnets(&["node4", "node5"]).await;
+    assert!(
+        !fresh.values().any(|s| *s == subnets["node3"]),
+        "node3's subnet was handed out while node3 exists: {fresh:?}"
+    );
+
+    // Selected again: the same subnet, the route back.
+    lab.edit("node3", |node| {
+        node.metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(nativeroute_tests::kube_lab::LAB_LABEL.into(), "yes".into());
+    });
+    want.insert(subnets["node3"], ip("192.168.3.4"));
+    want.insert(fresh["node4"], ip("192.168.3.5"));
+    want.insert(fresh["node5"], ip("192.168.3.6"));
+    lab.wait_for_routes("node3 is routed again on its own subnet", &want)
+        .await;
+    assert_eq!(lab.subnet_of("node3"), Some(subnets["node3"]));
+    controller.assert_running();
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use nativeroute_router_drivers::Ownership;
 
-pub use values::{Cidr, RouterName};
+pub use values::{Cidr, RouterName, parse_label_selector};
 
 /// A config that passed every check.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use ipnet::IpNet;
+use kube::core::{Expression, Selector};
 use serde::{Deserialize, Deserializer, de};
 
 /// A network in CIDR notation whose host bits are zero.
@@ -111,31 +112,63 @@ pub fn check_netns_name(text: &str) -> Result<(), String> {
 /// typo is a config error at start rather than a watch the API server
 /// refuses over and over.
 pub fn check_label_selector(text: &str) -> Result<(), String> {
+    parse_label_selector(text).map(|_| ())
+}
+
+/// Parses a label selector into kube's [`Selector`], to match labels the
+/// same way the API server does.
+pub fn parse_label_selector(text: &str) -> Result<Selector, String> {
     if text.trim().is_empty() {
-        return Ok(());
+        return Ok(Selector::default());
     }
-    for requirement in split_requirements(text) {
-        let requirement = requirement.trim();
-        let valid = if let Some(key) = requirement.strip_prefix('!') {
-            is_label_key(key.trim())
-        } else if let Some((key, values)) = set_requirement(requirement) {
-            is_label_key(key) && values.iter().all(|v| is_label_value(v))
-        } else if let Some((key, value)) = requirement
-            .split_once("!=")
-            .or_else(|| requirement.split_once("=="))
-            .or_else(|| requirement.split_once('='))
-        {
-            is_label_key(key.trim()) && is_label_value(value.trim())
-        } else {
-            is_label_key(requirement)
-        };
-        if !valid {
-            return Err(format!(
-                "{text:?} is not a label selector: {requirement:?} is not a requirement like key=value, key!=value, key in (a,b), key or !key"
-            ));
-        }
+    split_requirements(text)
+        .into_iter()
+        .map(|requirement| {
+            parse_requirement(requirement.trim()).ok_or_else(|| {
+                format!(
+                    "{text:?} is not a label selector: {:?} is not a requirement like key=value, key!=value, key in (a,b), key or !key",
+                    requirement.trim()
+                )
+            })
+        })
+        .collect()
+}
+
+fn parse_requirement(requirement: &str) -> Option<Expression> {
+    if let Some(key) = requirement.strip_prefix('!') {
+        let key = key.trim();
+        return is_label_key(key).then(|| Expression::DoesNotExist(key.into()));
     }
-    Ok(())
+    if let Some((key, values, negated)) = set_requirement(requirement) {
+        let valid = is_label_key(key) && values.iter().all(|v| is_label_value(v));
+        let values = values.into_iter().map(str::to_owned).collect();
+        return valid.then(|| {
+            if negated {
+                Expression::NotIn(key.into(), values)
+            } else {
+                Expression::In(key.into(), values)
+            }
+        });
+    }
+    let (key, value, equal) = if let Some((key, value)) = requirement.split_once("!=") {
+        (key, value, false)
+    } else if let Some((key, value)) = requirement
+        .split_once("==")
+        .or_else(|| requirement.split_once('='))
+    {
+        (key, value, true)
+    } else {
+        return is_label_key(requirement).then(|| Expression::Exists(requirement.into()));
+    };
+    let (key, value) = (key.trim(), value.trim());
+    if !is_label_key(key) || !is_label_value(value) {
+        return None;
+    }
+    Some(if equal {
+        Expression::Equal(key.into(), value.into())
+    } else {
+        Expression::NotEqual(key.into(), value.into())
+    })
 }
 
 /// Splits on the commas between requirements, not those inside `( )`.
@@ -157,7 +190,8 @@ fn split_requirements(text: &str) -> Vec<&str> {
     parts
 }
 
-fn set_requirement(text: &str) -> Option<(&str, Vec<&str>)> {
+/// `key in (a,b)` or `key notin (a,b)`: the key, the values, and whether negated.
+fn set_requirement(text: &str) -> Option<(&str, Vec<&str>, bool)> {
     let (head, rest) = text.split_once('(')?;
     let values = rest.strip_suffix(')')?;
     let mut words = head.split_whitespace();
@@ -165,7 +199,11 @@ fn set_requirement(text: &str) -> Option<(&str, Vec<&str>)> {
     if words.next().is_some() || !matches!(operator, "in" | "notin") {
         return None;
     }
-    Some((key, values.split(',').map(str::trim).collect()))
+    Some((
+        key,
+        values.split(',').map(str::trim).collect(),
+        operator == "notin",
+    ))
 }
 
 /// `[prefix/]name`: prefix a DNS subdomain, name up to 63 characters.
@@ -201,7 +239,40 @@ fn is_label_value(value: &str) -> bool {
 
 #[cfg(test)]
 mod selector_tests {
-    use super::check_label_selector;
+    use super::{check_label_selector, parse_label_selector};
+    use kube::core::SelectorExt;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_parsed_selector_matches_labels_as_the_api_server_does() {
+        let selector = parse_label_selector(
+            "zone in (a, b), tier!=edge, !node-role.kubernetes.io/control-plane, nativeroute.io/lab",
+        )
+        .expect("valid");
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(selector.matches(&labels(&[("zone", "a"), ("nativeroute.io/lab", "")])));
+        assert!(!selector.matches(&labels(&[("zone", "c"), ("nativeroute.io/lab", "")])));
+        assert!(!selector.matches(&labels(&[
+            ("zone", "a"),
+            ("tier", "edge"),
+            ("nativeroute.io/lab", "")
+        ])));
+        assert!(!selector.matches(&labels(&[
+            ("zone", "b"),
+            ("nativeroute.io/lab", ""),
+            ("node-role.kubernetes.io/control-plane", "")
+        ])));
+        assert!(
+            parse_label_selector("")
+                .expect("empty")
+                .matches(&labels(&[]))
+        );
+    }
 
     #[test]
     fn selectors_of_every_form_pass_and_typos_are_named() {

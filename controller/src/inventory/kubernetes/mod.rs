@@ -85,20 +85,7 @@ pub async fn list_nodes(
     kubeconfig: Option<&Path>,
 ) -> anyhow::Result<crate::inventory::Snapshot> {
     use anyhow::Context;
-    let crate::config::NodesConfig::Kubernetes {
-        selector,
-        address_type,
-    } = &config.nodes
-    else {
-        anyhow::bail!("nodes.source is not kubernetes");
-    };
-    let settings = KubernetesNodes {
-        selector: selector.clone(),
-        address_type: address_type.clone(),
-        ipam: config.ipam,
-        pool: config.pool.clone(),
-        resync: config.resync_interval,
-    };
+    let settings = KubernetesNodes::of(config)?;
     let api = kube::Api::all(client(kubeconfig).await?);
     list_snapshot(&api, &settings)
         .await

@@ -15,6 +15,7 @@ use k8s_openapi::ClusterResourceScope;
 use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use kube::core::{Selector, SelectorExt};
 use serde::{Deserialize, Deserializer};
 
 use crate::inventory::annotations;
@@ -60,6 +61,8 @@ struct MetadataSlice {
     resource_version: Option<String>,
     creation_timestamp: Option<Time>,
     #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
 }
 
@@ -70,6 +73,7 @@ fn slim_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMet
         uid: slice.uid,
         resource_version: slice.resource_version,
         creation_timestamp: slice.creation_timestamp,
+        labels: slice.labels,
         annotations: slice.annotations,
         ..ObjectMeta::default()
     })
@@ -135,11 +139,14 @@ pub struct ObservedNode {
     pub condition: Option<ConditionSeen>,
     /// Values on the Node that could not be used, for Events.
     pub problems: Vec<String>,
+    /// Whether `nodes.selector` selects it.
+    pub selected: bool,
 }
 
 impl ObservedNode {
-    /// Reads `node`, taking the addresses of `address_type` (InternalIP…).
-    pub fn from_object(node: &NodeObject, address_type: &str) -> ObservedNode {
+    /// Reads `node`, taking the addresses of `address_type` (InternalIP…),
+    /// and whether `selector` selects it.
+    pub fn from_object(node: &NodeObject, address_type: &str, selector: &Selector) -> ObservedNode {
         let metadata = &node.metadata;
         let mut problems = Vec::new();
         let mut addresses: Vec<IpAddr> = Vec::new();
@@ -190,6 +197,7 @@ impl ObservedNode {
             pod_cidrs,
             condition,
             problems,
+            selected: selector.matches(metadata.labels.as_ref().unwrap_or(&BTreeMap::new())),
         }
     }
 
@@ -243,7 +251,7 @@ mod tests {
                 "images": [{"names": ["pause"], "sizeBytes": 1}]
             }
         }));
-        let seen = ObservedNode::from_object(&object, "InternalIP");
+        let seen = ObservedNode::from_object(&object, "InternalIP", &Selector::default());
         assert_eq!(seen.name, "node1");
         assert_eq!(
             seen.addresses,
@@ -272,7 +280,7 @@ mod tests {
             "spec": {"podCIDR": "11.11.300.0/24"},
             "status": {"addresses": [{"type": "InternalIP", "address": "$(reboot)"}]}
         }));
-        let seen = ObservedNode::from_object(&object, "InternalIP");
+        let seen = ObservedNode::from_object(&object, "InternalIP", &Selector::default());
         assert!(seen.addresses.is_empty());
         assert_eq!(seen.problems.len(), 1);
         assert!(

@@ -13,6 +13,7 @@ use futures::{FutureExt, StreamExt};
 use ipnet::IpNet;
 use kube::Api;
 use kube::api::ListParams;
+use kube::core::Selector;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
@@ -21,7 +22,7 @@ use tokio::time::{Instant, sleep_until};
 use super::NodeDirectory;
 use super::node::{NodeObject, ObservedNode};
 use super::writeback::NodeWriter;
-use crate::config::{IpamMode, PoolConfig};
+use crate::config::{Config, IpamMode, NodesConfig, PoolConfig, parse_label_selector};
 use crate::inventory::annotations;
 use crate::inventory::{NodeRecord, NodeSource, Snapshot, SourceError, SourceProblem, Standing};
 use crate::ipam::Ipam;
@@ -33,11 +34,37 @@ const DRAIN_LIMIT: usize = 10_000;
 /// How the source reads Nodes.
 #[derive(Clone, Debug)]
 pub struct KubernetesNodes {
-    pub selector: String,
+    /// `nodes.selector` as written, for logs.
+    pub selector_text: String,
+    pub selector: Selector,
     pub address_type: String,
     pub ipam: IpamMode,
     pub pool: PoolConfig,
     pub resync: Duration,
+}
+
+impl KubernetesNodes {
+    /// The settings of `config`'s Kubernetes node source.
+    pub fn of(config: &Config) -> Result<KubernetesNodes, SourceError> {
+        let NodesConfig::Kubernetes {
+            selector,
+            address_type,
+        } = &config.nodes
+        else {
+            return Err(SourceError::Kubernetes(
+                "nodes.source is not kubernetes".into(),
+            ));
+        };
+        Ok(KubernetesNodes {
+            selector_text: selector.clone(),
+            selector: parse_label_selector(selector)
+                .map_err(|problem| SourceError::Kubernetes(format!("nodes.selector: {problem}")))?,
+            address_type: address_type.clone(),
+            ipam: config.ipam,
+            pool: config.pool.clone(),
+            resync: config.resync_interval,
+        })
+    }
 }
 
 pub struct KubernetesSource {
@@ -59,11 +86,12 @@ impl KubernetesSource {
         writer: NodeWriter,
         directory: NodeDirectory,
     ) -> Self {
-        let mut config = watcher::Config::default();
-        if !settings.selector.is_empty() {
-            config = config.labels(&settings.selector);
-        }
-        let stream = watcher::watcher(api, config)
+        // Every Node is watched, and the selector applied here: a watch
+        // filtered by labels reports a node that loses its label as
+        // deleted, and its subnet would be handed out again while the node
+        // still uses it. A node outside the selector keeps its subnet
+        // reserved and gets no route.
+        let stream = watcher::watcher(api, watcher::Config::default())
             .backoff(WatchBackoff::default())
             .boxed();
         let resync_at = Instant::now() + settings.resync;
@@ -79,6 +107,14 @@ impl KubernetesSource {
         }
     }
 
+    fn observe(&self, object: &NodeObject) -> ObservedNode {
+        let node =
+            ObservedNode::from_object(object, &self.settings.address_type, &self.settings.selector);
+        self.writer.observe(&node);
+        self.directory.insert(&node.name, &node.uid);
+        node
+    }
+
     /// Takes one watch event in; true when the routing-relevant picture changed.
     fn take(&mut self, event: Result<Event<NodeObject>, watcher::Error>) -> bool {
         match event {
@@ -87,9 +123,7 @@ impl KubernetesSource {
                 false
             }
             Ok(Event::InitApply(object)) => {
-                let node = ObservedNode::from_object(&object, &self.settings.address_type);
-                self.writer.observe(&node);
-                self.directory.insert(&node.name, &node.uid);
+                let node = self.observe(&object);
                 if let Some(listing) = self.relisting.as_mut() {
                     listing.insert(node.name.clone(), node);
                 }
@@ -109,9 +143,7 @@ impl KubernetesSource {
                 true
             }
             Ok(Event::Apply(object)) => {
-                let node = ObservedNode::from_object(&object, &self.settings.address_type);
-                self.writer.observe(&node);
-                self.directory.insert(&node.name, &node.uid);
+                let node = self.observe(&object);
                 let changed = self
                     .nodes
                     .get(&node.name)
@@ -153,17 +185,12 @@ pub async fn list_snapshot(
     settings: &KubernetesNodes,
 ) -> Result<Snapshot, kube::Error> {
     let mut params = ListParams::default().limit(500);
-    if !settings.selector.is_empty() {
-        params = params.labels(&settings.selector);
-    }
     let mut nodes = Vec::new();
     loop {
         let page = api.list(&params).await?;
-        nodes.extend(
-            page.items
-                .iter()
-                .map(|object| ObservedNode::from_object(object, &settings.address_type)),
-        );
+        nodes.extend(page.items.iter().map(|object| {
+            ObservedNode::from_object(object, &settings.address_type, &settings.selector)
+        }));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
             _ => break,
@@ -182,6 +209,11 @@ fn snapshot_of<'a>(
     let mut snapshot = Snapshot::default();
     for node in nodes {
         let (record, problems) = record_of(node, settings);
+        if !node.selected {
+            // Not nativeroute's node: no Events about it.
+            snapshot.nodes.push(record);
+            continue;
+        }
         snapshot
             .problems
             .extend(problems.into_iter().map(|message| SourceProblem {
@@ -233,7 +265,12 @@ fn record_of(node: &ObservedNode, settings: &KubernetesNodes) -> (NodeRecord, Ve
         addresses: node.addresses.clone(),
         annotations,
         recorded,
-        standing: Standing::Listed,
+        // Outside the selector: what it records stays reserved, nothing else.
+        standing: if node.selected {
+            Standing::Listed
+        } else {
+            Standing::Departed
+        },
     };
     (record, problems)
 }
@@ -246,7 +283,8 @@ fn routing_differs(old: &ObservedNode, new: &ObservedNode) -> bool {
             .iter()
             .filter(|(key, _)| key.as_str() != annotations::STATUS)
     }
-    old.addresses != new.addresses
+    old.selected != new.selected
+        || old.addresses != new.addresses
         || old.pod_cidrs != new.pod_cidrs
         || old.problems != new.problems
         || !steering(old).eq(steering(new))
@@ -301,10 +339,13 @@ impl NodeSource for KubernetesSource {
     }
 
     fn describe(&self) -> String {
-        if self.settings.selector.is_empty() {
+        if self.settings.selector_text.is_empty() {
             "Kubernetes Nodes".into()
         } else {
-            format!("Kubernetes Nodes matching {:?}", self.settings.selector)
+            format!(
+                "Kubernetes Nodes matching {:?}",
+                self.settings.selector_text
+            )
         }
     }
 }

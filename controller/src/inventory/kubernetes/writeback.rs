@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::core::Selector;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -449,8 +450,8 @@ async fn send(
         );
     }
     // The answer is only used for the written fields, so the address type
-    // does not matter here.
-    Ok(answer.map(|node| ObservedNode::from_object(&node, "")))
+    // and the selector do not matter here.
+    Ok(answer.map(|node| ObservedNode::from_object(&node, "", &Selector::default())))
 }
 
 #[cfg(test)]
