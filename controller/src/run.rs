@@ -116,10 +116,15 @@ async fn run_kubernetes(
     let mut election = LeaderElection::new(clients.lease.clone(), lease);
     loop {
         metrics.leader(false);
+        // A follower is doing its job: ready, so that a Deployment of
+        // several replicas becomes available. A leader is ready once it
+        // applied its first complete node list.
+        ready.send_replace(true);
         tracing::info!(lease = election.describe(), "waiting to lead");
         if !election.acquire(&mut shutdown).await {
             return Ok(());
         }
+        ready.send_replace(false);
         metrics.leader(true);
         tracing::info!(lease = election.describe(), "leading");
         let (term_tx, term_rx) = watch::channel(false);
