@@ -36,6 +36,16 @@ impl Default for KubeConfig {
     }
 }
 
+/// A lab whose three nodes are routed by a running controller.
+pub struct Converged {
+    pub lab: KubeLab,
+    pub controller: ControllerProcess,
+    /// Each lab node's subnet.
+    pub subnets: BTreeMap<String, IpNet>,
+    /// The router's routes: each subnet via its node.
+    pub routes: BTreeMap<IpNet, IpAddr>,
+}
+
 pub struct KubeLab {
     pub lab: TestLab,
     pub api: ApiServer,
@@ -75,6 +85,57 @@ impl KubeLab {
             kubeconfig,
             config,
         }
+    }
+
+    /// A lab with its three nodes registered and a controller ("leader-a")
+    /// that has routed them all.
+    pub async fn converged(settings: KubeConfig) -> Converged {
+        let lab = KubeLab::create(settings).await;
+        lab.register_lab_nodes();
+        let controller = lab.start_controller("leader-a");
+        let names: Vec<String> = lab
+            .lab
+            .topology
+            .nodes()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let subnets = lab.wait_for_subnets(&names).await;
+        let routes = lab.lab_routes(&subnets);
+        lab.wait_for_routes("the router holds a route per node", &routes)
+            .await;
+        Converged {
+            lab,
+            controller,
+            subnets,
+            routes,
+        }
+    }
+
+    /// What the router should hold for lab nodes: each subnet via its node.
+    pub fn lab_routes(&self, subnets: &BTreeMap<String, IpNet>) -> BTreeMap<IpNet, IpAddr> {
+        subnets
+            .iter()
+            .map(|(name, subnet)| {
+                let node = self
+                    .lab
+                    .topology
+                    .node(name)
+                    .unwrap_or_else(|| panic!("{name} is not a lab node"));
+                (*subnet, node.address)
+            })
+            .collect()
+    }
+
+    /// A Node as a kubelet registers it, with a subnet pinned by a user.
+    pub fn pinned_node(name: &str, address: IpAddr, subnet: &str) -> Node {
+        let mut node = Self::kubelet_node(name, address);
+        node.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert("nativeroute.io/subnet".into(), subnet.into());
+        node
     }
 
     /// A lab Node as a kubelet registers it.

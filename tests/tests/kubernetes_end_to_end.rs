@@ -8,22 +8,11 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use nativeroute_tests::apiserver::Failure;
-use nativeroute_tests::kube_lab::{KubeConfig, KubeLab, annotation};
+use nativeroute_tests::kube_lab::{Converged, KubeConfig, KubeLab, annotation};
 use nativeroute_tests::lab::{run_nativeroute, wait_until};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("an address")
-}
-
-/// What the router should hold: each node's subnet via its address.
-fn expected_routes(lab: &KubeLab, subnets: &BTreeMap<String, IpNet>) -> BTreeMap<IpNet, IpAddr> {
-    subnets
-        .iter()
-        .map(|(name, subnet)| {
-            let node = lab.lab.topology.node(name).expect("a lab node");
-            (*subnet, node.address)
-        })
-        .collect()
 }
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -42,7 +31,7 @@ async fn nodes_get_subnets_and_pod_cidrs_and_their_containers_ping_across_the_ro
     let subnets = lab.wait_for_subnets(&NODES).await;
     lab.wait_for_routes(
         "the router holds a route per node",
-        &expected_routes(&lab, &subnets),
+        &lab.lab_routes(&subnets),
     )
     .await;
     for (name, subnet) in &subnets {
@@ -95,38 +84,33 @@ async fn nodes_get_subnets_and_pod_cidrs_and_their_containers_ping_across_the_ro
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_node_loses_its_route_and_its_subnet_goes_back_to_the_pool() {
-    let lab = KubeLab::create(KubeConfig::default()).await;
-    lab.register_lab_nodes();
-    let mut controller = lab.start_controller("leader-a");
-    let subnets = lab.wait_for_subnets(&NODES).await;
-    lab.wait_for_routes("all routes", &expected_routes(&lab, &subnets))
-        .await;
+    let Converged {
+        lab,
+        mut controller,
+        subnets,
+        ..
+    } = KubeLab::converged(KubeConfig::default()).await;
 
     assert!(lab.api.delete_node("node3"));
     let mut remaining = subnets.clone();
     remaining.remove("node3");
-    lab.wait_for_routes(
-        "node3's route is withdrawn",
-        &expected_routes(&lab, &remaining),
-    )
-    .await;
+    lab.wait_for_routes("node3's route is withdrawn", &lab.lab_routes(&remaining))
+        .await;
 
     // Freed: a node pinned to it gets exactly that subnet.
     let freed = subnets["node3"];
-    let mut node4 = KubeLab::kubelet_node("node4", ip("192.168.3.4"));
-    node4
-        .metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert("nativeroute.io/subnet".into(), freed.to_string());
-    lab.put(node4);
+    lab.put(KubeLab::pinned_node(
+        "node4",
+        ip("192.168.3.4"),
+        &freed.to_string(),
+    ));
     wait_until(
         "node4's pod CIDR is node3's old subnet",
         Duration::from_secs(10),
         async || lab.node("node4").spec.and_then(|s| s.pod_cidr) == Some(freed.to_string()),
     )
     .await;
-    let mut want = expected_routes(&lab, &remaining);
+    let mut want = lab.lab_routes(&remaining);
     want.insert(freed, ip("192.168.3.4"));
     lab.wait_for_routes("node4 is routed on the freed subnet", &want)
         .await;
@@ -135,12 +119,12 @@ async fn a_deleted_node_loses_its_route_and_its_subnet_goes_back_to_the_pool() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_internal_ip_replaces_the_route() {
-    let lab = KubeLab::create(KubeConfig::default()).await;
-    lab.register_lab_nodes();
-    let _controller = lab.start_controller("leader-a");
-    let subnets = lab.wait_for_subnets(&NODES).await;
-    let mut want = expected_routes(&lab, &subnets);
-    lab.wait_for_routes("all routes", &want).await;
+    let Converged {
+        lab,
+        controller: _controller,
+        subnets,
+        routes: mut want,
+    } = KubeLab::converged(KubeConfig::default()).await;
 
     lab.edit("node2", |node| {
         let status = node.status.as_mut().expect("status");
@@ -162,12 +146,12 @@ async fn a_changed_internal_ip_replaces_the_route() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn annotations_apply_live_and_a_bad_value_is_a_warning_event_and_nothing_else() {
-    let lab = KubeLab::create(KubeConfig::default()).await;
-    lab.register_lab_nodes();
-    let mut controller = lab.start_controller("leader-a");
-    let subnets = lab.wait_for_subnets(&NODES).await;
-    let mut want = expected_routes(&lab, &subnets);
-    lab.wait_for_routes("all routes", &want).await;
+    let Converged {
+        lab,
+        mut controller,
+        subnets,
+        routes: mut want,
+    } = KubeLab::converged(KubeConfig::default()).await;
 
     // next-hop: the route goes via the override.
     lab.annotate("node1", "nativeroute.io/next-hop", Some("192.168.2.77"));
@@ -232,13 +216,11 @@ async fn annotations_apply_live_and_a_bad_value_is_a_warning_event_and_nothing_e
     }
 
     // A pin on a new node is honoured.
-    let mut node4 = KubeLab::kubelet_node("node4", ip("192.168.3.5"));
-    node4
-        .metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert("nativeroute.io/subnet".into(), "11.11.42.0/24".into());
-    lab.put(node4);
+    lab.put(KubeLab::pinned_node(
+        "node4",
+        ip("192.168.3.5"),
+        "11.11.42.0/24",
+    ));
     want.insert("11.11.42.0/24".parse().expect("net"), ip("192.168.3.5"));
     lab.wait_for_routes("pinned node4 is routed on its pin", &want)
         .await;
@@ -349,12 +331,12 @@ async fn a_restart_with_100_nodes_changes_no_subnet_and_no_route() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_watch_a_410_and_failing_patches_are_recovered() {
-    let lab = KubeLab::create(KubeConfig::default()).await;
-    lab.register_lab_nodes();
-    let mut controller = lab.start_controller("leader-a");
-    let subnets = lab.wait_for_subnets(&NODES).await;
-    let mut want = expected_routes(&lab, &subnets);
-    lab.wait_for_routes("all routes", &want).await;
+    let Converged {
+        lab,
+        mut controller,
+        routes: mut want,
+        ..
+    } = KubeLab::converged(KubeConfig::default()).await;
 
     // A dropped watch: the change made right after is still seen.
     lab.api.faults().drop_watches();
@@ -389,12 +371,12 @@ async fn a_dropped_watch_a_410_and_failing_patches_are_recovered() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_server_away_for_30_seconds_removes_no_route_and_then_converges() {
-    let lab = KubeLab::create(KubeConfig::default()).await;
-    lab.register_lab_nodes();
-    let mut controller = lab.start_controller("leader-a");
-    let subnets = lab.wait_for_subnets(&NODES).await;
-    let want = expected_routes(&lab, &subnets);
-    lab.wait_for_routes("all routes", &want).await;
+    let Converged {
+        lab,
+        mut controller,
+        subnets,
+        routes: want,
+    } = KubeLab::converged(KubeConfig::default()).await;
 
     lab.api.stop().await;
     // Meanwhile, in the cluster's store: node3 deleted, node4 registered.
@@ -427,12 +409,12 @@ async fn an_api_server_away_for_30_seconds_removes_no_route_and_then_converges()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_takes_over_when_the_leader_dies_and_changes_nothing() {
-    let lab = KubeLab::create(KubeConfig::default()).await;
-    lab.register_lab_nodes();
-    let leader = lab.start_controller("leader-a");
-    let subnets = lab.wait_for_subnets(&NODES).await;
-    let want = expected_routes(&lab, &subnets);
-    lab.wait_for_routes("all routes", &want).await;
+    let Converged {
+        lab,
+        controller: leader,
+        subnets,
+        routes: want,
+    } = KubeLab::converged(KubeConfig::default()).await;
     let mut follower = lab.start_controller("follower-b");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(lab.lease_holder().as_deref(), Some("leader-a"));
@@ -574,12 +556,12 @@ async fn plan_and_check_read_the_nodes_and_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_leaves_the_selector_loses_its_route_but_never_its_subnet() {
-    let lab = KubeLab::create(KubeConfig::default()).await;
-    lab.register_lab_nodes();
-    let mut controller = lab.start_controller("leader-a");
-    let subnets = lab.wait_for_subnets(&NODES).await;
-    let mut want = expected_routes(&lab, &subnets);
-    lab.wait_for_routes("all routes", &want).await;
+    let Converged {
+        lab,
+        mut controller,
+        subnets,
+        routes: mut want,
+    } = KubeLab::converged(KubeConfig::default()).await;
 
     // Someone removes the label the controller selects on.
     lab.edit("node3", |node| {
@@ -593,13 +575,11 @@ async fn a_node_that_leaves_the_selector_loses_its_route_but_never_its_subnet() 
 
     // Its subnet is still its own: new nodes get others, even one that
     // asks for exactly that subnet.
-    let mut node4 = KubeLab::kubelet_node("node4", ip("192.168.3.5"));
-    node4
-        .metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert("nativeroute.io/subnet".into(), subnets["node3"].to_string());
-    lab.put(node4);
+    lab.put(KubeLab::pinned_node(
+        "node4",
+        ip("192.168.3.5"),
+        &subnets["node3"].to_string(),
+    ));
     lab.put(KubeLab::kubelet_node("node5", ip("192.168.3.6")));
     lab.wait_for_event(
         "node4",
