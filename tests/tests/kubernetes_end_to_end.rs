@@ -437,6 +437,17 @@ async fn a_follower_takes_over_when_the_leader_dies_and_changes_nothing() {
     follower.assert_running();
 }
 
+/// Runs the nativeroute binary off the async runtime.
+async fn nativeroute(args: &[&str]) -> (bool, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_nativeroute(&refs)
+    })
+    .await
+    .expect("nativeroute ran")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_up_with_a_kubeconfig_registers_the_nodes_and_routes_them() {
     nativeroute_tests::netns::require_root();
@@ -447,31 +458,15 @@ async fn lab_up_with_a_kubeconfig_registers_the_nodes_and_routes_them() {
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     let prefix = format!("nrk{}-", std::process::id() % 100_000);
-    let lab_dir = dir.path().join("lab");
-    let lab_dir_text = lab_dir.display().to_string();
-    let kubeconfig_text = kubeconfig.display().to_string();
-    let common = ["--prefix", prefix.as_str(), "--dir", lab_dir_text.as_str()];
+    let spec = nativeroute::lab::LabSpec::new(prefix.clone(), dir.path().join("lab"));
+    let lab_dir = spec.dir.display().to_string();
+    let kubeconfig = kubeconfig.display().to_string();
+    let lab = ["--prefix", prefix.as_str(), "--dir", lab_dir.as_str()];
 
-    let mut up = vec!["lab", "up", "--kubeconfig", kubeconfig_text.as_str()];
-    up.extend(common);
-    let args: Vec<String> = up.iter().map(|s| s.to_string()).collect();
-    let (ok, output) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_nativeroute(&refs)
-    })
-    .await
-    .expect("lab up ran");
-    let mut down = vec!["lab", "down"];
-    down.extend(common);
-    let down_args: Vec<String> = down.iter().map(|s| s.to_string()).collect();
-    let tear_down = move || {
-        let refs: Vec<&str> = down_args.iter().map(String::as_str).collect();
-        run_nativeroute(&refs)
-    };
-    if !ok {
-        let _ = tokio::task::spawn_blocking(tear_down.clone()).await;
-        panic!("lab up failed:\n{output}");
-    }
+    let (up_ok, up) =
+        nativeroute(&[&["lab", "up", "--kubeconfig", &kubeconfig][..], &lab].concat()).await;
+    let controller = nativeroute::lab::running_controller(&spec);
+    let (status_ok, status) = nativeroute(&[&["lab", "status"][..], &lab].concat()).await;
     let lab_nodes: Vec<_> = api
         .nodes()
         .into_iter()
@@ -482,29 +477,26 @@ async fn lab_up_with_a_kubeconfig_registers_the_nodes_and_routes_them() {
                 .is_some_and(|name| name.starts_with(&prefix))
         })
         .collect();
+    let (down_ok, down) = nativeroute(&[&["lab", "down"][..], &lab].concat()).await;
+
+    assert!(up_ok, "lab up failed:\n{up}");
     assert_eq!(lab_nodes.len(), 3, "three lab Nodes");
     for node in &lab_nodes {
         assert!(annotation(node, "nativeroute.io/subnet").is_some());
         assert_eq!(node.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
     }
-    let mut status = vec!["lab", "status"];
-    status.extend(common);
-    let status_args: Vec<String> = status.iter().map(|s| s.to_string()).collect();
-    let (status_ok, status_output) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = status_args.iter().map(String::as_str).collect();
-        run_nativeroute(&refs)
-    })
-    .await
-    .expect("lab status ran");
-    let (down_ok, down_output) = tokio::task::spawn_blocking(tear_down)
-        .await
-        .expect("lab down ran");
-    assert!(status_ok, "lab status failed:\n{status_output}");
     assert!(
-        status_output.contains("Kubernetes Nodes"),
-        "{status_output}"
+        status_ok,
+        "lab status failed (its ping matrix included):\n{status}"
     );
-    assert!(down_ok, "lab down failed:\n{down_output}");
+    assert!(status.contains("Kubernetes Nodes"), "{status}");
+    assert!(down_ok, "lab down failed:\n{down}");
+    assert!(controller.is_some(), "lab up left its controller running");
+    assert_eq!(
+        nativeroute::lab::running_controller(&spec),
+        None,
+        "lab down stops the controller"
+    );
     let left = api
         .nodes()
         .into_iter()

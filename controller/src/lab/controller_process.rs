@@ -68,8 +68,7 @@ pub fn spawn(
     let mut command = Command::new("setsid");
     command
         .arg(exe)
-        .args(["run", "--metrics-address", metrics_address, "--config"])
-        .arg(config);
+        .args(["run", "--metrics-address", metrics_address]);
     if let Some(kubeconfig) = kubeconfig {
         // One Lease per lab, so that labs and a real deployment never
         // contend for one.
@@ -78,6 +77,9 @@ pub fn spawn(
             .arg(kubeconfig)
             .args(["--lease-name", &format!("{}nativeroute", spec.prefix)]);
     }
+    // `--config` last: that is how `stop` and `running` recognise the
+    // lab's controller (see cmdline_runs_config).
+    command.arg("--config").arg(config);
     let child = command
         .stdin(Stdio::null())
         .stdout(log)
