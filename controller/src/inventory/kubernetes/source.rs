@@ -324,13 +324,12 @@ impl NodeSource for KubernetesSource {
         if self.settings.ipam != IpamMode::Allocate {
             return Ok(());
         }
-        for name in listed {
-            let subnets = ipam.subnets_of(name);
-            if !subnets.is_empty() {
-                self.writer
-                    .want_subnets(name, subnets.iter().map(ToString::to_string).collect());
-            }
-        }
+        self.writer.want_subnets(
+            listed
+                .iter()
+                .map(|name| (name.as_str(), ipam.subnets_of(name)))
+                .filter(|(_, subnets)| !subnets.is_empty()),
+        );
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
@@ -43,7 +44,7 @@ fn condition_status(condition: &NetworkCondition) -> &'static str {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Want {
     /// `nativeroute.io/subnet`, and spec.podCIDR(s) when those are empty.
-    subnets: Option<Vec<String>>,
+    subnets: Option<Vec<IpNet>>,
     status: Option<String>,
     condition: Option<NetworkCondition>,
 }
@@ -92,6 +93,23 @@ struct Ledger {
 }
 
 impl Ledger {
+    /// Changes what is wanted on a node; true when it became dirty.
+    fn update(&mut self, name: &str, change: impl FnOnce(&mut Want)) -> bool {
+        // Only nodes the watch has shown are written: a patch to a missing
+        // Node is a 404, and a Node not seen yet may be about to appear.
+        let Some(seen) = self.seen.get(name) else {
+            return false;
+        };
+        let want = self.want.entry(name.to_owned()).or_default();
+        let before = want.clone();
+        change(want);
+        if *want == before {
+            return false;
+        }
+        let needed = patches_for(want, seen, Timestamp::now()) != Patches::default();
+        needed && self.dirty.insert(name.to_owned())
+    }
+
     /// Takes in what a watch event or a patch answer shows of a node,
     /// unless what is known already is newer (a watch event can arrive
     /// after the answer to a later patch).
@@ -122,6 +140,7 @@ fn patches_for(want: &Want, seen: &Seen, now: Timestamp) -> Patches {
     let mut annotations_patch = serde_json::Map::new();
     let mut spec_patch = serde_json::Map::new();
     if let Some(subnets) = &want.subnets {
+        let subnets: Vec<String> = subnets.iter().map(ToString::to_string).collect();
         let value = subnets.join(",");
         if seen.subnet.as_deref() != Some(value.as_str()) {
             annotations_patch.insert(annotations::SUBNET.into(), Value::String(value));
@@ -237,26 +256,32 @@ impl NodeWriter {
         ledger.retry.remove(name);
     }
 
-    pub fn want_subnets(&self, name: &str, subnets: Vec<String>) {
-        self.update(name, |want| want.subnets = Some(subnets));
+    /// The subnets to record on each node. Called for every node on every
+    /// snapshot, so an unchanged wish costs a lookup and a comparison only.
+    pub fn want_subnets<'a>(&self, wishes: impl IntoIterator<Item = (&'a str, &'a [IpNet])>) {
+        let mut ledger = self.ledger();
+        let mut woken = false;
+        for (name, subnets) in wishes {
+            let unchanged = ledger
+                .want
+                .get(name)
+                .is_some_and(|want| want.subnets.as_deref() == Some(subnets));
+            if unchanged {
+                continue;
+            }
+            woken |= ledger.update(name, |want| want.subnets = Some(subnets.to_vec()));
+        }
+        drop(ledger);
+        if woken {
+            self.wake.notify_one();
+        }
     }
 
     fn update(&self, name: &str, change: impl FnOnce(&mut Want)) {
         let mut ledger = self.ledger();
-        // Only nodes the watch has shown are written: a patch to a missing
-        // Node is a 404, and a Node not seen yet may be about to appear.
-        let Some(seen) = ledger.seen.get(name).cloned() else {
-            return;
-        };
-        let want = ledger.want.entry(name.to_owned()).or_default();
-        let before = want.clone();
-        change(want);
-        if *want == before {
-            return;
-        }
-        let needed = patches_for(want, &seen, Timestamp::now()) != Patches::default();
-        if needed && ledger.dirty.insert(name.to_owned()) {
-            drop(ledger);
+        let woken = ledger.update(name, change);
+        drop(ledger);
+        if woken {
             self.wake.notify_one();
         }
     }
@@ -495,7 +520,7 @@ mod tests {
     #[test]
     fn a_fresh_subnet_fills_the_annotation_and_the_empty_pod_cidrs() {
         let want = Want {
-            subnets: Some(vec!["11.11.3.0/24".into()]),
+            subnets: Some(vec!["11.11.3.0/24".parse().expect("net")]),
             ..Want::default()
         };
         let patches = patches_for(&want, &seen_empty(), Timestamp::now());
@@ -512,7 +537,7 @@ mod tests {
     #[test]
     fn a_pod_cidr_already_set_is_never_written_again() {
         let want = Want {
-            subnets: Some(vec!["11.11.3.0/24".into()]),
+            subnets: Some(vec!["11.11.3.0/24".parse().expect("net")]),
             ..Want::default()
         };
         let seen = Seen {
@@ -529,7 +554,7 @@ mod tests {
     #[test]
     fn nothing_is_written_when_the_node_already_shows_it() {
         let want = Want {
-            subnets: Some(vec!["11.11.3.0/24".into()]),
+            subnets: Some(vec!["11.11.3.0/24".parse().expect("net")]),
             status: Some("rtr=programmed".into()),
             condition: Some(NetworkCondition {
                 unavailable: false,
