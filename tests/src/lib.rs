@@ -6,3 +6,4 @@ pub mod apiserver;
 pub mod kube_lab;
 pub mod lab;
 pub mod netns;
+pub mod route_monitor;

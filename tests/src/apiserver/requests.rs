@@ -2,6 +2,7 @@
 //! did ("no PATCH to nodes happened", "the watcher listed twice").
 
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// One answered request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct RequestRecord {
     pub namespace: Option<String>,
     /// The HTTP status answered (200 for a watch that started).
     pub status: u16,
+    /// When the answer was ready to send (a watch: when it started).
+    pub at: Instant,
 }
 
 #[derive(Default)]

@@ -91,6 +91,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         name: target.as_ref().and_then(|t| t.name.clone()),
         namespace: target.as_ref().and_then(|t| t.namespace.clone()),
         status: response.status().as_u16(),
+        at: std::time::Instant::now(),
     });
     response
 }

@@ -1,12 +1,21 @@
-//! Benchmarks of issue 2, printed as tables (not pass/fail):
+//! Benchmarks of issues 2 and 3, printed as tables (not pass/fail):
 //!
 //! 1. 10,000 routes, each with its own gateway, into a fresh network
 //!    namespace: the netlink driver against `ip -batch` with plain routes
 //!    and `ip -batch` with nexthop objects; then removal the same three ways.
 //! 2. IPAM: allocating every /24 of a /8 (65,536 subnets).
+//! 3. Kubernetes: the real controller binary against the test API server
+//!    holding 5,000 realistic Nodes, then 1,000 Nodes created one at a time
+//!    (see `kubernetes.rs`).
 //!
-//! Run as root: `cargo run --release -p nativeroute-tests --bin bench`.
-//! `--routes N` and `--runs N` change the size and the repetitions.
+//! Run as root: `cargo build --release -p nativeroute && cargo run --release
+//! -p nativeroute-tests --bin bench`. `--routes N`, `--runs N`, `--nodes N`,
+//! `--created N` change the sizes and the repetitions; `--only SECTION`
+//! (routes, ipam, kubernetes) runs one section; `--log-dir DIR` keeps the
+//! controller's logs, `--controller-log LEVEL` sets their RUST_LOG.
+
+mod controller;
+mod kubernetes;
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -24,29 +33,65 @@ use nativeroute_tests::netns::{Netns, require_root, run};
 const GATEWAY_NET: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 200, 0, 0), 16);
 const ROUTER_ADDRESS: &str = "10.200.255.254/16";
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Routes,
+    Ipam,
+    Kubernetes,
+}
+
 struct Args {
     routes: usize,
     runs: usize,
+    only: Option<Section>,
+    kubernetes: kubernetes::Settings,
 }
+
+impl Args {
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_none_or(|only| only == section)
+    }
+}
+
+const USAGE: &str = "usage: bench [--routes N] [--runs N] [--nodes N] [--created N] \
+                     [--only routes|ipam|kubernetes] [--log-dir DIR] [--controller-log LEVEL]";
 
 fn parse_args() -> Args {
     let mut args = Args {
         routes: 10_000,
         runs: 3,
+        only: None,
+        kubernetes: kubernetes::Settings::default(),
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
-        let value = iter.next().and_then(|v| v.parse().ok());
-        match (flag.as_str(), value) {
-            ("--routes", Some(n)) => args.routes = n,
-            ("--runs", Some(n)) => args.runs = n,
-            _ => {
-                eprintln!("usage: bench [--routes N] [--runs N]");
-                std::process::exit(2);
+        let Some(value) = iter.next() else { usage() };
+        let number = || value.parse::<usize>().unwrap_or_else(|_| usage());
+        match flag.as_str() {
+            "--routes" => args.routes = number(),
+            "--runs" => args.runs = number(),
+            "--nodes" => args.kubernetes.nodes = number(),
+            "--created" => args.kubernetes.created = number(),
+            "--log-dir" => args.kubernetes.log_dir = Some(value.into()),
+            "--controller-log" => args.kubernetes.log_level = value,
+            "--only" => {
+                args.only = Some(match value.as_str() {
+                    "routes" => Section::Routes,
+                    "ipam" => Section::Ipam,
+                    "kubernetes" => Section::Kubernetes,
+                    _ => usage(),
+                })
             }
+            _ => usage(),
         }
     }
+    args.kubernetes.runs = args.runs;
     args
+}
+
+fn usage() -> ! {
+    eprintln!("{USAGE}");
+    std::process::exit(2);
 }
 
 /// Route i: 11.x.y.0/24 via 10.200.a.b, every gateway distinct.
@@ -225,10 +270,8 @@ fn bench_ipam() -> (Duration, usize) {
     (started.elapsed(), given)
 }
 
-#[tokio::main]
-async fn main() {
-    require_root();
-    let args = parse_args();
+/// The driver against both iproute2 methods; median of `args.runs` runs each.
+async fn bench_routes(args: &Args) {
     let routes = routes(args.routes);
     let plain = (plain_lines(&routes, "add"), plain_lines(&routes, "del"));
     let nexthops = (nexthop_add_lines(&routes), nexthop_del_lines(&routes));
@@ -252,6 +295,10 @@ async fn main() {
             cleanup: median(runs.iter().map(|t| t.cleanup).collect()),
         })
         .collect();
+    print_routes(args, &medians);
+}
+
+fn print_routes(args: &Args, medians: &[Times]) {
     let best_add = medians[1].add.min(medians[2].add);
     let best_remove = medians[1].remove.min(medians[2].remove);
     let best_total =
@@ -274,7 +321,7 @@ async fn main() {
         "ip -batch, nexthop objects",
     ]
     .iter()
-    .zip(&medians)
+    .zip(medians)
     {
         let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
         println!(
@@ -287,11 +334,24 @@ async fn main() {
             ratio(times.remove + times.cleanup, best_total),
         );
     }
+}
 
-    let (took, given) = bench_ipam();
-    println!(
-        "\nIPAM: {given} subnets (/24s of 10.0.0.0/8) allocated in {} ({:.0} ns each)\n",
-        secs(took),
-        took.as_nanos() as f64 / given as f64
-    );
+#[tokio::main]
+async fn main() {
+    require_root();
+    let args = parse_args();
+    if args.runs(Section::Routes) {
+        bench_routes(&args).await;
+    }
+    if args.runs(Section::Ipam) {
+        let (took, given) = bench_ipam();
+        println!(
+            "\nIPAM: {given} subnets (/24s of 10.0.0.0/8) allocated in {} ({:.0} ns each)\n",
+            secs(took),
+            took.as_nanos() as f64 / given as f64
+        );
+    }
+    if args.runs(Section::Kubernetes) {
+        kubernetes::bench(&args.kubernetes).await;
+    }
 }
