@@ -144,10 +144,11 @@ impl KubernetesSource {
             }
             Ok(Event::Apply(object)) => {
                 let node = self.observe(&object);
+                let own = self.writer.wanted_subnets(&node.name);
                 let changed = self
                     .nodes
                     .get(&node.name)
-                    .is_none_or(|old| routing_differs(old, &node));
+                    .is_none_or(|old| routing_differs(old, &node, own.as_deref()));
                 self.nodes.insert(node.name.clone(), node);
                 changed
             }
@@ -275,18 +276,36 @@ fn record_of(node: &ObservedNode, settings: &KubernetesNodes) -> (NodeRecord, Ve
     (record, problems)
 }
 
-/// Whether a change of a node matters for subnets and routes; nativeroute's
-/// own writes (status annotation, condition) and kubelet heartbeats do not.
-fn routing_differs(old: &ObservedNode, new: &ObservedNode) -> bool {
+/// Whether a change of a node matters for subnets and routes. Kubelet
+/// heartbeats do not, nor do nativeroute's own writes coming back through
+/// the watch: the status annotation and condition, and the subnet
+/// annotation and spec.podCIDR(s) when they now show exactly the subnets
+/// nativeroute wrote (`own`). Without that, every write would cost a
+/// reconcile of every node.
+fn routing_differs(old: &ObservedNode, new: &ObservedNode, own: Option<&[IpNet]>) -> bool {
     fn steering(node: &ObservedNode) -> impl Iterator<Item = (&String, &String)> {
-        node.annotations
-            .iter()
-            .filter(|(key, _)| key.as_str() != annotations::STATUS)
+        node.annotations.iter().filter(|(key, _)| {
+            key.as_str() != annotations::STATUS && key.as_str() != annotations::SUBNET
+        })
     }
+    let shows_own = |texts: &mut dyn Iterator<Item = &str>| {
+        own.is_some_and(|own| {
+            let parsed: Vec<IpNet> = texts.filter_map(|t| t.trim().parse().ok()).collect();
+            parsed == own
+        })
+    };
+    let subnet = |node: &ObservedNode| node.annotation(annotations::SUBNET).map(str::to_owned);
+    let subnet_changed = subnet(old) != subnet(new)
+        && !new
+            .annotation(annotations::SUBNET)
+            .is_some_and(|value| shows_own(&mut value.split(',')));
+    let pod_cidrs_changed =
+        old.pod_cidrs != new.pod_cidrs && !shows_own(&mut new.pod_cidrs.iter().map(String::as_str));
     old.selected != new.selected
         || old.addresses != new.addresses
-        || old.pod_cidrs != new.pod_cidrs
         || old.problems != new.problems
+        || subnet_changed
+        || pod_cidrs_changed
         || !steering(old).eq(steering(new))
 }
 
@@ -400,6 +419,37 @@ impl Backoff for WatchBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn observed(subnet: Option<&str>, pod_cidrs: &[&str]) -> ObservedNode {
+        ObservedNode {
+            name: "node1".into(),
+            uid: String::new(),
+            resource_version: String::new(),
+            created: None,
+            addresses: vec!["192.168.2.1".parse().expect("ip")],
+            annotations: subnet
+                .map(|s| (annotations::SUBNET.to_owned(), s.to_owned()))
+                .into_iter()
+                .collect(),
+            pod_cidrs: pod_cidrs.iter().map(|s| s.to_string()).collect(),
+            condition: None,
+            problems: Vec::new(),
+            selected: true,
+        }
+    }
+
+    #[test]
+    fn the_echo_of_nativeroutes_own_subnet_write_is_no_routing_change() {
+        let own: Vec<IpNet> = vec!["11.11.3.0/24".parse().expect("net")];
+        let before = observed(None, &[]);
+        let echo = observed(Some("11.11.3.0/24"), &["11.11.3.0/24"]);
+        assert!(!routing_differs(&before, &echo, Some(&own)));
+        // The same change is news when nativeroute did not write it...
+        assert!(routing_differs(&before, &echo, None));
+        // ...and so is a user's different value.
+        let edited = observed(Some("11.11.9.0/24"), &["11.11.3.0/24"]);
+        assert!(routing_differs(&echo, &edited, Some(&own)));
+    }
 
     #[test]
     fn the_watch_backoff_grows_through_resets_until_the_watch_was_healthy_for_a_while() {

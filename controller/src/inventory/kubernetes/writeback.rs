@@ -256,6 +256,11 @@ impl NodeWriter {
         ledger.retry.remove(name);
     }
 
+    /// The subnets nativeroute is writing (or wrote) on a node.
+    pub fn wanted_subnets(&self, name: &str) -> Option<Vec<IpNet>> {
+        self.ledger().want.get(name)?.subnets.clone()
+    }
+
     /// The subnets to record on each node. Called for every node on every
     /// snapshot, so an unchanged wish costs a lookup and a comparison only.
     pub fn want_subnets<'a>(&self, wishes: impl IntoIterator<Item = (&'a str, &'a [IpNet])>) {
