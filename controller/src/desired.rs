@@ -33,6 +33,13 @@ pub struct RouterDesired {
     pub live: Arc<LiveNodes>,
 }
 
+impl RouterDesired {
+    /// Whether both ask the router for the same routes.
+    pub fn holds_the_same_as(&self, other: &RouterDesired) -> bool {
+        self.complete == other.complete && self.routes == other.routes && self.keep == other.keep
+    }
+}
+
 /// The nodes that exist right now, to tell a removal for a deleted node
 /// from a removal while the node still exists (the mass-removal guard).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -254,12 +254,12 @@ impl Routers {
     fn publish(&self, desired: &BTreeMap<String, Arc<RouterDesired>>) {
         for (router, routes) in desired {
             if let Some(sender) = self.senders.get(router) {
+                // The worker is woken only when what the router should hold
+                // changed; who the live nodes are travels along regardless.
                 sender.send_if_modified(|current| {
-                    if **current == **routes {
-                        return false;
-                    }
+                    let changed = !current.holds_the_same_as(routes);
                     *current = routes.clone();
-                    true
+                    changed
                 });
             }
         }

@@ -25,6 +25,9 @@ pub struct Ipam {
     v6: Option<FamilyPool>,
     holders: HashMap<IpNet, String>,
     subnets: HashMap<String, Vec<IpNet>>,
+    /// Counts changes of the assignments, so that callers can tell
+    /// cheaply that nothing changed.
+    generation: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,7 +106,13 @@ impl Ipam {
             v6: family_pool(Family::V6),
             holders: HashMap::new(),
             subnets: HashMap::new(),
+            generation: 0,
         }
+    }
+
+    /// Changes whenever a subnet is given or taken back.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The families this pool hands out subnets of.
@@ -207,6 +216,7 @@ impl Ipam {
     /// Takes every subnet back from `node`.
     pub fn release(&mut self, node: &str) -> Vec<IpNet> {
         let released = self.subnets.remove(node).unwrap_or_default();
+        self.generation += 1;
         for subnet in &released {
             self.holders.remove(subnet);
             if let Some(pool) = self.pool_mut(Family::of(subnet))
@@ -254,6 +264,7 @@ impl Ipam {
     }
 
     fn record(&mut self, node: &str, subnet: IpNet) {
+        self.generation += 1;
         self.holders.insert(subnet, node.to_owned());
         let held = self.subnets.entry(node.to_owned()).or_default();
         held.push(subnet);

@@ -73,7 +73,7 @@ pub struct RoutingPlan {
 }
 
 /// The NetworkUnavailable condition a node should show.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct NetworkCondition {
     pub unavailable: bool,
     pub reason: &'static str,
@@ -90,6 +90,13 @@ pub trait StatusSink: Send + Sync {
     fn set_status(&self, node: &str, summary: String, condition: Option<NetworkCondition>);
 }
 
+fn fingerprint(status: &NodeStatus) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    status.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Folds plans and router states into node statuses until `shutdown`.
 pub async fn run_status(
     mut plan: watch::Receiver<Arc<RoutingPlan>>,
@@ -98,7 +105,9 @@ pub async fn run_status(
     manage_condition: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut written: HashMap<String, NodeStatus> = HashMap::new();
+    // What was last handed to the sink, as a hash: at thousands of nodes
+    // keeping every status string twice would cost megabytes.
+    let mut written: HashMap<String, u64> = HashMap::new();
     // Routers that finished a sync since this term began.
     let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
@@ -140,12 +149,13 @@ pub async fn run_status(
         let statuses = summarize(&current_plan, &states);
         written.retain(|node, _| statuses.contains_key(node));
         for (node, status) in statuses {
-            if written.get(&node) == Some(&status) {
+            let fingerprint = fingerprint(&status);
+            if written.get(&node) == Some(&fingerprint) {
                 continue;
             }
-            let condition = status.condition.clone().filter(|_| manage_condition);
-            sink.set_status(&node, status.summary.clone(), condition);
-            written.insert(node, status);
+            let NodeStatus { summary, condition } = status;
+            sink.set_status(&node, summary, condition.filter(|_| manage_condition));
+            written.insert(node, fingerprint);
         }
     }
 }

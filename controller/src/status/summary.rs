@@ -15,7 +15,7 @@ pub const NO_ROUTE_CREATED: &str = "NoRouteCreated";
 pub const NODE_EXCLUDED: &str = "NodeExcluded";
 
 /// One node's status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct NodeStatus {
     /// The `nativeroute.io/status` value.
     pub summary: String,

@@ -70,10 +70,12 @@ impl KubernetesNodes {
 pub struct KubernetesSource {
     settings: KubernetesNodes,
     stream: BoxStream<'static, Result<Event<NodeObject>, watcher::Error>>,
-    nodes: HashMap<String, ObservedNode>,
+    nodes: HashMap<String, Known>,
     /// Nodes of a list in progress; they replace `nodes` when it completes.
-    relisting: Option<HashMap<String, ObservedNode>>,
+    relisting: Option<HashMap<String, Known>>,
     listed: bool,
+    /// The ledger's generation and the number of nodes last recorded.
+    recorded: Option<(u64, usize)>,
     writer: NodeWriter,
     directory: NodeDirectory,
     resync_at: Instant,
@@ -101,6 +103,7 @@ impl KubernetesSource {
             nodes: HashMap::new(),
             relisting: None,
             listed: false,
+            recorded: None,
             writer,
             directory,
             resync_at,
@@ -125,7 +128,7 @@ impl KubernetesSource {
             Ok(Event::InitApply(object)) => {
                 let node = self.observe(&object);
                 if let Some(listing) = self.relisting.as_mut() {
-                    listing.insert(node.name.clone(), node);
+                    listing.insert(node.name.clone(), Known::new(node, &self.settings));
                 }
                 false
             }
@@ -148,8 +151,9 @@ impl KubernetesSource {
                 let changed = self
                     .nodes
                     .get(&node.name)
-                    .is_none_or(|old| routing_differs(old, &node, own.as_deref()));
-                self.nodes.insert(node.name.clone(), node);
+                    .is_none_or(|old| routing_differs(&old.observed, &node, own.as_deref()));
+                self.nodes
+                    .insert(node.name.clone(), Known::new(node, &self.settings));
                 changed
             }
             Ok(Event::Delete(object)) => {
@@ -175,7 +179,7 @@ impl KubernetesSource {
     }
 
     fn snapshot(&self) -> Snapshot {
-        snapshot_of(self.nodes.values(), &self.settings)
+        snapshot_of(self.nodes.values())
     }
 }
 
@@ -190,39 +194,59 @@ pub async fn list_snapshot(
     loop {
         let page = api.list(&params).await?;
         nodes.extend(page.items.iter().map(|object| {
-            ObservedNode::from_object(object, &settings.address_type, &settings.selector)
+            let node =
+                ObservedNode::from_object(object, &settings.address_type, &settings.selector);
+            Known::new(node, settings)
         }));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
             _ => break,
         }
     }
-    Ok(snapshot_of(nodes.iter(), settings))
+    Ok(snapshot_of(nodes.iter()))
+}
+
+/// A node as last seen, and what the reconciler gets of it: worked out
+/// once per change of the node, not on every snapshot.
+struct Known {
+    observed: ObservedNode,
+    record: NodeRecord,
+    problems: Vec<String>,
+}
+
+impl Known {
+    fn new(observed: ObservedNode, settings: &KubernetesNodes) -> Known {
+        let (record, problems) = record_of(&observed, settings);
+        Known {
+            observed,
+            record,
+            problems,
+        }
+    }
 }
 
 /// The snapshot of `nodes`, oldest first, with what each Node records.
-fn snapshot_of<'a>(
-    nodes: impl Iterator<Item = &'a ObservedNode>,
-    settings: &KubernetesNodes,
-) -> Snapshot {
-    let mut nodes: Vec<&ObservedNode> = nodes.collect();
-    nodes.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-    let mut snapshot = Snapshot::default();
+fn snapshot_of<'a>(nodes: impl Iterator<Item = &'a Known>) -> Snapshot {
+    let mut nodes: Vec<&Known> = nodes.collect();
+    nodes.sort_by(|a, b| {
+        (a.observed.created, &a.observed.name).cmp(&(b.observed.created, &b.observed.name))
+    });
+    let mut snapshot = Snapshot {
+        nodes: Vec::with_capacity(nodes.len()),
+        problems: Vec::new(),
+    };
     for node in nodes {
-        let (record, problems) = record_of(node, settings);
-        if !node.selected {
-            // Not nativeroute's node: no Events about it.
-            snapshot.nodes.push(record);
-            continue;
+        snapshot.nodes.push(node.record.clone());
+        // Nodes outside the selector are not nativeroute's: no Events.
+        if node.observed.selected {
+            snapshot
+                .problems
+                .extend(node.problems.iter().map(|message| SourceProblem {
+                    node: node.observed.name.clone(),
+                    reason: Reason::InvalidNodeSpec,
+                    message: message.clone(),
+                }));
         }
-        snapshot
-            .problems
-            .extend(problems.into_iter().map(|message| SourceProblem {
-                node: node.name.clone(),
-                reason: Reason::InvalidNodeSpec,
-                message,
-            }));
-        snapshot.nodes.push(record);
     }
     snapshot
 }
@@ -343,6 +367,12 @@ impl NodeSource for KubernetesSource {
         if self.settings.ipam != IpamMode::Allocate {
             return Ok(());
         }
+        // The same assignments for the same nodes were handed over already.
+        let recorded = (ipam.generation(), listed.len());
+        if self.recorded == Some(recorded) {
+            return Ok(());
+        }
+        self.recorded = Some(recorded);
         self.writer.want_subnets(
             listed
                 .iter()
