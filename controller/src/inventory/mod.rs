@@ -14,6 +14,7 @@ pub mod state;
 pub use source::{NodeSource, SourceError};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -57,7 +58,9 @@ impl NodeRecord {
 /// Everything a source knows at one moment, oldest node first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    pub nodes: Vec<NodeRecord>,
+    /// Shared, so that a source that keeps its records between snapshots
+    /// (the Kubernetes source) hands them over without copying.
+    pub nodes: Vec<Arc<NodeRecord>>,
     /// Problems with entries the source could not use; each names the node.
     pub problems: Vec<SourceProblem>,
 }

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -62,7 +63,7 @@ pub struct FileInventory {
     path: PathBuf,
     state_path: PathBuf,
     state: State,
-    last_good: HashMap<String, NodeRecord>,
+    last_good: HashMap<String, Arc<NodeRecord>>,
 }
 
 impl FileInventory {
@@ -138,19 +139,19 @@ impl FileInventory {
                     node: label,
                     message: format!("nodes[{index}]: a node named {:?} is listed before; this entry is ignored", node.name),
                 }),
-                Ok(node) => snapshot.nodes.push(node),
+                Ok(node) => snapshot.nodes.push(Arc::new(node)),
                 Err(message) => {
                     let first = seen.insert(label.clone());
                     let kept = self.last_good.get(&label).filter(|_| first).cloned();
                     let frozen = match kept {
                         Some(_) => None,
-                        None if first && self.state.nodes.contains_key(&label) => Some(NodeRecord {
+                        None if first && self.state.nodes.contains_key(&label) => Some(Arc::new(NodeRecord {
                             name: label.clone(),
                             addresses: Vec::new(),
                             annotations: BTreeMap::new(),
                             recorded: Vec::new(),
                             standing: Standing::Frozen,
-                        }),
+                        })),
                         None => None,
                     };
                     let consequence = if kept.is_some() {
@@ -188,18 +189,20 @@ impl FileInventory {
             .keys()
             .filter(|name| !listed.contains(*name))
             .filter_map(|name| departed(name).map(|away| (name, &away.subnets)));
-        let away: Vec<NodeRecord> = just_left
+        let away: Vec<Arc<NodeRecord>> = just_left
             .chain(left_earlier)
-            .map(|(name, subnets)| NodeRecord {
-                name: name.clone(),
-                addresses: Vec::new(),
-                annotations: BTreeMap::new(),
-                recorded: subnets.clone(),
-                standing: Standing::Departed,
+            .map(|(name, subnets)| {
+                Arc::new(NodeRecord {
+                    name: name.clone(),
+                    addresses: Vec::new(),
+                    annotations: BTreeMap::new(),
+                    recorded: subnets.clone(),
+                    standing: Standing::Departed,
+                })
             })
             .collect();
         for node in &mut snapshot.nodes {
-            node.recorded = match (self.state.nodes.get(&node.name), departed(&node.name)) {
+            Arc::make_mut(node).recorded = match (self.state.nodes.get(&node.name), departed(&node.name)) {
                 (Some(recorded), _) => recorded.subnets.clone(),
                 // Back within the grace period: the same subnets again.
                 (None, Some(returning)) => returning.subnets.clone(),
@@ -214,7 +217,7 @@ impl FileInventory {
                 (None, None) => u64::MAX,
             };
         // Stable: new nodes (u64::MAX) keep their file order.
-        snapshot.nodes.sort_by_key(order);
+        snapshot.nodes.sort_by_key(|node| order(node));
         Ok(snapshot)
     }
 

@@ -3,6 +3,7 @@
 //! when the resync interval passes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +29,7 @@ pub struct FileSource {
     resync: Duration,
     first: bool,
     /// The listed nodes of the last snapshot, to hold one that goes missing.
-    last_listed: HashMap<String, NodeRecord>,
+    last_listed: HashMap<String, Arc<NodeRecord>>,
     /// Nodes missing from the file, held as they were until this deadline.
     holding: HashMap<String, Instant>,
 }

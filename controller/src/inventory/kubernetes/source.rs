@@ -5,6 +5,7 @@
 //! server that misbehaves never makes nodes look deleted.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -210,7 +211,7 @@ pub async fn list_snapshot(
 /// once per change of the node, not on every snapshot.
 struct Known {
     observed: ObservedNode,
-    record: NodeRecord,
+    record: Arc<NodeRecord>,
     problems: Vec<String>,
 }
 
@@ -219,7 +220,7 @@ impl Known {
         let (record, problems) = record_of(&observed, settings);
         Known {
             observed,
-            record,
+            record: Arc::new(record),
             problems,
         }
     }
