@@ -14,8 +14,8 @@ pub mod state;
 pub use source::{NodeSource, SourceError};
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 

@@ -77,7 +77,16 @@ pub struct LogReporter {
     /// When each (node, reason, message) was last said. Keyed by message
     /// too: two different complaints about one node must not take turns
     /// evicting each other and be said on every read.
-    last: Mutex<HashMap<(String, Reason, String), Instant>>,
+    /// The message is kept as a hash: thousands of nodes times their
+    /// messages would otherwise cost megabytes.
+    last: Mutex<HashMap<(String, Reason, u64), Instant>>,
+}
+
+fn message_hash(message: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    message.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Past this many remembered events, the ones older than the quiet period
@@ -97,7 +106,7 @@ impl LogReporter {
             return false;
         };
         let now = Instant::now();
-        let key = (node.to_owned(), reason, message.to_owned());
+        let key = (node.to_owned(), reason, message_hash(message));
         if let Some(at) = last.get(&key)
             && now.duration_since(*at) < self.quiet
         {

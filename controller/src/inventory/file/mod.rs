@@ -202,12 +202,13 @@ impl FileInventory {
             })
             .collect();
         for node in &mut snapshot.nodes {
-            Arc::make_mut(node).recorded = match (self.state.nodes.get(&node.name), departed(&node.name)) {
-                (Some(recorded), _) => recorded.subnets.clone(),
-                // Back within the grace period: the same subnets again.
-                (None, Some(returning)) => returning.subnets.clone(),
-                (None, None) => Vec::new(),
-            };
+            Arc::make_mut(node).recorded =
+                match (self.state.nodes.get(&node.name), departed(&node.name)) {
+                    (Some(recorded), _) => recorded.subnets.clone(),
+                    // Back within the grace period: the same subnets again.
+                    (None, Some(returning)) => returning.subnets.clone(),
+                    (None, None) => Vec::new(),
+                };
         }
         snapshot.nodes.extend(away);
         let order =
