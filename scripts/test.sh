@@ -11,5 +11,7 @@ cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  # The Kubernetes benchmark runs the release controller binary itself.
+  cargo build --release --locked -p nativeroute --bin nativeroute
   cargo run --release --locked -p nativeroute-tests --bin bench
 fi
