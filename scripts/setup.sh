@@ -13,6 +13,10 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v pkill >/dev/null 2>&1 || missing+=(procps)
+# The SSH drivers' tests: real FRR (zebra, staticd, vtysh) behind a real sshd.
+[ -x /usr/lib/frr/zebra ] && [ -x /usr/lib/frr/staticd ] && command -v vtysh >/dev/null 2>&1 || missing+=(frr)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   # Package installs must not start services on a build machine.

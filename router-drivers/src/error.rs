@@ -24,6 +24,51 @@ pub enum DriverError {
         operation: &'static str,
         message: String,
     },
+    /// The router could not be reached (TCP, SSH handshake, timeouts).
+    #[error("router {router}: cannot reach {address}: {message}")]
+    Connect {
+        router: String,
+        address: String,
+        message: String,
+    },
+    /// The router's host key is unknown or changed: the connection was
+    /// closed before anything was sent.
+    #[error("router {router}: host key of {address} refused: {message}")]
+    HostKey {
+        router: String,
+        address: String,
+        message: String,
+    },
+    /// The router refused our credentials, or they could not be read.
+    #[error("router {router}: login as {username:?} failed: {message}")]
+    Auth {
+        router: String,
+        username: String,
+        message: String,
+    },
+    /// The session broke or a command did not answer in time; the next call
+    /// connects again.
+    #[error("router {router}: {operation}: {message}")]
+    Session {
+        router: String,
+        operation: &'static str,
+        message: String,
+    },
+    /// The router answered something nativeroute cannot read.
+    #[error("router {router}: cannot read the answer to {operation}: {message}")]
+    Output {
+        router: String,
+        operation: &'static str,
+        message: String,
+    },
+    /// A plugin failed as a whole (did not start, exited non-zero, bad JSON,
+    /// timed out).
+    #[error("router {router}: plugin {command}: {message}")]
+    Plugin {
+        router: String,
+        command: String,
+        message: String,
+    },
 }
 
 /// Why one change of a batch did not take effect. The rest of the batch is
@@ -38,4 +83,8 @@ pub enum ChangeError {
     ForeignRouteInTheWay { dst: IpNet },
     #[error("the router refused {dst}: {message}")]
     Refused { dst: IpNet, message: String },
+    /// An earlier change of the same batch failed and the batch stopped
+    /// before this one was sent.
+    #[error("{dst} was not sent: the batch stopped at an earlier error ({reason})")]
+    NotAttempted { dst: IpNet, reason: String },
 }

@@ -11,6 +11,7 @@
 mod error;
 pub mod netlink;
 mod ownership;
+pub mod plugin;
 mod route;
 
 pub use error::{ChangeError, DriverError};

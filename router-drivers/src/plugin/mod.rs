@@ -1,0 +1,1 @@
+//! The plugin driver (being written).
