@@ -12,6 +12,7 @@ mod error;
 pub mod netlink;
 mod ownership;
 pub mod plugin;
+pub mod ssh;
 mod route;
 
 pub use error::{ChangeError, DriverError};

@@ -1,0 +1,353 @@
+//! Listing and applying through a vendor's CLI, the same for every vendor:
+//! the lines come from the [`Vendor`], every error is mapped back to the
+//! change whose line caused it, and the changes after a stop are reported
+//! as not attempted.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::session::{Connection, SshTarget};
+use super::terminal::Terminal;
+use super::vendor::{ApplyOptions, BatchReport, Dialogue, Vendor};
+use super::SshRouter;
+use crate::{Change, ChangeError, ChangeOutcome, DriverError, RouterRoutes};
+
+/// The lines of a batch, each with the change it belongs to (`None` for
+/// entering configuration, commit and the like).
+struct Script {
+    lines: Vec<String>,
+    owners: Vec<Option<usize>>,
+}
+
+impl Script {
+    fn new() -> Self {
+        Script {
+            lines: Vec::new(),
+            owners: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, lines: Vec<String>, owner: Option<usize>) {
+        self.owners.extend(std::iter::repeat_n(owner, lines.len()));
+        self.lines.extend(lines);
+    }
+}
+
+pub(super) async fn list(
+    connection: &Connection,
+    target: &SshTarget,
+    router: &SshRouter,
+) -> Result<RouterRoutes, DriverError> {
+    let vendor = router.vendor.profile();
+    let commands = vendor.list(router.cli());
+    let output = match vendor.dialogue() {
+        Dialogue::Batch => {
+            let mut output = String::new();
+            for command in &commands {
+                let run = connection.exec(target, command, "").await?;
+                if run.status != Some(0) {
+                    return Err(output_error(
+                        target,
+                        "listing routes",
+                        format!(
+                            "{command:?} exited with {}: {}",
+                            describe_status(run.status),
+                            last_lines(&run.stderr, &run.stdout)
+                        ),
+                    ));
+                }
+                output.push_str(&run.stdout);
+                output.push('\n');
+            }
+            output
+        }
+        Dialogue::Prompted => {
+            let mut terminal = open_terminal(connection, target, vendor).await?;
+            let mut output = String::new();
+            for command in &commands {
+                let answer = terminal.send(command, vendor.prompt()).await?;
+                if let Some(error) = vendor.error_in(&answer) {
+                    terminal.close().await;
+                    return Err(output_error(
+                        target,
+                        "listing routes",
+                        format!("{command:?} was refused: {error}"),
+                    ));
+                }
+                output.push_str(&answer);
+                output.push('\n');
+            }
+            terminal.close().await;
+            output
+        }
+    };
+    vendor
+        .parse_routes(&output, &router.ownership)
+        .map_err(|message| output_error(target, "listing routes", message))
+}
+
+pub(super) async fn apply(
+    connection: &Connection,
+    target: &SshTarget,
+    router: &SshRouter,
+    changes: &[Change],
+) -> Result<Vec<ChangeOutcome>, DriverError> {
+    let vendor = router.vendor.profile();
+    let options = ApplyOptions {
+        save: router.save_config,
+        commit_confirm: router.commit_confirm,
+        session_name: session_name(),
+    };
+    let mut script = Script::new();
+    script.push(vendor.begin(&options), None);
+    for (index, change) in changes.iter().enumerate() {
+        script.push(vendor.render(change, &router.ownership), Some(index));
+    }
+    script.push(vendor.finish(&options), None);
+    match vendor.dialogue() {
+        Dialogue::Batch => apply_batch(connection, target, router, changes, &script).await,
+        Dialogue::Prompted => {
+            apply_prompted(connection, target, vendor, &options, changes, &script).await
+        }
+    }
+}
+
+async fn apply_batch(
+    connection: &Connection,
+    target: &SshTarget,
+    router: &SshRouter,
+    changes: &[Change],
+    script: &Script,
+) -> Result<Vec<ChangeOutcome>, DriverError> {
+    let vendor = router.vendor.profile();
+    let mut stdin = script.lines.join("\n");
+    stdin.push('\n');
+    let command = vendor.batch_command(router.cli());
+    let run = connection.exec(target, &command, &stdin).await?;
+    let report = vendor
+        .batch_report(&run.stdout, &run.stderr, run.status, script.lines.len())
+        .map_err(|message| output_error(target, "applying a batch", message))?;
+    let outcomes = outcomes_of(target, changes, script, &report)?;
+    let all_taken = outcomes.iter().all(Result::is_ok);
+    if router.save_config
+        && all_taken
+        && let Some(save) = vendor.save_command(router.cli())
+    {
+        let saved = connection.exec(target, &save, "").await?;
+        if saved.status != Some(0) {
+            // The routes are in place; only the startup config lags, and
+            // the next batch saves again.
+            tracing::warn!(
+                router = %target.router,
+                command = %save,
+                output = %last_lines(&saved.stderr, &saved.stdout),
+                "saving the configuration failed"
+            );
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Maps a batch report onto the changes: a failed line fails its change; a
+/// stop leaves every later change not attempted.
+fn outcomes_of(
+    target: &SshTarget,
+    changes: &[Change],
+    script: &Script,
+    report: &BatchReport,
+) -> Result<Vec<ChangeOutcome>, DriverError> {
+    let mut outcomes: Vec<ChangeOutcome> = vec![Ok(()); changes.len()];
+    for error in &report.errors {
+        match script.owners.get(error.line) {
+            Some(Some(index)) => {
+                if outcomes[*index].is_ok() {
+                    outcomes[*index] = Err(ChangeError::Refused {
+                        dst: changes[*index].route().dst,
+                        message: error.message.clone(),
+                    });
+                }
+            }
+            Some(None) => {
+                return Err(output_error(
+                    target,
+                    "applying a batch",
+                    format!(
+                        "the router refused {:?}: {}",
+                        script.lines[error.line], error.message
+                    ),
+                ));
+            }
+            None => {
+                return Err(output_error(
+                    target,
+                    "applying a batch",
+                    format!(
+                        "the router reported an error on line {} of a {}-line batch: {}",
+                        error.line + 1,
+                        script.lines.len(),
+                        error.message
+                    ),
+                ));
+            }
+        }
+    }
+    if report.stopped
+        && let Some(first) = report.errors.iter().map(|e| e.line).min()
+    {
+        let reason = report
+            .errors
+            .iter()
+            .find(|e| e.line == first)
+            .map(|e| e.message.clone())
+            .unwrap_or_default();
+        // A change's lines are contiguous: any owner after the stop other
+        // than the failing change's own lies wholly after it.
+        let stopped_in = script.owners.get(first).copied().flatten();
+        for owner in script.owners.iter().skip(first + 1) {
+            if let Some(index) = *owner
+                && Some(index) != stopped_in
+                && outcomes[index].is_ok()
+            {
+                outcomes[index] = Err(ChangeError::NotAttempted {
+                    dst: changes[index].route().dst,
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+async fn apply_prompted(
+    connection: &Connection,
+    target: &SshTarget,
+    vendor: &dyn Vendor,
+    options: &ApplyOptions,
+    changes: &[Change],
+    script: &Script,
+) -> Result<Vec<ChangeOutcome>, DriverError> {
+    let mut terminal = open_terminal(connection, target, vendor).await?;
+    let mut failure: Option<(usize, String)> = None;
+    for (line, owner) in script.lines.iter().zip(&script.owners) {
+        let answer = terminal.send(line, vendor.prompt()).await?;
+        let Some(error) = vendor.error_in(&answer) else {
+            continue;
+        };
+        match owner {
+            Some(index) => {
+                failure = Some((*index, error));
+                break;
+            }
+            None => {
+                abandon(&mut terminal, vendor, options).await;
+                terminal.close().await;
+                let message = format!("the router refused {line:?}: {error}");
+                if vendor.transactional() {
+                    // Nothing was committed: every change failed with it.
+                    return Ok(changes
+                        .iter()
+                        .map(|change| {
+                            Err(ChangeError::Refused {
+                                dst: change.route().dst,
+                                message: message.clone(),
+                            })
+                        })
+                        .collect());
+                }
+                return Err(output_error(target, "applying a batch", message));
+            }
+        }
+    }
+    let Some((failed, error)) = failure else {
+        terminal.close().await;
+        return Ok(vec![Ok(()); changes.len()]);
+    };
+    let transactional = vendor.transactional();
+    if transactional {
+        abandon(&mut terminal, vendor, options).await;
+    } else {
+        // The lines before the error took effect: leave configuration
+        // (and save) as after a whole batch.
+        for line in vendor.finish(options) {
+            terminal.send(&line, vendor.prompt()).await?;
+        }
+    }
+    terminal.close().await;
+    let reason = format!("{} was refused: {error}", changes[failed]);
+    Ok(changes
+        .iter()
+        .enumerate()
+        .map(|(index, change)| {
+            let dst = change.route().dst;
+            if index == failed {
+                Err(ChangeError::Refused {
+                    dst,
+                    message: error.clone(),
+                })
+            } else if index < failed && !transactional {
+                Ok(())
+            } else {
+                Err(ChangeError::NotAttempted {
+                    dst,
+                    reason: reason.clone(),
+                })
+            }
+        })
+        .collect())
+}
+
+/// Sends the vendor's abort lines; their answers do not matter, since the
+/// terminal is closed right after.
+async fn abandon(terminal: &mut Terminal, vendor: &dyn Vendor, options: &ApplyOptions) {
+    for line in vendor.abort(options) {
+        if terminal.send(&line, vendor.prompt()).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn open_terminal(
+    connection: &Connection,
+    target: &SshTarget,
+    vendor: &dyn Vendor,
+) -> Result<Terminal, DriverError> {
+    let mut terminal = connection.terminal(target).await?;
+    terminal.read_to_prompt(vendor.prompt()).await?;
+    for line in vendor.terminal_setup() {
+        let answer = terminal.send(&line, vendor.prompt()).await?;
+        if let Some(error) = vendor.error_in(&answer) {
+            return Err(output_error(
+                target,
+                "setting up the terminal",
+                format!("{line:?} was refused: {error}"),
+            ));
+        }
+    }
+    Ok(terminal)
+}
+
+/// Unique per batch, for vendors that name a configuration session.
+fn session_name() -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    format!("nativeroute-{millis}")
+}
+
+fn output_error(target: &SshTarget, operation: &'static str, message: String) -> DriverError {
+    DriverError::Output {
+        router: target.router.clone(),
+        operation,
+        message,
+    }
+}
+
+fn describe_status(status: Option<u32>) -> String {
+    status.map_or_else(|| "no exit status".to_owned(), |code| format!("status {code}"))
+}
+
+/// The end of a command's output, for an error message.
+fn last_lines(stderr: &str, stdout: &str) -> String {
+    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}

@@ -1,0 +1,154 @@
+//! What differs between router CLIs, as one trait: how to list routes and
+//! read the answer, how to write a change, how to enter and leave
+//! configuration, save and commit, and how an error looks. Everything else
+//! (the SSH session, the order of lines, mapping errors to changes) is the
+//! same for all vendors and lives in `apply` and `list`.
+//!
+//! Renderers take only typed values ([`Change`] holds `IpNet` and `IpAddr`,
+//! the tag is a number, names are constants), so nothing a node supplies can
+//! become CLI syntax.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::{Change, Ownership, RouterRoutes};
+
+/// How a CLI is driven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialogue {
+    /// One remote command per operation, the whole batch on its standard
+    /// input (FRR's vtysh, iproute2): one round trip for any batch size.
+    Batch,
+    /// A terminal: one line at a time, each answered by a prompt before the
+    /// next is sent, so an error stops the batch on the line that caused it.
+    Prompted,
+}
+
+/// How a batch is to be finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Write the configuration to startup (where the vendor separates them).
+    pub save: bool,
+    /// Commit with automatic rollback unless confirmed (Junos, EOS).
+    pub commit_confirm: Option<Duration>,
+    /// A name for this batch's configuration session (EOS).
+    pub session_name: String,
+}
+
+/// A line of a batch that the router answered with an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineError {
+    /// 0-based index into the lines sent.
+    pub line: usize,
+    pub message: String,
+}
+
+/// What a batch run reported, per line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub errors: Vec<LineError>,
+    /// The CLI stopped at the first error: later lines were not run.
+    pub stopped: bool,
+}
+
+/// One vendor's CLI.
+pub trait Vendor: Send + Sync {
+    /// The name used in the config (`vendor: frr`).
+    fn name(&self) -> &'static str;
+
+    fn dialogue(&self) -> Dialogue;
+
+    /// The default of `cliCommand` (batch vendors: the program started on
+    /// the router).
+    fn default_cli(&self) -> &'static str {
+        ""
+    }
+
+    /// Prompted vendors: the prompt, matched against the last line of the
+    /// output (escape sequences and carriage returns removed).
+    fn prompt(&self) -> &Regex;
+
+    /// The login name to send for `username` (RouterOS reads terminal
+    /// options from a suffix).
+    fn login_name(&self, username: &str) -> String {
+        username.to_owned()
+    }
+
+    /// Prompted vendors: lines sent once per terminal before anything else
+    /// (paging off).
+    fn terminal_setup(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Batch vendors: one remote command line; prompted vendors: the lines
+    /// typed. Their output, concatenated, goes to [`Vendor::parse_routes`].
+    fn list(&self, cli: &str) -> Vec<String>;
+
+    /// Reads the routes inside the pool from the list output: owned (marked
+    /// with the ownership tag, name or comment) and foreign.
+    fn parse_routes(&self, output: &str, ownership: &Ownership) -> Result<RouterRoutes, String>;
+
+    /// Lines before the first change (enter configuration).
+    fn begin(&self, options: &ApplyOptions) -> Vec<String>;
+
+    /// The lines of one change.
+    fn render(&self, change: &Change, ownership: &Ownership) -> Vec<String>;
+
+    /// Lines after the last change (commit, save, leave configuration).
+    fn finish(&self, options: &ApplyOptions) -> Vec<String>;
+
+    /// Prompted vendors: lines that abandon the batch after an error.
+    fn abort(&self, options: &ApplyOptions) -> Vec<String> {
+        let _ = options;
+        Vec::new()
+    }
+
+    /// Whether changes only take effect at the commit in `finish`, so an
+    /// error abandons the whole batch (Junos, VyOS, EOS sessions) rather
+    /// than keeping the lines before it.
+    fn transactional(&self) -> bool {
+        false
+    }
+
+    /// Prompted vendors: the error in the answer to one line, if any.
+    fn error_in(&self, answer: &str) -> Option<String> {
+        let _ = answer;
+        None
+    }
+
+    /// Batch vendors: the remote command that runs a batch read from its
+    /// standard input.
+    fn batch_command(&self, cli: &str) -> String {
+        let _ = cli;
+        String::new()
+    }
+
+    /// Batch vendors: which lines failed, from the batch command's output.
+    /// `Err` when the output cannot be read at all.
+    fn batch_report(
+        &self,
+        stdout: &str,
+        stderr: &str,
+        status: Option<u32>,
+        lines: usize,
+    ) -> Result<BatchReport, String> {
+        let _ = (stdout, stderr, status, lines);
+        Ok(BatchReport::default())
+    }
+
+    /// Batch vendors: a remote command run after a successful batch when
+    /// `saveConfig` is on.
+    fn save_command(&self, cli: &str) -> Option<String> {
+        let _ = cli;
+        None
+    }
+}
+
+/// A prompt pattern that matches nothing, for batch vendors.
+pub fn no_prompt() -> &'static Regex {
+    static NEVER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"[^\s\S]").expect("the empty pattern is a valid regex")
+    });
+    &NEVER
+}
