@@ -2,6 +2,7 @@
 //! every error naming the field and the value it had.
 
 mod raw;
+mod routers;
 mod validate;
 mod values;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nativeroute_router_drivers::Ownership;
+use nativeroute_router_drivers::ssh::{Timeouts, VendorName};
 
 pub use values::{Cidr, RouterName, parse_label_selector};
 
@@ -98,16 +100,45 @@ impl RouterConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DriverConfig {
-    Netlink { netns: Option<String>, table: u32 },
+    Netlink {
+        netns: Option<String>,
+        table: u32,
+    },
+    Ssh(SshConfig),
+    Plugin {
+        command: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+/// A router's CLI over SSH.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshConfig {
+    pub vendor: VendorName,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub private_key_file: PathBuf,
+    pub known_hosts_file: PathBuf,
+    pub trust_on_first_use: bool,
+    pub save_config: bool,
+    pub commit_confirm: Option<Duration>,
+    pub cli_command: Option<String>,
+    pub timeouts: Timeouts,
 }
 
 impl DriverConfig {
-    /// Whether both program the same Linux kernel (network namespace).
-    pub fn same_kernel(&self, other: &DriverConfig) -> bool {
+    /// Whether both drive the same routing table: two routers there would
+    /// fight over each other's routes.
+    pub fn same_target(&self, other: &DriverConfig) -> bool {
         match (self, other) {
             (DriverConfig::Netlink { netns: a, .. }, DriverConfig::Netlink { netns: b, .. }) => {
                 a == b
             }
+            (DriverConfig::Ssh(a), DriverConfig::Ssh(b)) => {
+                a.host == b.host && a.port == b.port && a.cli_command == b.cli_command
+            }
+            _ => false,
         }
     }
 }

@@ -96,8 +96,24 @@ pub(super) struct RawRouter {
     pub driver: String,
     #[serde(default)]
     pub node_networks: Vec<Cidr>,
+    // netlink
     pub netns: Option<String>,
     pub table: Option<u32>,
+    // ssh
+    pub vendor: Option<String>,
+    pub address: Option<String>,
+    pub username: Option<String>,
+    pub private_key_file: Option<std::path::PathBuf>,
+    pub known_hosts_file: Option<std::path::PathBuf>,
+    pub trust_on_first_use: Option<bool>,
+    pub save_config: Option<bool>,
+    pub commit_confirm: Option<HumanDuration>,
+    pub cli_command: Option<String>,
+    pub connect_timeout: Option<HumanDuration>,
+    pub command_timeout: Option<HumanDuration>,
+    // plugin
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<HumanDuration>,
 }
 
 pub(super) fn parse(text: &str) -> Result<RawConfig, Problems> {

@@ -186,3 +186,135 @@ fn two_netlink_routers_on_one_kernel_are_refused() {
     let elsewhere = format!("{VALID}  - name: core-2\n    driver: netlink\n    netns: rtr2\n");
     assert!(Config::parse(&elsewhere).is_ok());
 }
+
+/// A config with one SSH router whose key and known_hosts files exist.
+fn ssh_config(dir: &std::path::Path, router_keys: &str) -> String {
+    let key = dir.join("id_ed25519");
+    let known_hosts = dir.join("known_hosts");
+    std::fs::write(&key, "key").expect("write key");
+    std::fs::write(&known_hosts, "").expect("write known_hosts");
+    format!(
+        "pool:\n  cidrs: [11.11.0.0/16]\nnodes:\n  source: file\n  file: /n.yaml\nrouters:\n  \
+         - name: tor-a\n    driver: ssh\n    address: 10.1.1.1:2222\n    username: netops\n    \
+         privateKeyFile: {}\n    knownHostsFile: {}\n{router_keys}",
+        key.display(),
+        known_hosts.display()
+    )
+}
+
+#[test]
+fn an_ssh_router_is_read_with_its_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::parse(&ssh_config(
+        dir.path(),
+        "    vendor: frr\n    cliCommand: vtysh --vty_socket /run/frr-lab\n",
+    ))
+    .expect("valid ssh config");
+    let DriverConfig::Ssh(ssh) = &config.routers[0].driver else {
+        panic!("expected an ssh router, got {:?}", config.routers[0].driver);
+    };
+    assert_eq!(ssh.vendor.as_str(), "frr");
+    assert_eq!((ssh.host.as_str(), ssh.port), ("10.1.1.1", 2222));
+    assert!(!ssh.save_config);
+    assert!(!ssh.trust_on_first_use);
+    assert_eq!(
+        ssh.cli_command.as_deref(),
+        Some("vtysh --vty_socket /run/frr-lab")
+    );
+    assert_eq!(ssh.timeouts.connect, Duration::from_secs(10));
+}
+
+#[test]
+fn an_ssh_router_without_known_hosts_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = ssh_config(dir.path(), "    vendor: frr\n");
+    let text = text.replace(
+        &format!(
+            "    knownHostsFile: {}\n",
+            dir.path().join("known_hosts").display()
+        ),
+        "",
+    );
+    let message = problems_of(&text);
+    assert!(message.contains("routers[0].knownHostsFile"), "{message}");
+    assert!(message.contains("always verified"), "{message}");
+}
+
+#[test]
+fn an_unknown_vendor_lists_the_known_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let message = problems_of(&ssh_config(dir.path(), "    vendor: nokia-sros\n"));
+    assert!(message.contains("routers[0].vendor"), "{message}");
+    assert!(
+        message.contains("nokia-sros") && message.contains("cisco-ios"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_key_of_another_driver_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let message = problems_of(&ssh_config(dir.path(), "    vendor: frr\n    netns: rtr\n"));
+    assert!(message.contains("routers[0].netns"), "{message}");
+    assert!(message.contains("ssh driver"), "{message}");
+}
+
+#[test]
+fn commit_confirm_is_only_for_vendors_that_have_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let message = problems_of(&ssh_config(
+        dir.path(),
+        "    vendor: cisco-ios\n    commitConfirm: 5m\n",
+    ));
+    assert!(message.contains("routers[0].commitConfirm"), "{message}");
+    let message = problems_of(&ssh_config(
+        dir.path(),
+        "    vendor: junos\n    commitConfirm: 10s\n",
+    ));
+    assert!(message.contains("out of range"), "{message}");
+    Config::parse(&ssh_config(
+        dir.path(),
+        "    vendor: junos\n    commitConfirm: 5m\n",
+    ))
+    .expect("junos takes a commit confirmation window");
+}
+
+#[test]
+fn a_multi_line_cli_command_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let message = problems_of(&ssh_config(
+        dir.path(),
+        "    vendor: frr\n    cliCommand: \"vtysh\\nreboot\"\n",
+    ));
+    assert!(message.contains("routers[0].cliCommand"), "{message}");
+}
+
+#[test]
+fn a_missing_private_key_file_names_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = ssh_config(dir.path(), "    vendor: frr\n");
+    std::fs::remove_file(dir.path().join("id_ed25519")).expect("remove key");
+    let message = problems_of(&text);
+    assert!(message.contains("routers[0].privateKeyFile"), "{message}");
+    assert!(message.contains("id_ed25519"), "{message}");
+}
+
+#[test]
+fn a_plugin_needs_an_absolute_executable() {
+    let base = "pool:\n  cidrs: [11.11.0.0/16]\nnodes:\n  source: file\n  file: /n.yaml\nrouters:\n  - name: lab-plugin\n    driver: plugin\n";
+    let message = problems_of(&format!("{base}    command: [nativeroute-myvendor]\n"));
+    assert!(message.contains("routers[0].command[0]"), "{message}");
+    let message = problems_of(base);
+    assert!(message.contains("routers[0].command"), "{message}");
+    let config = Config::parse(&format!(
+        "{base}    command: [/bin/true, --flag]\n    timeout: 5s\n"
+    ))
+    .expect("valid plugin config");
+    assert_eq!(
+        config.routers[0].driver,
+        DriverConfig::Plugin {
+            command: vec!["/bin/true".into(), "--flag".into()],
+            timeout: Duration::from_secs(5)
+        }
+    );
+}

@@ -6,11 +6,11 @@ use ipnet::IpNet;
 use nativeroute_router_drivers::Ownership;
 use nativeroute_router_drivers::netlink::known_route_protocol;
 
-use super::raw::{RawConfig, RawIpam, RawNodeSource, RawNodes, RawPool, RawRouter};
-use super::values::{check_label_selector, check_netns_name};
+use super::raw::{RawConfig, RawIpam, RawNodeSource, RawNodes, RawPool};
+use super::routers::check_routers;
+use super::values::check_label_selector;
 use super::{
-    Config, DriverConfig, IpamMode, NodesConfig, OwnershipConfig, PoolConfig, Problem, Problems,
-    RemovalGuard, RouterConfig,
+    Config, IpamMode, NodesConfig, OwnershipConfig, PoolConfig, Problem, Problems, RemovalGuard,
 };
 
 const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
@@ -18,8 +18,6 @@ const DEFAULT_MAX_REMOVAL_SHARE: f64 = 0.5;
 const DEFAULT_GUARD_MIN_ROUTES: usize = 10;
 /// More subnets than this in one pool CIDR is a typo, not a plan.
 const MAX_SUBNET_BITS: u8 = 32;
-/// The kernel's `local` table holds the host's own addresses.
-const LOCAL_TABLE: u32 = 255;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     let mut problems = Vec::new();
@@ -234,101 +232,6 @@ fn check_nodes(raw: RawNodes, report: &mut impl FnMut(String, String)) -> NodesC
             }
             NodesConfig::File { path }
         }
-    }
-}
-
-fn check_routers(
-    raw: Vec<RawRouter>,
-    report: &mut impl FnMut(String, String),
-) -> Vec<RouterConfig> {
-    if raw.is_empty() {
-        report(
-            "routers".into(),
-            "no routers: nativeroute needs at least one router to program".into(),
-        );
-    }
-    let mut routers: Vec<RouterConfig> = Vec::with_capacity(raw.len());
-    for (index, router) in raw.into_iter().enumerate() {
-        let field = format!("routers[{index}]");
-        if routers.iter().any(|seen| seen.name == router.name) {
-            report(
-                format!("{field}.name"),
-                format!(
-                    "{:?} is used by another router; names must be unique",
-                    router.name.as_str()
-                ),
-            );
-        }
-        let driver = match router.driver.as_str() {
-            "netlink" => {
-                let driver = check_netlink(&router, &field, report);
-                if let Some(other) = routers
-                    .iter()
-                    .position(|seen| seen.driver.same_kernel(&driver))
-                {
-                    report(
-                        format!("{field}.netns"),
-                        format!(
-                            "{} is also routers[{other}]'s kernel: two netlink routers on one kernel \
-                             would fight over its routes and nexthop objects; use one router per kernel",
-                            router
-                                .netns
-                                .as_deref()
-                                .map_or("this host's namespace".to_owned(), |ns| format!("{ns:?}"))
-                        ),
-                    );
-                }
-                driver
-            }
-            "ssh" | "plugin" => {
-                report(
-                    format!("{field}.driver"),
-                    format!(
-                        "{:?} is not available in this version of nativeroute yet; use netlink",
-                        router.driver
-                    ),
-                );
-                continue;
-            }
-            other => {
-                report(
-                    format!("{field}.driver"),
-                    format!("{other:?} is not a driver: use netlink, ssh or plugin"),
-                );
-                continue;
-            }
-        };
-        routers.push(RouterConfig {
-            name: router.name,
-            driver,
-            node_networks: router.node_networks.iter().map(|c| c.0).collect(),
-        });
-    }
-    routers
-}
-
-fn check_netlink(
-    router: &RawRouter,
-    field: &str,
-    report: &mut impl FnMut(String, String),
-) -> DriverConfig {
-    if let Some(netns) = &router.netns
-        && let Err(message) = check_netns_name(netns)
-    {
-        report(format!("{field}.netns"), message);
-    }
-    let table = router.table.unwrap_or(254);
-    if table == 0 || table == LOCAL_TABLE {
-        report(
-            format!("{field}.table"),
-            format!(
-                "{table} cannot hold nativeroute's routes (0 is 'unspecified', 255 is the kernel's local table); the default is 254 (main)"
-            ),
-        );
-    }
-    DriverConfig::Netlink {
-        netns: router.netns.clone(),
-        table,
     }
 }
 

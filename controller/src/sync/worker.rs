@@ -129,7 +129,7 @@ pub async fn run_worker(
             continue;
         }
         let want = desired.borrow_and_update().clone();
-        match worker.sync(&want).await {
+        match worker.sync(&want, &shutdown).await {
             Ok(all_taken) => {
                 router_failures = 0;
                 if all_taken {
@@ -172,7 +172,11 @@ impl Worker {
     }
 
     /// One sync. `Ok(true)` when every change took effect.
-    async fn sync(&mut self, want: &RouterDesired) -> Result<bool, DriverError> {
+    async fn sync(
+        &mut self,
+        want: &RouterDesired,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<bool, DriverError> {
         let started = std::time::Instant::now();
         let driver = match self.driver.as_mut() {
             Some(driver) => driver,
@@ -208,6 +212,11 @@ impl Worker {
             metrics.sync_finished(name, started.elapsed());
             publish_states(&self.states, want, view, &plan);
             return Ok(true);
+        }
+        // Connecting and listing can take seconds on an SSH router; a term
+        // that ended meanwhile (leadership lost) must not send a batch.
+        if *shutdown.borrow() {
+            return Ok(false);
         }
         let outcomes = driver.apply(&plan.changes).await?;
         let tally = take_outcomes(
