@@ -30,6 +30,7 @@ pub async fn connect(
                 vendor: ssh.vendor,
                 host: ssh.host.clone(),
                 port: ssh.port,
+                netns: ssh.netns.clone(),
                 username: ssh.username.clone(),
                 private_key_file: ssh.private_key_file.clone(),
                 host_keys: HostKeyPolicy {

@@ -10,6 +10,7 @@
 
 mod error;
 pub mod netlink;
+mod netns;
 mod ownership;
 pub mod plugin;
 pub mod ssh;

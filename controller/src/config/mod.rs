@@ -117,6 +117,8 @@ pub struct SshConfig {
     pub vendor: VendorName,
     pub host: String,
     pub port: u16,
+    /// Connect from this network namespace (management); `None`: our own.
+    pub netns: Option<String>,
     pub username: String,
     pub private_key_file: PathBuf,
     pub known_hosts_file: PathBuf,
@@ -136,7 +138,10 @@ impl DriverConfig {
                 a == b
             }
             (DriverConfig::Ssh(a), DriverConfig::Ssh(b)) => {
-                a.host == b.host && a.port == b.port && a.cli_command == b.cli_command
+                a.host == b.host
+                    && a.port == b.port
+                    && a.netns == b.netns
+                    && a.cli_command == b.cli_command
             }
             _ => false,
         }

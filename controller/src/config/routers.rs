@@ -90,7 +90,10 @@ fn describe_target(driver: &DriverConfig) -> String {
             || "this host's namespace".to_owned(),
             |ns| format!("network namespace {ns:?}"),
         ),
-        DriverConfig::Ssh(ssh) => format!("{}:{}", ssh.host, ssh.port),
+        DriverConfig::Ssh(ssh) => match &ssh.netns {
+            Some(netns) => format!("{}:{} (from network namespace {netns:?})", ssh.host, ssh.port),
+            None => format!("{}:{}", ssh.host, ssh.port),
+        },
         DriverConfig::Plugin { command, .. } => command.join(" "),
     }
 }
@@ -164,6 +167,7 @@ fn check_ssh(
         router,
         field,
         &[
+            "netns",
             "vendor",
             "address",
             "username",
@@ -242,6 +246,11 @@ fn check_ssh(
             ),
         );
     }
+    if let Some(netns) = &router.netns
+        && let Err(message) = check_netns_name(netns)
+    {
+        report(format!("{field}.netns"), message);
+    }
     let vendor = vendor?;
     let commit_confirm = router.commit_confirm.map(|d| d.0);
     check_commit_confirm(vendor, commit_confirm, field, report);
@@ -261,6 +270,7 @@ fn check_ssh(
         vendor,
         host,
         port,
+        netns: router.netns.clone(),
         username,
         private_key_file,
         known_hosts_file,

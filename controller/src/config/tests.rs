@@ -254,8 +254,8 @@ fn an_unknown_vendor_lists_the_known_ones() {
 #[test]
 fn a_key_of_another_driver_is_refused_not_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let message = problems_of(&ssh_config(dir.path(), "    vendor: frr\n    netns: rtr\n"));
-    assert!(message.contains("routers[0].netns"), "{message}");
+    let message = problems_of(&ssh_config(dir.path(), "    vendor: frr\n    table: 100\n"));
+    assert!(message.contains("routers[0].table"), "{message}");
     assert!(message.contains("ssh driver"), "{message}");
 }
 

@@ -1,23 +1,15 @@
 //! The driver's netlink socket, opened in the router's network namespace.
 
-use std::fs::File;
-use std::io;
-use std::path::PathBuf;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use netlink_packet_core::NetlinkMessage;
 use netlink_proto::{Connection, ConnectionHandle};
 use netlink_sys::{AsyncSocket, SocketAddr, protocols::NETLINK_ROUTE};
-use nix::sched::{CloneFlags, setns};
-use tokio::runtime::Handle;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::message::RtnlMessage;
 use crate::DriverError;
-
-/// Where `ip netns add` puts its namespaces.
-const NETNS_DIR: &str = "/run/netns";
+use crate::netns::{Namespace, create_inside};
 
 /// What the receive buffer is asked to be. The kernel queues one ack per
 /// message of a batch before we read any, and drops acks (the batch then
@@ -56,29 +48,11 @@ impl Drop for Socket {
 impl Socket {
     /// Opens a socket in namespace `netns` (`None`: this process's own).
     pub(super) async fn open(router: &str, netns: Option<&str>) -> Result<Self, DriverError> {
-        let namespace = netns.map(|name| namespace_file(router, name)).transpose()?;
-        let runtime = Handle::current();
-        let (tx, rx) = oneshot::channel();
+        let namespace = netns
+            .map(|name| Namespace::open(router, name))
+            .transpose()?;
         let owner = router.to_owned();
-        // A netlink socket belongs to the namespace it was created in, for
-        // good. setns() changes only the calling thread, so a short-lived
-        // thread enters the namespace, creates the socket (with the runtime
-        // entered, so it registers with tokio's reactor) and ends; no thread
-        // of the runtime ever changes namespace.
-        std::thread::Builder::new()
-            .name("netlink-netns".to_owned())
-            .spawn(move || {
-                let _runtime = runtime.enter();
-                let _ = tx.send(open_in(&owner, namespace));
-            })
-            .map_err(|source| DriverError::Socket {
-                router: router.to_owned(),
-                source,
-            })?;
-        let opened = rx.await.map_err(|_| DriverError::Socket {
-            router: router.to_owned(),
-            source: io::Error::other("the thread opening the socket ended without an answer"),
-        })??;
+        let opened = create_inside(router, namespace, move || open_in(&owner)).await?;
         let Opened {
             connection,
             handle,
@@ -102,47 +76,8 @@ struct Opened {
     chunk: usize,
 }
 
-/// A namespace to enter: its name and the open /run/netns file.
-struct Namespace {
-    name: String,
-    file: File,
-}
-
-fn namespace_file(router: &str, name: &str) -> Result<Namespace, DriverError> {
-    let netns_error = |source| DriverError::Netns {
-        router: router.to_owned(),
-        netns: name.to_owned(),
-        source,
-    };
-    // A name, not a path: nothing outside /run/netns can be reached through it.
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(netns_error(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a namespace name (as `ip netns list` shows them)",
-        )));
-    }
-    let path: PathBuf = [NETNS_DIR, name].iter().collect();
-    let file = File::open(&path).map_err(|error| {
-        netns_error(io::Error::new(
-            error.kind(),
-            format!("{}: {error}", path.display()),
-        ))
-    })?;
-    Ok(Namespace {
-        name: name.to_owned(),
-        file,
-    })
-}
-
-/// Runs on the short-lived thread: enters the namespace, opens the socket.
-fn open_in(router: &str, namespace: Option<Namespace>) -> Result<Opened, DriverError> {
-    if let Some(namespace) = namespace {
-        setns(&namespace.file, CloneFlags::CLONE_NEWNET).map_err(|errno| DriverError::Netns {
-            router: router.to_owned(),
-            netns: namespace.name.clone(),
-            source: errno.into(),
-        })?;
-    }
+/// Runs inside the router's namespace: opens the socket.
+fn open_in(router: &str) -> Result<Opened, DriverError> {
     let socket_error = |source| DriverError::Socket {
         router: router.to_owned(),
         source,

@@ -38,6 +38,9 @@ pub struct SshRouter {
     /// Host name or address.
     pub host: String,
     pub port: u16,
+    /// Connect from this network namespace (a management namespace);
+    /// `None` for the controller's own.
+    pub netns: Option<String>,
     pub username: String,
     pub private_key_file: PathBuf,
     pub host_keys: HostKeyPolicy,
@@ -59,6 +62,7 @@ impl SshRouter {
             router: self.name.clone(),
             host: self.host.clone(),
             port: self.port,
+            netns: self.netns.clone(),
             username: self.vendor.profile().login_name(&self.username),
             private_key_file: self.private_key_file.clone(),
             host_keys: self.host_keys.clone(),

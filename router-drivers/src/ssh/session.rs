@@ -11,11 +11,14 @@ use std::time::Duration;
 use russh::client::{self, AuthResult, Handle};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate, load_secret_key};
 use russh::{ChannelMsg, Disconnect, Preferred};
+use std::net::ToSocketAddrs;
+use tokio::net::TcpStream;
 
 use super::host_keys::{self, HostKeyPolicy, HostKeyVerdict, VerdictSlot};
 use super::redact::redact;
 use super::terminal::Terminal;
 use crate::DriverError;
+use crate::netns::{Namespace, create_inside};
 
 /// Bounds on every wait, so that a router that stops answering fails the
 /// sync (and is retried with backoff) instead of holding the worker.
@@ -49,6 +52,9 @@ pub struct SshTarget {
     pub router: String,
     pub host: String,
     pub port: u16,
+    /// The network namespace to connect from (a management namespace);
+    /// `None` for this process's own.
+    pub netns: Option<String>,
     pub username: String,
     pub private_key_file: PathBuf,
     pub host_keys: HostKeyPolicy,
@@ -126,7 +132,6 @@ impl Connection {
         let config = Arc::new(client::Config {
             keepalive_interval: Some(target.timeouts.keepalive),
             keepalive_max: 3,
-            nodelay: true,
             preferred,
             ..client::Config::default()
         });
@@ -141,10 +146,12 @@ impl Connection {
             address: target.address(),
             message,
         };
-        let connected = tokio::time::timeout(
-            target.timeouts.connect,
-            client::connect(config, (target.host.as_str(), target.port), check),
-        )
+        let connected = tokio::time::timeout(target.timeouts.connect, async {
+            let stream = tcp_connect(target).await?;
+            client::connect_stream(config, stream, check)
+                .await
+                .map_err(|err| connect_error(err.to_string()))
+        })
         .await;
         let verdict = host_keys::take(&slot);
         if let Some(HostKeyVerdict::Refused { reason }) = verdict {
@@ -161,7 +168,7 @@ impl Connection {
                     target.timeouts.connect
                 )));
             }
-            Ok(Err(err)) => return Err(connect_error(err.to_string())),
+            Ok(Err(err)) => return Err(err),
             Ok(Ok(handle)) => handle,
         };
         let Some(verdict) = verdict else {
@@ -313,6 +320,46 @@ impl Connection {
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
     }
+}
+
+/// A TCP connection to the router, made from the configured namespace.
+async fn tcp_connect(target: &SshTarget) -> Result<TcpStream, DriverError> {
+    let connect_error = |err: std::io::Error| DriverError::Connect {
+        router: target.router.clone(),
+        address: target.address(),
+        message: err.to_string(),
+    };
+    let Some(netns) = &target.netns else {
+        let stream = TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(connect_error)?;
+        let _ = stream.set_nodelay(true);
+        return Ok(stream);
+    };
+    let namespace = Namespace::open(&target.router, netns)?;
+    let (host, port, timeout) = (target.host.clone(), target.port, target.timeouts.connect);
+    let router = target.router.clone();
+    let address = target.address();
+    create_inside(&target.router, Some(namespace), move || {
+        let error = |err: std::io::Error| DriverError::Connect {
+            router: router.clone(),
+            address: address.clone(),
+            message: err.to_string(),
+        };
+        let mut last = std::io::Error::other("the name resolves to no address");
+        for candidate in (host.as_str(), port).to_socket_addrs().map_err(error)? {
+            match std::net::TcpStream::connect_timeout(&candidate, timeout) {
+                Ok(stream) => {
+                    stream.set_nonblocking(true).map_err(error)?;
+                    let _ = stream.set_nodelay(true);
+                    return TcpStream::from_std(stream).map_err(error);
+                }
+                Err(err) => last = err,
+            }
+        }
+        Err(error(last))
+    })
+    .await
 }
 
 async fn login(handle: &mut Handle<HostKeyCheck>, target: &SshTarget) -> Result<(), DriverError> {
