@@ -248,6 +248,13 @@ impl Connection {
                         ChannelMsg::ExitStatus { exit_status } => {
                             output.status = Some(exit_status)
                         }
+                        ChannelMsg::Failure => {
+                            return Err(target.session_error(
+                                "starting a command",
+                                "the router refused to run commands on this account \
+                                 (an exec request was denied)",
+                            ));
+                        }
                         _ => {}
                     }
                     if size > MAX_OUTPUT {
