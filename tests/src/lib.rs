@@ -3,7 +3,11 @@
 //! it fails.
 
 pub mod apiserver;
+pub mod frr;
 pub mod kube_lab;
 pub mod lab;
 pub mod netns;
 pub mod route_monitor;
+pub mod scripted_ssh;
+pub mod ssh_router;
+pub mod sshd;

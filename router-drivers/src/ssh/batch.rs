@@ -3,13 +3,11 @@
 //! change whose line caused it, and the changes after a stop are reported
 //! as not attempted.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::session::{Connection, SshTarget};
 use super::terminal::Terminal;
 use super::vendor::{ApplyOptions, BatchReport, Dialogue, Vendor};
 use super::SshRouter;
-use crate::{Change, ChangeError, ChangeOutcome, DriverError, RouterRoutes};
+use crate::{Change, ChangeError, ChangeOutcome, DriverError, Ownership, RouterRoutes};
 
 /// The lines of a batch, each with the change it belongs to (`None` for
 /// entering configuration, commit and the like).
@@ -95,7 +93,7 @@ pub(super) async fn apply(
     let options = ApplyOptions {
         save: router.save_config,
         commit_confirm: router.commit_confirm,
-        session_name: session_name(),
+        session_name: session_name(&router.ownership),
     };
     let mut script = Script::new();
     script.push(vendor.begin(&options), None);
@@ -325,12 +323,13 @@ async fn open_terminal(
     Ok(terminal)
 }
 
-/// Unique per batch, for vendors that name a configuration session.
-fn session_name() -> String {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis());
-    format!("nativeroute-{millis}")
+/// The configuration session of this controller on a router (EOS): one
+/// name per route tag, so two controllers sharing a router never meet, and
+/// a session left pending by a broken connection is found and abandoned by
+/// the next batch instead of piling up (EOS keeps only a few pending
+/// sessions). A fixed name also makes a batch's lines predictable.
+fn session_name(ownership: &Ownership) -> String {
+    format!("nativeroute-{}", ownership.route_tag)
 }
 
 fn output_error(target: &SshTarget, operation: &'static str, message: String) -> DriverError {

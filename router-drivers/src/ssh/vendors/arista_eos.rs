@@ -1,11 +1,61 @@
-//! arista-eos: being written.
+//! Arista EOS, in privileged EXEC mode (the login must land at the `#`
+//! prompt: privilege 15, or a role that allows what the docs list).
+//!
+//! Every batch runs in a configuration session: EOS checks each
+//! line as it is entered but changes nothing until `commit`, so an error
+//! abandons the whole batch with `abort` instead of leaving half of it in
+//! the running config. With `commitConfirm`, `commit timer` applies the
+//! session and EOS rolls it back unless `configure session NAME commit`
+//! confirms it in time; `write memory` saves. EOS answers a bad line with a
+//! message starting with `%`.
+//!
+//! Ownership: the static route's `tag`; the route is also named
+//! `nativeroute` for the person reading the configuration.
 
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use ipnet::IpNet;
 use regex::Regex;
 
-use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor, no_prompt};
+use super::{sort_route, tagged};
+use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor};
 use crate::{Change, Ownership, RouterRoutes};
 
 pub struct AristaEos;
+
+/// `leaf-1#`, `leaf-1(config-s-nativ)#`, and on a modular switch the
+/// supervisor in between: `core-1(s1)(config)#`.
+static PROMPT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9_.\-:]+(\([A-Za-z0-9_.\-/: ]+\))*[>#]\s*$")
+        .expect("the EOS prompt pattern is a valid regex")
+});
+
+/// `% Invalid input`, `% Incomplete command`, `% Ambiguous command`.
+static ERROR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^\s*%\s*(.+?)\s*$").expect("the EOS error pattern is a valid regex")
+});
+
+/// EOS writes every static route with a prefix length, IPv4 and IPv6 alike.
+fn route_words(dst: IpNet, via: IpAddr) -> String {
+    let family = match dst {
+        IpNet::V4(_) => "ip",
+        IpNet::V6(_) => "ipv6",
+    };
+    format!("{family} route {dst} {via}")
+}
+
+/// The timer of `commit timer`, whole seconds rounded up.
+fn timer(window: Duration) -> String {
+    let seconds = (window.as_secs() + u64::from(window.subsec_nanos() > 0)).max(1);
+    format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
 
 impl Vendor for AristaEos {
     fn name(&self) -> &'static str {
@@ -17,26 +67,109 @@ impl Vendor for AristaEos {
     }
 
     fn prompt(&self) -> &Regex {
-        no_prompt()
+        &PROMPT
     }
 
+    fn terminal_setup(&self) -> Vec<String> {
+        vec![
+            "terminal length 0".to_owned(),
+            "terminal width 511".to_owned(),
+        ]
+    }
+
+    // A plain word, not an alternation: whatever EOS makes of `|` inside a
+    // filter, the parser below keeps only top-level `ip route` lines.
     fn list(&self, _cli: &str) -> Vec<String> {
-        Vec::new()
+        vec!["show running-config | include route".to_owned()]
     }
 
-    fn parse_routes(&self, _output: &str, _ownership: &Ownership) -> Result<RouterRoutes, String> {
-        Err("the arista-eos profile is not written yet".to_owned())
+    fn parse_routes(&self, output: &str, ownership: &Ownership) -> Result<RouterRoutes, String> {
+        let mut routes = RouterRoutes::default();
+        for line in output.lines() {
+            if line.starts_with(char::is_whitespace) {
+                continue;
+            }
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            let (prefix, rest) = match tokens.as_slice() {
+                // `ip route vrf NAME …` is another table.
+                ["ip" | "ipv6", "route", "vrf", ..] => continue,
+                ["ip" | "ipv6", "route", prefix, rest @ ..] => (*prefix, rest),
+                _ => continue,
+            };
+            let Ok(dst) = prefix.parse::<IpNet>() else {
+                continue;
+            };
+            // `P GATEWAY [DISTANCE] [tag N] [name X]`, or `P INTERFACE
+            // [GATEWAY] …`: only a bare gateway address is a route of ours.
+            let gateway = rest.first().and_then(|t| t.parse::<IpAddr>().ok());
+            let via = gateway.or_else(|| rest.get(1).and_then(|t| t.parse::<IpAddr>().ok()));
+            let marked = gateway.is_some() && tagged(&tokens, ownership);
+            sort_route(&mut routes, ownership, dst, via, marked, line);
+        }
+        Ok(routes)
     }
 
-    fn begin(&self, _options: &ApplyOptions) -> Vec<String> {
-        Vec::new()
+    // The session has one name per controller: entering and abandoning it
+    // first clears whatever a batch cut off by a broken connection left in
+    // it, so this batch starts from the running config.
+    fn begin(&self, options: &ApplyOptions) -> Vec<String> {
+        let enter = format!("configure session {}", options.session_name);
+        vec![enter.clone(), "abort".to_owned(), enter]
     }
 
-    fn render(&self, _change: &Change, _ownership: &Ownership) -> Vec<String> {
-        Vec::new()
+    fn render(&self, change: &Change, ownership: &Ownership) -> Vec<String> {
+        let tag = ownership.route_tag;
+        let add = |dst, via| format!("{} tag {tag} name nativeroute", route_words(dst, via));
+        match *change {
+            Change::Add(route) => vec![add(route.dst, route.via)],
+            // The session commits both at once, so the order does not
+            // unroute anything; removing first keeps the route even if
+            // the old and new next hop were the same.
+            Change::Replace { route, old_via } => vec![
+                format!("no {}", route_words(route.dst, old_via)),
+                add(route.dst, route.via),
+            ],
+            Change::Remove(route) => vec![format!("no {}", route_words(route.dst, route.via))],
+        }
     }
 
-    fn finish(&self, _options: &ApplyOptions) -> Vec<String> {
-        Vec::new()
+    fn finish(&self, options: &ApplyOptions) -> Vec<String> {
+        let mut lines = match options.commit_confirm {
+            None => vec!["commit".to_owned()],
+            Some(window) => vec![
+                format!("commit timer {}", timer(window)),
+                format!("configure session {} commit", options.session_name),
+            ],
+        };
+        if options.save {
+            lines.push("write memory".to_owned());
+        }
+        lines
+    }
+
+    fn abort(&self, _options: &ApplyOptions) -> Vec<String> {
+        vec!["abort".to_owned()]
+    }
+
+    fn transactional(&self) -> bool {
+        true
+    }
+
+    fn error_in(&self, answer: &str) -> Option<String> {
+        ERROR.captures(answer).map(|found| found[1].to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::timer;
+
+    #[test]
+    fn the_commit_timer_is_hours_minutes_seconds() {
+        assert_eq!(timer(Duration::from_secs(300)), "00:05:00");
+        assert_eq!(timer(Duration::from_secs(2 * 3600 + 61)), "02:01:01");
+        assert_eq!(timer(Duration::from_millis(1500)), "00:00:02");
     }
 }

@@ -1,11 +1,113 @@
-//! junos: being written.
+//! Juniper Junos, from operational mode (`user@host>`; a login class, not
+//! root, whose login lands in the Junos CLI rather than the shell).
+//!
+//! A batch edits a candidate configuration and takes effect at `commit`,
+//! all of it or none. It is edited with `configure private`, a copy of our
+//! own: only our changes are committed, and a batch abandoned half-way
+//! (`rollback 0`, or a dropped session) leaves nothing behind. Junos refuses
+//! a confirmed commit on a private copy, so with `commitConfirm` the batch
+//! uses `configure exclusive` instead (which locks the candidate for the few
+//! seconds of the batch and discards anything uncommitted on exit), commits
+//! with `commit confirmed N` and confirms with a plain `commit`. A commit
+//! is already persistent: there is nothing to save.
+//!
+//! Junos prints `[edit]` (and `{master:0}` on some chassis) on the line
+//! above each configuration prompt, and points at a bad word with a caret
+//! line before the message (`syntax error, expecting <command>.`,
+//! `error: configuration check-out failed`).
+//!
+//! Ownership: the static route's `tag`. nativeroute owns a route only when
+//! its stanza holds exactly our tag and one next-hop address, so deleting
+//! the whole stanza on removal takes nothing of anyone else's.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use ipnet::IpNet;
 use regex::Regex;
 
-use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor, no_prompt};
+use super::sort_route;
+use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor};
 use crate::{Change, Ownership, RouterRoutes};
 
 pub struct Junos;
+
+/// `netops@mx1>` in operational mode, `netops@mx1#` in configuration mode.
+static PROMPT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9_.\-]+@[A-Za-z0-9_.\-]+[>#]\s*$")
+        .expect("the Junos prompt pattern is a valid regex")
+});
+
+/// The first line of each kind of refusal; `warning:` lines (a `delete` of
+/// something already gone) are not errors.
+static ERROR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(error:|syntax error|unknown command|missing argument|invalid )")
+        .expect("the Junos error pattern is a valid regex")
+});
+
+/// Where a static route lives: `inet.0` is the default, IPv6 routes are in
+/// the `inet6.0` table.
+fn route_path(dst: IpNet) -> String {
+    match dst {
+        IpNet::V4(_) => format!("routing-options static route {dst}"),
+        IpNet::V6(_) => format!("routing-options rib inet6.0 static route {dst}"),
+    }
+}
+
+/// `commit confirmed` counts whole minutes; round up.
+fn minutes(window: Duration) -> u64 {
+    window.as_secs().div_ceil(60).clamp(1, 65_535)
+}
+
+/// What `display set` shows of one static route, over all its lines.
+#[derive(Default)]
+struct Stanza<'a> {
+    next_hops: Vec<IpAddr>,
+    tag: Option<u32>,
+    /// Anything but next-hop addresses and the tag: `discard`,
+    /// `qualified-next-hop`, `preference`, an interface, a `deactivate`.
+    other: bool,
+    lines: Vec<&'a str>,
+}
+
+impl<'a> Stanza<'a> {
+    fn read(&mut self, verb: &str, attribute: &[&str], line: &'a str) {
+        self.lines.push(line.trim());
+        match (verb, attribute) {
+            ("set", ["next-hop", hop]) => match hop.parse::<IpAddr>() {
+                Ok(hop) if !self.next_hops.contains(&hop) => self.next_hops.push(hop),
+                Ok(_) => {}
+                Err(_) => self.other = true,
+            },
+            ("set", ["tag", tag]) => self.tag = tag.parse().ok(),
+            _ => self.other = true,
+        }
+    }
+}
+
+/// The verb, the prefix and the rest of one `display set` line about a
+/// static route in the default tables; `None` for any other line.
+fn static_route<'t, 'a>(tokens: &'t [&'a str]) -> Option<(&'a str, IpNet, &'t [&'a str])> {
+    let (verb, path) = match tokens {
+        [verb @ ("set" | "deactivate"), "routing-options", path @ ..] => (*verb, path),
+        _ => return None,
+    };
+    let (prefix, attribute) = match path {
+        ["static", "route", prefix, attribute @ ..] => (prefix, attribute),
+        [
+            "rib",
+            "inet.0" | "inet6.0",
+            "static",
+            "route",
+            prefix,
+            attribute @ ..,
+        ] => (prefix, attribute),
+        _ => return None,
+    };
+    Some((verb, prefix.parse().ok()?, attribute))
+}
 
 impl Vendor for Junos {
     fn name(&self) -> &'static str {
@@ -17,26 +119,127 @@ impl Vendor for Junos {
     }
 
     fn prompt(&self) -> &Regex {
-        no_prompt()
+        &PROMPT
+    }
+
+    // Completion on space would rewrite an abbreviation in the echo; all
+    // words sent are whole, but the echo must be exactly the line sent.
+    fn terminal_setup(&self) -> Vec<String> {
+        vec![
+            "set cli screen-length 0".to_owned(),
+            "set cli screen-width 511".to_owned(),
+            "set cli complete-on-space off".to_owned(),
+        ]
     }
 
     fn list(&self, _cli: &str) -> Vec<String> {
-        Vec::new()
+        vec!["show configuration routing-options | display set".to_owned()]
     }
 
-    fn parse_routes(&self, _output: &str, _ownership: &Ownership) -> Result<RouterRoutes, String> {
-        Err("the junos profile is not written yet".to_owned())
+    fn parse_routes(&self, output: &str, ownership: &Ownership) -> Result<RouterRoutes, String> {
+        let mut stanzas: BTreeMap<IpNet, Stanza> = BTreeMap::new();
+        for line in output.lines() {
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            if let Some((verb, dst, attribute)) = static_route(&tokens) {
+                stanzas.entry(dst).or_default().read(verb, attribute, line);
+            }
+        }
+        let mut routes = RouterRoutes::default();
+        for (dst, stanza) in stanzas {
+            let via = match stanza.next_hops.as_slice() {
+                [via] => Some(*via),
+                _ => None,
+            };
+            let marked = stanza.tag == Some(ownership.route_tag) && !stanza.other;
+            let detail = stanza.lines.join("; ");
+            sort_route(&mut routes, ownership, dst, via, marked, &detail);
+        }
+        Ok(routes)
     }
 
-    fn begin(&self, _options: &ApplyOptions) -> Vec<String> {
-        Vec::new()
+    fn begin(&self, options: &ApplyOptions) -> Vec<String> {
+        let mode = match options.commit_confirm {
+            None => "configure private",
+            Some(_) => "configure exclusive",
+        };
+        vec![mode.to_owned()]
     }
 
-    fn render(&self, _change: &Change, _ownership: &Ownership) -> Vec<String> {
-        Vec::new()
+    fn render(&self, change: &Change, ownership: &Ownership) -> Vec<String> {
+        let path = route_path(change.route().dst);
+        match *change {
+            Change::Add(route) => vec![
+                format!("set {path} next-hop {}", route.via),
+                format!("set {path} tag {}", ownership.route_tag),
+            ],
+            // Committed at once: the order unroutes nothing, and deleting
+            // first keeps the next hop even if old and new were the same.
+            Change::Replace { route, old_via } => vec![
+                format!("delete {path} next-hop {old_via}"),
+                format!("set {path} next-hop {}", route.via),
+            ],
+            // The next hop first, by name (a `warning: statement not found`
+            // if it is gone already), then the stanza with our tag.
+            Change::Remove(route) => vec![
+                format!("delete {path} next-hop {}", route.via),
+                format!("delete {path}"),
+            ],
+        }
     }
 
-    fn finish(&self, _options: &ApplyOptions) -> Vec<String> {
-        Vec::new()
+    fn finish(&self, options: &ApplyOptions) -> Vec<String> {
+        let mut lines = match options.commit_confirm {
+            None => vec!["commit".to_owned()],
+            Some(window) => vec![
+                format!("commit confirmed {}", minutes(window)),
+                "commit".to_owned(),
+            ],
+        };
+        lines.push("exit".to_owned());
+        lines
+    }
+
+    // Back to the last commit first, so that `exit` has nothing to ask
+    // about (exclusive mode asks whether to discard uncommitted changes).
+    fn abort(&self, _options: &ApplyOptions) -> Vec<String> {
+        vec!["rollback 0".to_owned(), "exit".to_owned()]
+    }
+
+    fn transactional(&self) -> bool {
+        true
+    }
+
+    fn error_in(&self, answer: &str) -> Option<String> {
+        if !answer.lines().any(|line| ERROR.is_match(line.trim())) {
+            return None;
+        }
+        // A commit explains itself over several lines (the statement, the
+        // reason, then `error: …`): keep them all, without the context
+        // noise around every prompt.
+        let said: Vec<&str> = answer
+            .lines()
+            .map(str::trim)
+            // Blank and caret lines are all carets (or nothing).
+            .filter(|line| {
+                !line.chars().all(|c| c == '^')
+                    && *line != "[edit]"
+                    && !(line.starts_with('{') && line.ends_with('}'))
+            })
+            .collect();
+        Some(said.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::minutes;
+
+    #[test]
+    fn a_confirmed_commit_waits_whole_minutes() {
+        assert_eq!(minutes(Duration::from_secs(300)), 5);
+        assert_eq!(minutes(Duration::from_secs(301)), 6);
+        assert_eq!(minutes(Duration::from_secs(10)), 1);
     }
 }

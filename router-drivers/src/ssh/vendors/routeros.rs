@@ -1,11 +1,138 @@
-//! routeros: being written.
+//! MikroTik RouterOS (v7; v6 reads the same), at the root menu
+//! (`[admin@MikroTik] > `).
+//!
+//! Every command takes effect at once and is saved by RouterOS itself:
+//! there is no configuration mode, commit or save, and an error keeps what
+//! came before it. Commands use absolute paths (`/ip route add …`), so the
+//! prompt never moves into a submenu. Terminal options travel in the login
+//! name: `+cte` turns off colours (`c`) and terminal detection (`t`) and
+//! selects the dumb terminal (`e`), so answers come without escape
+//! sequences or cursor tricks; paging is off per command
+//! (`without-paging`).
+//!
+//! Ownership: the route's `comment` (`nativeroute-1111`). A removal finds
+//! the route by destination, gateway and comment together, so it can only
+//! ever remove a route of ours.
 
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use ipnet::IpNet;
 use regex::Regex;
 
-use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor, no_prompt};
+use super::{owner_comment, sort_route};
+use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor};
 use crate::{Change, Ownership, RouterRoutes};
 
 pub struct RouterOs;
+
+/// `[admin@MikroTik] > `, `[admin@MikroTik] /ip/route> `,
+/// `[admin@MikroTik] <SAFE> `.
+static PROMPT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\[[^\[\]\s@]+@[^\[\]]+\] [^\[\]]*>\s*$")
+        .expect("the RouterOS prompt pattern is a valid regex")
+});
+
+/// `failure: already have such route`, `syntax error (line 1 column 5)`,
+/// `expected end of command (line 1 column 9)`, `bad command name x`,
+/// `no such item`, `input does not match any value of gateway`,
+/// `invalid value for argument dst-address`.
+static ERROR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?m)^\s*((?:failure:|syntax error|expected |bad command name|no such item|input does not match|invalid value|ambiguous value|missing value).*?)\s*$",
+    )
+    .expect("the RouterOS error pattern is a valid regex")
+});
+
+fn menu(dst: IpNet) -> &'static str {
+    match dst {
+        IpNet::V4(_) => "/ip route",
+        IpNet::V6(_) => "/ipv6 route",
+    }
+}
+
+/// The `find` arguments that pick out exactly one route of ours. Property
+/// filters rather than a `where` expression: their values are taken as
+/// written, so the comment needs no quotes.
+fn ours(dst: IpNet, via: IpAddr, ownership: &Ownership) -> String {
+    format!(
+        "dst-address={dst} gateway={via} comment={}",
+        owner_comment(ownership)
+    )
+}
+
+/// One route as `print terse` shows it: the flags, and `key=value` pairs
+/// (values with spaces in double quotes). A comment may also come as
+/// `;;; text`, as `print` shows it.
+#[derive(Default)]
+struct Entry {
+    flags: String,
+    properties: Vec<(String, String)>,
+    comment: Option<String>,
+}
+
+impl Entry {
+    fn read(line: &str) -> Entry {
+        let mut entry = Entry::default();
+        let mut comment: Option<Vec<String>> = None;
+        for word in words(line) {
+            if let Some((key, value)) = word.split_once('=').filter(|(key, _)| is_key(key)) {
+                let value = value.trim_matches('"').to_owned();
+                entry.properties.push((key.to_owned(), value));
+            } else if word == ";;;" {
+                comment = Some(Vec::new());
+            } else if !entry.properties.is_empty() {
+                // A bare word among the properties says nothing we read.
+            } else if let Some(text) = comment.as_mut() {
+                text.push(word);
+            } else if !word.chars().all(|c| c.is_ascii_digit()) {
+                // The item number is all digits; the flags are letters.
+                entry.flags.push_str(&word);
+            }
+        }
+        entry.comment = comment.map(|text| text.join(" "));
+        entry
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn is_key(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+/// Splits on whitespace outside double quotes.
+fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                word.push(c);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
 
 impl Vendor for RouterOs {
     fn name(&self) -> &'static str {
@@ -17,26 +144,137 @@ impl Vendor for RouterOs {
     }
 
     fn prompt(&self) -> &Regex {
-        no_prompt()
+        &PROMPT
     }
 
+    /// A name that already carries options (`netops+ct80w`) is the
+    /// operator's choice and is sent as it is.
+    fn login_name(&self, username: &str) -> String {
+        if username.contains('+') {
+            username.to_owned()
+        } else {
+            format!("{username}+cte")
+        }
+    }
+
+    // Static routes only (`!dynamic`): connected and protocol routes are
+    // not configuration, and a full BGP table would not fit a terminal.
     fn list(&self, _cli: &str) -> Vec<String> {
-        Vec::new()
+        vec![
+            "/ip route print terse without-paging where !dynamic".to_owned(),
+            "/ipv6 route print terse without-paging where !dynamic".to_owned(),
+        ]
     }
 
-    fn parse_routes(&self, _output: &str, _ownership: &Ownership) -> Result<RouterRoutes, String> {
-        Err("the routeros profile is not written yet".to_owned())
+    fn parse_routes(&self, output: &str, ownership: &Ownership) -> Result<RouterRoutes, String> {
+        let mark = owner_comment(ownership);
+        let mut routes = RouterRoutes::default();
+        // Plain `print` puts the flags and `;;; comment` on a line of their
+        // own above the properties; they belong to the item below.
+        let mut head: Option<Entry> = None;
+        for line in output.lines() {
+            let mut entry = Entry::read(line);
+            if entry.properties.is_empty() {
+                head = Some(entry).filter(|head| head.comment.is_some());
+                continue;
+            }
+            if let Some(head) = head.take() {
+                entry.flags.push_str(&head.flags);
+                entry.comment = entry.comment.or(head.comment);
+            }
+            let Some(dst) = entry
+                .get("dst-address")
+                .and_then(|d| d.parse::<IpNet>().ok())
+            else {
+                continue;
+            };
+            // Routes of another routing table (a VRF) are not ours to list.
+            if entry
+                .get("routing-table")
+                .is_some_and(|table| table != "main")
+            {
+                continue;
+            }
+            let gateway = entry.get("gateway").unwrap_or_default();
+            let address = gateway.parse::<IpAddr>().ok();
+            // `192.168.3.3%ether2` names an interface: shown, never ours.
+            let via = address.or_else(|| {
+                gateway
+                    .split_once('%')
+                    .and_then(|(address, _)| address.parse().ok())
+            });
+            let comment = entry.get("comment").or(entry.comment.as_deref());
+            let marked =
+                address.is_some() && comment == Some(mark.as_str()) && !entry.flags.contains('X');
+            sort_route(&mut routes, ownership, dst, via, marked, line);
+        }
+        Ok(routes)
     }
 
     fn begin(&self, _options: &ApplyOptions) -> Vec<String> {
         Vec::new()
     }
 
-    fn render(&self, _change: &Change, _ownership: &Ownership) -> Vec<String> {
-        Vec::new()
+    fn render(&self, change: &Change, ownership: &Ownership) -> Vec<String> {
+        let menu = menu(change.route().dst);
+        let add = |dst, via| format!("{menu} add {}", ours(dst, via, ownership));
+        let remove = |dst, via| format!("{menu} remove [find {}]", ours(dst, via, ownership));
+        match *change {
+            Change::Add(route) => vec![add(route.dst, route.via)],
+            // Applied line by line: the new next hop first, so the
+            // destination is never unrouted.
+            Change::Replace { route, old_via } => {
+                vec![add(route.dst, route.via), remove(route.dst, old_via)]
+            }
+            Change::Remove(route) => vec![remove(route.dst, route.via)],
+        }
     }
 
     fn finish(&self, _options: &ApplyOptions) -> Vec<String> {
         Vec::new()
+    }
+
+    fn error_in(&self, answer: &str) -> Option<String> {
+        ERROR.captures(answer).map(|found| found[1].to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RouterOs, words};
+    use crate::ssh::vendor::Vendor;
+    use crate::{Ownership, Route};
+
+    fn ownership() -> Ownership {
+        Ownership {
+            pool: vec!["11.11.0.0/16".parse().expect("pool")],
+            netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
+            route_tag: 1111,
+        }
+    }
+
+    #[test]
+    fn quoted_values_keep_their_spaces() {
+        assert_eq!(
+            words(r#" 3  As  comment="lab test" gateway=192.168.3.4"#),
+            ["3", "As", r#"comment="lab test""#, "gateway=192.168.3.4"]
+        );
+    }
+
+    #[test]
+    fn a_comment_line_above_the_properties_marks_the_route_below() {
+        let output = " 0  As ;;; nativeroute-1111\n\
+                      \x20      dst-address=11.11.1.0/24 routing-table=main gateway=192.168.3.3\n\
+                      \x201 X s ;;; nativeroute-1111\n\
+                      \x20      dst-address=11.11.2.0/24 routing-table=main gateway=192.168.3.4\n";
+        let routes = RouterOs.parse_routes(output, &ownership()).expect("parses");
+        assert_eq!(
+            routes.owned,
+            [Route::new(
+                "11.11.1.0/24".parse().expect("net"),
+                "192.168.3.3".parse().expect("address")
+            )]
+        );
+        assert_eq!(routes.foreign.len(), 1, "the disabled route is foreign");
     }
 }

@@ -190,7 +190,7 @@ async fn one_run(settings: &Settings, run: usize) -> Sample {
 
 /// Waits until the router's table holds `count` routes of the controller;
 /// returns when the last of them was announced.
-async fn wait_for_routes(
+pub(super) async fn wait_for_routes(
     monitor: &RouteMonitor,
     controller: &mut Controller,
     count: usize,
@@ -271,7 +271,7 @@ fn patches(api: &ApiServer) -> (usize, usize) {
 /// Waits until the controller has been idle for [`IDLE_WINDOW`]; returns
 /// when that began (to within 0.1 s). Nodes created before would wait
 /// behind the cold start's work and measure that instead.
-async fn wait_until_idle(controller: &mut Controller) -> Instant {
+pub(super) async fn wait_until_idle(controller: &mut Controller) -> Instant {
     let deadline = Instant::now() + COLD_START_TIMEOUT;
     let mut samples: Vec<(Instant, u64)> = Vec::new();
     loop {
@@ -297,7 +297,7 @@ async fn wait_until_idle(controller: &mut Controller) -> Instant {
 
 /// Creates each Node once the previous one's route is in; returns
 /// created → route announced per node, sorted.
-async fn create_one_at_a_time(
+pub(super) async fn create_one_at_a_time(
     api: &ApiServer,
     monitor: &RouteMonitor,
     controller: &mut Controller,
@@ -422,12 +422,12 @@ fn kernel_routes(netns: &Netns) -> BTreeMap<IpNet, IpAddr> {
 }
 
 /// The value at `percent` of sorted `samples` (nearest rank).
-fn percentile(samples: &[Duration], percent: usize) -> Duration {
+pub(super) fn percentile(samples: &[Duration], percent: usize) -> Duration {
     let rank = (samples.len() * percent).div_ceil(100).max(1);
     samples[rank - 1]
 }
 
-fn millis(d: Duration) -> String {
+pub(super) fn millis(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 

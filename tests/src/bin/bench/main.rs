@@ -1,4 +1,4 @@
-//! Benchmarks of issues 2 and 3, printed as tables (not pass/fail):
+//! Benchmarks of issues 2, 3 and 4, printed as tables (not pass/fail):
 //!
 //! 1. 10,000 routes, each with its own gateway, into a fresh network
 //!    namespace: the netlink driver against `ip -batch` with plain routes
@@ -7,14 +7,18 @@
 //! 3. Kubernetes: the real controller binary against the test API server
 //!    holding 5,000 realistic Nodes, then 1,000 Nodes created one at a time
 //!    (see `kubernetes.rs`).
+//! 4. FRR over SSH: 5,000 routes through the SSH driver, a local `vtysh -f`
+//!    and one `ssh` per route; node created → route in FRR's kernel through
+//!    the controller (see `frr_ssh.rs`).
 //!
 //! Run as root: `cargo build --release -p nativeroute && cargo run --release
 //! -p nativeroute-tests --bin bench`. `--routes N`, `--runs N`, `--nodes N`,
 //! `--created N` change the sizes and the repetitions; `--only SECTION`
-//! (routes, ipam, kubernetes) runs one section; `--log-dir DIR` keeps the
+//! (routes, ipam, kubernetes, frr-ssh) runs one section; `--log-dir DIR` keeps the
 //! controller's logs, `--controller-log LEVEL` sets their RUST_LOG.
 
 mod controller;
+mod frr_ssh;
 mod kubernetes;
 
 use std::io::Write as _;
@@ -38,6 +42,7 @@ enum Section {
     Routes,
     Ipam,
     Kubernetes,
+    FrrSsh,
 }
 
 struct Args {
@@ -45,6 +50,7 @@ struct Args {
     runs: usize,
     only: Option<Section>,
     kubernetes: kubernetes::Settings,
+    frr_ssh: frr_ssh::Settings,
 }
 
 impl Args {
@@ -54,7 +60,7 @@ impl Args {
 }
 
 const USAGE: &str = "usage: bench [--routes N] [--runs N] [--nodes N] [--created N] \
-                     [--only routes|ipam|kubernetes] [--log-dir DIR] [--controller-log LEVEL]";
+                     [--frr-routes N] [--only routes|ipam|kubernetes|frr-ssh] [--log-dir DIR] [--controller-log LEVEL]";
 
 fn parse_args() -> Args {
     let mut args = Args {
@@ -62,6 +68,7 @@ fn parse_args() -> Args {
         runs: 3,
         only: None,
         kubernetes: kubernetes::Settings::default(),
+        frr_ssh: frr_ssh::Settings::default(),
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -73,12 +80,17 @@ fn parse_args() -> Args {
             "--nodes" => args.kubernetes.nodes = number(),
             "--created" => args.kubernetes.created = number(),
             "--log-dir" => args.kubernetes.log_dir = Some(value.into()),
-            "--controller-log" => args.kubernetes.log_level = value,
+            "--controller-log" => {
+                args.kubernetes.log_level = value.clone();
+                args.frr_ssh.log_level = value;
+            }
+            "--frr-routes" => args.frr_ssh.routes = number(),
             "--only" => {
                 args.only = Some(match value.as_str() {
                     "routes" => Section::Routes,
                     "ipam" => Section::Ipam,
                     "kubernetes" => Section::Kubernetes,
+                    "frr-ssh" => Section::FrrSsh,
                     _ => usage(),
                 })
             }
@@ -353,5 +365,8 @@ async fn main() {
     }
     if args.runs(Section::Kubernetes) {
         kubernetes::bench(&args.kubernetes).await;
+    }
+    if args.runs(Section::FrrSsh) {
+        frr_ssh::bench(&args.frr_ssh).await;
     }
 }

@@ -1,0 +1,158 @@
+//! Arista EOS: privileged EXEC at login, every batch in the controller's
+//! configuration session, committed (or committed with a timer and
+//! confirmed) at the end, abandoned with `abort` on an error.
+
+use std::time::Duration;
+
+use nativeroute_router_drivers::ssh::VendorName;
+use nativeroute_tests::scripted_ssh::Step;
+
+use super::{
+    Transcript, USER, address, answered, apply, batch, foreign, list, net, owned,
+    owned_in_every_list, quiet, replace_refused, summary,
+};
+
+const EXEC: &str = "leaf-1#";
+/// EOS shows the first letters of the session name.
+const SESSION: &str = "leaf-1(config-s-nativ)#";
+const GREETING: &str = "Last login: Mon Nov 23 10:00:00 2026 from 10.0.0.5\r\nleaf-1#";
+
+/// A new terminal, paging off and lines as wide as the terminal.
+fn terminal() -> Vec<Step> {
+    vec![
+        Step::NewShell,
+        answered("terminal length 0", "Pagination disabled.\r\n", EXEC),
+        answered("terminal width 511", "Width set to 511 columns.\r\n", EXEC),
+    ]
+}
+
+fn running_config() -> Vec<Step> {
+    let mut steps = terminal();
+    steps.push(answered(
+        "show running-config | include route",
+        "ip routing\r\n\
+         ipv6 unicast-routing\r\n\
+         ip route 0.0.0.0/0 10.0.0.254\r\n\
+         ip route 10.20.0.0/16 192.168.3.1 tag 1111 name nativeroute\r\n\
+         ip route 11.11.1.0/24 192.168.3.3 tag 1111 name nativeroute\r\n\
+         ip route 11.11.2.0/24 192.168.3.4 200 name backup\r\n\
+         ip route 11.11.6.0/24 Ethernet4 192.168.3.6 tag 1111 name nativeroute\r\n\
+         ip route vrf CUST 11.11.4.0/24 192.168.9.1 tag 1111 name nativeroute\r\n\
+         ipv6 route fd11:11:0:3::/64 fd00:3::3 tag 1111 name nativeroute\r\n\
+         \x20  redistribute static route-map NATIVEROUTE\r\n",
+        EXEC,
+    ));
+    steps
+}
+
+/// Into the session, after clearing whatever an earlier batch cut off by a
+/// broken connection may have left in it.
+fn enter_session() -> Vec<Step> {
+    vec![
+        Step::line("configure session nativeroute-1111", SESSION),
+        Step::line("abort", EXEC),
+        Step::line("configure session nativeroute-1111", SESSION),
+    ]
+}
+
+fn batch_lines() -> Vec<Step> {
+    quiet(
+        &[
+            "ip route 11.11.5.0/24 192.168.3.5 tag 1111 name nativeroute",
+            "no ip route 11.11.3.0/24 192.168.3.3",
+            "ip route 11.11.3.0/24 192.168.3.4 tag 1111 name nativeroute",
+            "no ip route 11.11.2.0/24 192.168.3.2",
+            "ipv6 route fd11:11:0:7::/64 fd00:3::7 tag 1111 name nativeroute",
+        ],
+        SESSION,
+    )
+}
+
+#[tokio::test]
+async fn eos_list_keeps_tagged_routes_and_reports_the_rest_of_the_pool() {
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, running_config()).await;
+    let mut driver = lab.connect().await;
+
+    let routes = list(&mut driver).await;
+
+    assert_eq!(owned(&routes), owned_in_every_list());
+    assert_eq!(
+        foreign(&routes),
+        [
+            (net("11.11.2.0/24"), Some(address("192.168.3.4"))),
+            (net("11.11.6.0/24"), Some(address("192.168.3.6"))),
+        ]
+    );
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn eos_batch_is_committed_from_a_session_then_saved() {
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.extend(enter_session());
+    steps.extend(batch_lines());
+    steps.push(Step::line("commit", EXEC));
+    steps.push(answered(
+        "write memory",
+        "Copy completed successfully.\r\n",
+        EXEC,
+    ));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    list(&mut driver).await;
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn eos_commit_with_a_timer_is_confirmed_from_exec_mode() {
+    let mut steps = terminal();
+    steps.extend(enter_session());
+    steps.extend(batch_lines());
+    steps.push(Step::line("commit timer 00:05:00", EXEC));
+    steps.push(Step::line(
+        "configure session nativeroute-1111 commit",
+        EXEC,
+    ));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
+        .await
+        .confirming(Duration::from_secs(300));
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn eos_refusal_aborts_the_session_and_commits_nothing() {
+    let mut steps = terminal();
+    steps.extend(enter_session());
+    steps.push(Step::line(
+        "ip route 11.11.5.0/24 192.168.3.5 tag 1111 name nativeroute",
+        SESSION,
+    ));
+    steps.push(Step::line("no ip route 11.11.3.0/24 192.168.3.3", SESSION));
+    steps.push(answered(
+        "ip route 11.11.3.0/24 192.168.3.4 tag 1111 name nativeroute",
+        "% Invalid input\r\n",
+        SESSION,
+    ));
+    steps.push(Step::line("abort", EXEC));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), replace_refused("Invalid input", true));
+    lab.assert_followed(driver).await;
+}

@@ -1,0 +1,132 @@
+//! Cisco IOS: privileged EXEC at login, each line live as it is entered,
+//! `end` and `write memory` after the batch.
+
+use nativeroute_router_drivers::ssh::VendorName;
+use nativeroute_tests::scripted_ssh::Step;
+
+use super::{
+    Transcript, USER, address, answered, apply, batch, foreign, list, net, owned,
+    owned_in_every_list, quiet, replace_refused, summary,
+};
+
+const EXEC: &str = "core-1#";
+const CONFIG: &str = "core-1(config)#";
+const GREETING: &str = "\r\n************************************\r\n\
+                        * core-1: authorized access only   *\r\n\
+                        ************************************\r\n\r\ncore-1#";
+
+/// A new terminal, paging and wrapping off.
+fn terminal() -> Vec<Step> {
+    let mut steps = vec![Step::NewShell];
+    steps.extend(quiet(&["terminal length 0", "terminal width 0"], EXEC));
+    steps
+}
+
+fn running_config() -> Vec<Step> {
+    let mut steps = terminal();
+    steps.push(answered(
+        "show running-config | include ^ip route |^ipv6 route ",
+        "ip route 0.0.0.0 0.0.0.0 10.0.0.254\r\n\
+         ip route 10.20.0.0 255.255.0.0 192.168.3.1 tag 1111 name nativeroute\r\n\
+         ip route 11.11.1.0 255.255.255.0 192.168.3.3 tag 1111 name nativeroute\r\n\
+         ip route 11.11.2.0 255.255.255.0 192.168.3.4 name lab-test\r\n\
+         ip route 11.11.9.0 255.255.255.0 Null0 tag 1111\r\n\
+         ip route vrf CUST 11.11.4.0 255.255.255.0 192.168.9.1 tag 1111\r\n\
+         ipv6 route FD11:11:0:3::/64 FD00:3::3 tag 1111 name nativeroute\r\n",
+        EXEC,
+    ));
+    steps
+}
+
+fn configure() -> Step {
+    answered(
+        "configure terminal",
+        "Enter configuration commands, one per line.  End with CNTL/Z.\r\n",
+        CONFIG,
+    )
+}
+
+fn end_and_save() -> Vec<Step> {
+    vec![
+        Step::line("end", EXEC),
+        answered(
+            "write memory",
+            "Building configuration...\r\n[OK]\r\n",
+            EXEC,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn ios_list_keeps_tagged_routes_and_reports_the_rest_of_the_pool() {
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, running_config()).await;
+    let mut driver = lab.connect().await;
+
+    let routes = list(&mut driver).await;
+
+    assert_eq!(owned(&routes), owned_in_every_list());
+    assert_eq!(
+        foreign(&routes),
+        [
+            (net("11.11.2.0/24"), Some(address("192.168.3.4"))),
+            (net("11.11.9.0/24"), None),
+        ]
+    );
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn ios_batch_is_typed_line_by_line_then_saved() {
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.push(configure());
+    steps.extend(quiet(
+        &[
+            "ip route 11.11.5.0 255.255.255.0 192.168.3.5 tag 1111 name nativeroute",
+            "ip route 11.11.3.0 255.255.255.0 192.168.3.4 tag 1111 name nativeroute",
+            "no ip route 11.11.3.0 255.255.255.0 192.168.3.3",
+            "no ip route 11.11.2.0 255.255.255.0 192.168.3.2",
+            "ipv6 route fd11:11:0:7::/64 fd00:3::7 tag 1111 name nativeroute",
+        ],
+        CONFIG,
+    ));
+    steps.extend(end_and_save());
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    list(&mut driver).await;
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn ios_refusal_keeps_the_lines_before_it_and_still_saves() {
+    let mut steps = terminal();
+    steps.push(configure());
+    steps.push(Step::line(
+        "ip route 11.11.5.0 255.255.255.0 192.168.3.5 tag 1111 name nativeroute",
+        CONFIG,
+    ));
+    steps.push(answered(
+        "ip route 11.11.3.0 255.255.255.0 192.168.3.4 tag 1111 name nativeroute",
+        "%Invalid next hop address (it's this router)\r\n",
+        CONFIG,
+    ));
+    steps.extend(end_and_save());
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(
+        summary(&outcomes),
+        replace_refused("Invalid next hop address (it's this router)", false)
+    );
+    lab.assert_followed(driver).await;
+}

@@ -1,0 +1,235 @@
+//! Junos: operational mode at login, a private candidate (an exclusive one
+//! for a confirmed commit), `commit` and `exit`; `rollback 0` and `exit`
+//! after an error. Junos prints `[edit]` above every configuration prompt.
+
+use std::time::Duration;
+
+use nativeroute_router_drivers::ssh::VendorName;
+use nativeroute_tests::scripted_ssh::Step;
+
+use super::{
+    Transcript, USER, address, all_refused, answered, apply, batch, foreign, list, net, owned,
+    owned_in_every_list, replace_refused, summary,
+};
+
+const OPERATIONAL: &str = "netops@mx1> ";
+/// Junos says where in the hierarchy the next line goes, then prompts.
+const EDIT: &str = "\r\n[edit]\r\nnetops@mx1# ";
+const GREETING: &str = "Last login: Mon Nov 23 10:00:00 2026 from 10.0.0.5\r\n\
+                        --- JUNOS 21.4R3-S5.4 Kernel 64-bit  JNPR-12.1-20230321.be2cc5d_buil\r\n\
+                        netops@mx1> ";
+
+/// A new terminal: paging off, wide lines, and no completion on space, so
+/// the echo is exactly what was typed.
+fn terminal() -> Vec<Step> {
+    vec![
+        Step::NewShell,
+        answered(
+            "set cli screen-length 0",
+            "Screen length set to 0\r\n\r\n",
+            OPERATIONAL,
+        ),
+        answered(
+            "set cli screen-width 511",
+            "Screen width set to 511\r\n\r\n",
+            OPERATIONAL,
+        ),
+        answered(
+            "set cli complete-on-space off",
+            "Disabling complete-on-space\r\n\r\n",
+            OPERATIONAL,
+        ),
+    ]
+}
+
+fn configuration() -> Vec<Step> {
+    let mut steps = terminal();
+    steps.push(answered(
+        "show configuration routing-options | display set",
+        "set routing-options router-id 10.0.0.1\r\n\
+         set routing-options autonomous-system 65001\r\n\
+         set routing-options static route 0.0.0.0/0 next-hop 10.0.0.254\r\n\
+         set routing-options static route 10.20.0.0/16 next-hop 192.168.3.1\r\n\
+         set routing-options static route 10.20.0.0/16 tag 1111\r\n\
+         set routing-options static route 11.11.1.0/24 next-hop 192.168.3.3\r\n\
+         set routing-options static route 11.11.1.0/24 tag 1111\r\n\
+         set routing-options static route 11.11.2.0/24 next-hop 192.168.3.4\r\n\
+         set routing-options static route 11.11.6.0/24 next-hop 192.168.3.6\r\n\
+         set routing-options static route 11.11.6.0/24 next-hop 192.168.3.7\r\n\
+         set routing-options static route 11.11.6.0/24 tag 1111\r\n\
+         set routing-options static route 11.11.9.0/24 discard\r\n\
+         set routing-options static route 11.11.9.0/24 tag 1111\r\n\
+         set routing-options rib inet.3 static route 11.11.8.0/24 next-hop 192.168.3.8\r\n\
+         set routing-options rib inet6.0 static route fd11:11:0:3::/64 next-hop fd00:3::3\r\n\
+         set routing-options rib inet6.0 static route fd11:11:0:3::/64 tag 1111\r\n\r\n",
+        OPERATIONAL,
+    ));
+    steps
+}
+
+fn enter(mode: &str) -> Step {
+    answered(
+        mode,
+        "warning: uncommitted changes will be discarded on exit\r\nEntering configuration mode\r\n",
+        EDIT,
+    )
+}
+
+fn batch_lines() -> Vec<Step> {
+    [
+        "set routing-options static route 11.11.5.0/24 next-hop 192.168.3.5",
+        "set routing-options static route 11.11.5.0/24 tag 1111",
+        "delete routing-options static route 11.11.3.0/24 next-hop 192.168.3.3",
+        "set routing-options static route 11.11.3.0/24 next-hop 192.168.3.4",
+        "delete routing-options static route 11.11.2.0/24 next-hop 192.168.3.2",
+        "delete routing-options static route 11.11.2.0/24",
+        "set routing-options rib inet6.0 static route fd11:11:0:7::/64 next-hop fd00:3::7",
+        "set routing-options rib inet6.0 static route fd11:11:0:7::/64 tag 1111",
+    ]
+    .into_iter()
+    .map(|line| Step::line(line, EDIT))
+    .collect()
+}
+
+fn commit() -> Step {
+    answered("commit", "commit complete\r\n", EDIT)
+}
+
+fn exit() -> Step {
+    answered("exit", "Exiting configuration mode\r\n\r\n", OPERATIONAL)
+}
+
+/// Back to the last commit, so that leaving asks nothing.
+fn roll_back() -> Vec<Step> {
+    vec![answered("rollback 0", "load complete\r\n", EDIT), exit()]
+}
+
+#[tokio::test]
+async fn junos_list_owns_a_stanza_with_our_tag_and_one_next_hop() {
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, configuration()).await;
+    let mut driver = lab.connect().await;
+
+    let routes = list(&mut driver).await;
+
+    assert_eq!(owned(&routes), owned_in_every_list());
+    assert_eq!(
+        foreign(&routes),
+        [
+            (net("11.11.2.0/24"), Some(address("192.168.3.4"))),
+            (net("11.11.6.0/24"), None),
+            (net("11.11.9.0/24"), None),
+        ]
+    );
+    let two_hops = routes
+        .foreign
+        .iter()
+        .find(|route| route.dst == net("11.11.6.0/24"))
+        .expect("the route with two next hops is foreign");
+    assert_eq!(
+        two_hops.detail,
+        "set routing-options static route 11.11.6.0/24 next-hop 192.168.3.6; \
+         set routing-options static route 11.11.6.0/24 next-hop 192.168.3.7; \
+         set routing-options static route 11.11.6.0/24 tag 1111"
+    );
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn junos_batch_is_edited_privately_and_committed() {
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(enter("configure private"));
+    steps.extend(batch_lines());
+    steps.push(commit());
+    steps.push(exit());
+    // saveConfig means nothing on Junos: a commit is persistent.
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    list(&mut driver).await;
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn junos_confirmed_commit_is_made_exclusively_and_confirmed() {
+    let mut steps = terminal();
+    steps.push(enter("configure exclusive"));
+    steps.extend(batch_lines());
+    steps.push(answered(
+        "commit confirmed 5",
+        "commit confirmed will be automatically rolled back in 5 minutes unless confirmed\r\n\
+         commit complete\r\n\r\n\
+         # commit confirmed will be rolled back in 5 minutes\r\n",
+        "[edit]\r\nnetops@mx1# ",
+    ));
+    steps.push(commit());
+    steps.push(exit());
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps)
+        .await
+        .confirming(Duration::from_secs(300));
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn junos_syntax_error_rolls_back_and_commits_nothing() {
+    let mut steps = terminal();
+    steps.push(enter("configure private"));
+    steps.extend(batch_lines().into_iter().take(3));
+    steps.push(answered(
+        "set routing-options static route 11.11.3.0/24 next-hop 192.168.3.4",
+        "                                                           ^\r\n\
+         syntax error, expecting <command>.\r\n",
+        EDIT,
+    ));
+    steps.extend(roll_back());
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(
+        summary(&outcomes),
+        replace_refused("syntax error, expecting <command>.", true)
+    );
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn junos_failed_commit_fails_every_change() {
+    let mut steps = terminal();
+    steps.push(enter("configure private"));
+    steps.extend(batch_lines());
+    steps.push(answered(
+        "commit",
+        "[edit routing-options static route 11.11.5.0/24]\r\n\
+         \x20 'next-hop 192.168.3.5'\r\n\
+         \x20   Next hop is an address of this router\r\n\
+         error: configuration check-out failed\r\n",
+        EDIT,
+    ));
+    steps.extend(roll_back());
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(
+        summary(&outcomes),
+        all_refused(
+            "the router refused \"commit\": [edit routing-options static route 11.11.5.0/24]; \
+             'next-hop 192.168.3.5'; Next hop is an address of this router; \
+             error: configuration check-out failed"
+        )
+    );
+    lab.assert_followed(driver).await;
+}

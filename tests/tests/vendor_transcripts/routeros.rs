@@ -1,0 +1,121 @@
+//! RouterOS: terminal options in the login name, absolute command paths at
+//! the root prompt, every line live at once (and saved by RouterOS).
+
+use nativeroute_router_drivers::ssh::VendorName;
+use nativeroute_tests::scripted_ssh::Step;
+
+use super::{
+    Transcript, address, answered, apply, batch, foreign, list, net, owned, owned_in_every_list,
+    quiet, replace_refused, summary,
+};
+
+/// `netops` with colours and terminal detection off, dumb terminal on.
+const LOGIN: &str = "netops+cte";
+const PROMPT: &str = "[netops@edge-2] > ";
+const GREETING: &str = "\r\n\r\n\
+    \x20 MMM      MMM       KKK                          TTTTTTTTTTT      KKK\r\n\
+    \x20 MMMM    MMMM       KKK                          TTTTTTTTTTT      KKK\r\n\
+    \x20 MMM MMMM MMM  III  KKK  KKK  RRRRRR     OOOOOO      TTT     III  KKK  KKK\r\n\r\n\
+    \x20 MikroTik RouterOS 7.14.3 (c) 1999-2024       https://www.mikrotik.com/\r\n\r\n\
+    Press F1 for help\r\n\r\n\
+    [netops@edge-2] > ";
+
+fn routes() -> Vec<Step> {
+    vec![
+        Step::NewShell,
+        answered(
+            "/ip route print terse without-paging where !dynamic",
+            " 0  As  dst-address=0.0.0.0/0 routing-table=main gateway=10.0.0.254 \
+             immediate-gw=10.0.0.254%ether1 distance=1 scope=30 target-scope=10 \
+             suppress-hw-offload=no\r\n\
+             \x201  As  dst-address=10.20.0.0/16 routing-table=main gateway=192.168.3.1 \
+             immediate-gw=192.168.3.1%ether2 distance=1 scope=30 target-scope=10 \
+             comment=nativeroute-1111 suppress-hw-offload=no\r\n\
+             \x202  As  dst-address=11.11.1.0/24 routing-table=main gateway=192.168.3.3 \
+             immediate-gw=192.168.3.3%ether2 distance=1 scope=30 target-scope=10 \
+             comment=nativeroute-1111 suppress-hw-offload=no\r\n\
+             \x203  As  dst-address=11.11.2.0/24 routing-table=main gateway=192.168.3.4 \
+             immediate-gw=192.168.3.4%ether2 distance=1 scope=30 target-scope=10 \
+             comment=\"lab test\" suppress-hw-offload=no\r\n\
+             \x204 X s  dst-address=11.11.6.0/24 routing-table=main gateway=192.168.3.6 \
+             distance=1 scope=30 target-scope=10 comment=nativeroute-1111 \
+             suppress-hw-offload=no\r\n\
+             \x205  As  dst-address=11.11.4.0/24 routing-table=cust gateway=192.168.9.1 \
+             immediate-gw=192.168.9.1%ether5 distance=1 scope=30 target-scope=10 \
+             comment=nativeroute-1111 suppress-hw-offload=no\r\n",
+            PROMPT,
+        ),
+        answered(
+            "/ipv6 route print terse without-paging where !dynamic",
+            " 0  As  dst-address=fd11:11:0:3::/64 routing-table=main gateway=fd00:3::3 \
+             immediate-gw=fd00:3::3%ether2 distance=1 scope=30 target-scope=10 \
+             comment=nativeroute-1111 suppress-hw-offload=no\r\n",
+            PROMPT,
+        ),
+    ]
+}
+
+fn batch_lines() -> Vec<&'static str> {
+    vec![
+        "/ip route add dst-address=11.11.5.0/24 gateway=192.168.3.5 comment=nativeroute-1111",
+        "/ip route add dst-address=11.11.3.0/24 gateway=192.168.3.4 comment=nativeroute-1111",
+        "/ip route remove [find dst-address=11.11.3.0/24 gateway=192.168.3.3 comment=nativeroute-1111]",
+        "/ip route remove [find dst-address=11.11.2.0/24 gateway=192.168.3.2 comment=nativeroute-1111]",
+        "/ipv6 route add dst-address=fd11:11:0:7::/64 gateway=fd00:3::7 comment=nativeroute-1111",
+    ]
+}
+
+#[tokio::test]
+async fn routeros_list_owns_enabled_routes_with_our_comment() {
+    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, routes()).await;
+    let mut driver = lab.connect().await;
+
+    let routes = list(&mut driver).await;
+
+    assert_eq!(owned(&routes), owned_in_every_list());
+    assert_eq!(
+        foreign(&routes),
+        [
+            (net("11.11.2.0/24"), Some(address("192.168.3.4"))),
+            (net("11.11.6.0/24"), Some(address("192.168.3.6"))),
+        ]
+    );
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn routeros_batch_is_typed_line_by_line_with_nothing_to_commit() {
+    let mut steps = routes();
+    steps.push(Step::NewShell);
+    steps.extend(quiet(&batch_lines(), PROMPT));
+    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    list(&mut driver).await;
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn routeros_failure_keeps_the_lines_before_it() {
+    let lines = batch_lines();
+    let steps = vec![
+        Step::NewShell,
+        Step::line(lines[0], PROMPT),
+        answered(lines[1], "failure: already have such route\r\n", PROMPT),
+    ];
+    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(
+        summary(&outcomes),
+        replace_refused("failure: already have such route", false)
+    );
+    lab.assert_followed(driver).await;
+}

@@ -1,0 +1,175 @@
+//! VyOS: operational mode at login, `configure`, `commit`, `save` and
+//! `exit`; `discard` and `exit` after an error. VyOS prints `[edit]` above
+//! every configuration prompt.
+
+use nativeroute_router_drivers::ssh::VendorName;
+use nativeroute_tests::scripted_ssh::Step;
+
+use super::{
+    Transcript, USER, address, all_refused, answered, apply, batch, foreign, list, net, owned,
+    owned_in_every_list, quiet, replace_refused, summary,
+};
+
+const OPERATIONAL: &str = "vyos@edge-1:~$ ";
+const EDIT: &str = "[edit]\r\nvyos@edge-1# ";
+const GREETING: &str = "Welcome to VyOS!\r\n\r\n\
+                        Version:          VyOS 1.4.0\r\n\
+                        Release train:    sagitta\r\n\r\n\
+                        Last login: Mon Nov 23 10:00:00 2026 from 10.0.0.5\r\n\
+                        vyos@edge-1:~$ ";
+
+fn terminal() -> Vec<Step> {
+    let mut steps = vec![Step::NewShell];
+    steps.extend(quiet(
+        &["set terminal length 0", "set terminal width 511"],
+        OPERATIONAL,
+    ));
+    steps
+}
+
+fn configuration() -> Vec<Step> {
+    let mut steps = terminal();
+    steps.push(answered(
+        r#"show configuration commands | match "protocols static""#,
+        "set protocols static route 0.0.0.0/0 next-hop 10.0.0.254\r\n\
+         set protocols static route 10.20.0.0/16 description 'nativeroute-1111'\r\n\
+         set protocols static route 10.20.0.0/16 next-hop 192.168.3.1\r\n\
+         set protocols static route 11.11.1.0/24 description 'nativeroute-1111'\r\n\
+         set protocols static route 11.11.1.0/24 next-hop 192.168.3.3\r\n\
+         set protocols static route 11.11.2.0/24 next-hop 192.168.3.4\r\n\
+         set protocols static route 11.11.6.0/24 description 'nativeroute-1111'\r\n\
+         set protocols static route 11.11.6.0/24 next-hop 192.168.3.6 disable\r\n\
+         set protocols static route 11.11.9.0/24 blackhole distance '250'\r\n\
+         set protocols static route6 fd11:11:0:3::/64 description 'nativeroute-1111'\r\n\
+         set protocols static route6 fd11:11:0:3::/64 next-hop fd00:3::3\r\n\
+         set vrf name CUST protocols static route 11.11.4.0/24 description 'nativeroute-1111'\r\n\
+         set vrf name CUST protocols static route 11.11.4.0/24 next-hop 192.168.9.1\r\n",
+        OPERATIONAL,
+    ));
+    steps
+}
+
+fn batch_lines() -> Vec<Step> {
+    quiet(
+        &[
+            "set protocols static route 11.11.5.0/24 next-hop 192.168.3.5",
+            "set protocols static route 11.11.5.0/24 description nativeroute-1111",
+            "delete protocols static route 11.11.3.0/24 next-hop 192.168.3.3",
+            "set protocols static route 11.11.3.0/24 next-hop 192.168.3.4",
+            "delete protocols static route 11.11.2.0/24 next-hop 192.168.3.2",
+            "delete protocols static route 11.11.2.0/24",
+            "set protocols static route6 fd11:11:0:7::/64 next-hop fd00:3::7",
+            "set protocols static route6 fd11:11:0:7::/64 description nativeroute-1111",
+        ],
+        EDIT,
+    )
+}
+
+fn discard() -> Vec<Step> {
+    vec![
+        answered("discard", "Changes have been discarded\r\n", EDIT),
+        Step::line("exit", OPERATIONAL),
+    ]
+}
+
+#[tokio::test]
+async fn vyos_list_owns_routes_with_our_description_and_one_next_hop() {
+    let lab = Transcript::start(VendorName::Vyos, USER, GREETING, configuration()).await;
+    let mut driver = lab.connect().await;
+
+    let routes = list(&mut driver).await;
+
+    assert_eq!(owned(&routes), owned_in_every_list());
+    assert_eq!(
+        foreign(&routes),
+        [
+            (net("11.11.2.0/24"), Some(address("192.168.3.4"))),
+            (net("11.11.6.0/24"), Some(address("192.168.3.6"))),
+            (net("11.11.9.0/24"), None),
+        ]
+    );
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn vyos_batch_is_committed_saved_and_left() {
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(Step::line("configure", EDIT));
+    steps.extend(batch_lines());
+    steps.push(Step::line("commit", EDIT));
+    steps.push(answered(
+        "save",
+        "Saving configuration to '/config/config.boot'...\r\nDone\r\n",
+        EDIT,
+    ));
+    steps.push(Step::line("exit", OPERATIONAL));
+    let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    list(&mut driver).await;
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn vyos_refused_delete_discards_the_batch() {
+    let mut steps = terminal();
+    steps.push(Step::line("configure", EDIT));
+    steps.extend(batch_lines().into_iter().take(2));
+    steps.push(answered(
+        "delete protocols static route 11.11.3.0/24 next-hop 192.168.3.3",
+        "\r\n  Nothing to delete (the specified node does not exist)\r\n  Delete failed\r\n\r\n",
+        EDIT,
+    ));
+    steps.extend(discard());
+    let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(
+        summary(&outcomes),
+        replace_refused(
+            "Nothing to delete (the specified node does not exist); Delete failed",
+            true
+        )
+    );
+    lab.assert_followed(driver).await;
+}
+
+#[tokio::test]
+async fn vyos_failed_commit_fails_every_change() {
+    let mut steps = terminal();
+    steps.push(Step::line("configure", EDIT));
+    steps.extend(batch_lines());
+    steps.push(answered(
+        "commit",
+        "\r\n[ protocols static ]\r\n\
+         Next-hop 192.168.3.5 for 11.11.5.0/24 is an address of this router\r\n\r\n\
+         [[protocols static]] failed\r\n\
+         Commit failed\r\n",
+        EDIT,
+    ));
+    steps.extend(discard());
+    let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(
+        summary(&outcomes),
+        all_refused(
+            "the router refused \"commit\": [ protocols static ]; \
+             Next-hop 192.168.3.5 for 11.11.5.0/24 is an address of this router; \
+             [[protocols static]] failed; Commit failed"
+        )
+    );
+    lab.assert_followed(driver).await;
+}
