@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads "${TEST_THREADS:-4}"
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # The Kubernetes benchmark runs the release controller binary itself.
