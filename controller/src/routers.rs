@@ -46,11 +46,13 @@ pub async fn connect(
             .await?;
             Ok(Box::new(driver))
         }
-        DriverConfig::Plugin { command, timeout } => Ok(Box::new(PluginDriver::new(PluginRouter {
-            name,
-            command: command.clone(),
-            timeout: *timeout,
-            ownership: ownership.clone(),
-        }))),
+        DriverConfig::Plugin { command, timeout } => {
+            Ok(Box::new(PluginDriver::new(PluginRouter {
+                name,
+                command: command.clone(),
+                timeout: *timeout,
+                ownership: ownership.clone(),
+            })))
+        }
     }
 }

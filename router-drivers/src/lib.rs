@@ -13,8 +13,8 @@ pub mod netlink;
 mod netns;
 mod ownership;
 pub mod plugin;
-pub mod ssh;
 mod route;
+pub mod ssh;
 
 pub use error::{ChangeError, DriverError};
 pub use ownership::Ownership;

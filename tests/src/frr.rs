@@ -191,6 +191,19 @@ impl Frr {
             .with_context(|| format!("stopping FRR in namespace {}", self.netns))
     }
 
+    /// Stops staticd alone; zebra keeps running, and vtysh keeps accepting
+    /// static routes it then drops.
+    pub fn stop_staticd(&mut self) -> Result<()> {
+        stop_child(self.staticd.take(), Daemon::Staticd)
+            .with_context(|| format!("stopping staticd in namespace {}", self.netns))
+    }
+
+    /// Starts staticd again after `stop_staticd`.
+    pub fn start_staticd(&mut self) -> Result<()> {
+        self.staticd = Some(self.spawn(Daemon::Staticd)?);
+        self.wait_until_answering(Daemon::Staticd)
+    }
+
     /// The daemons' logs, for a failing test's message.
     pub fn logs(&self) -> String {
         [Daemon::Zebra, Daemon::Staticd]

@@ -78,7 +78,15 @@ async fn connect(router: &SshRouter, vendor: VendorName) -> SshDriver {
 fn kernel_routes(router: &SshRouter, protocol: &str) -> Vec<(IpNet, Option<IpAddr>)> {
     let json = run(
         "ip",
-        &["-n", router.netns(), "-j", "route", "show", "proto", protocol],
+        &[
+            "-n",
+            router.netns(),
+            "-j",
+            "route",
+            "show",
+            "proto",
+            protocol,
+        ],
     );
     let routes: Vec<serde_json::Value> = serde_json::from_str(&json).expect("ip -j route");
     let mut found: Vec<(IpNet, Option<IpAddr>)> = routes
@@ -129,13 +137,14 @@ async fn frr_routes_added_over_ssh_reach_frr_and_the_kernel_and_come_back_from_l
         route("11.11.1.0/24", "192.168.3.3"),
         route("11.11.2.0/24", "192.168.3.4"),
     ];
-    let outcomes = driver
-        .apply(&routes.map(Change::Add))
-        .await
-        .expect("batch");
+    let outcomes = driver.apply(&routes.map(Change::Add)).await.expect("batch");
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     wait_for_kernel(&router, ZEBRA_STATIC, &routes).await;
-    let config = router.frr().expect("frr").static_route_lines().expect("config");
+    let config = router
+        .frr()
+        .expect("frr")
+        .static_route_lines()
+        .expect("config");
     assert!(
         config.contains(&"ip route 11.11.1.0/24 192.168.3.3 tag 1111".to_owned()),
         "{config:?}"
@@ -143,15 +152,24 @@ async fn frr_routes_added_over_ssh_reach_frr_and_the_kernel_and_come_back_from_l
     let listed = driver.list().await.expect("list");
     assert_eq!(sorted(listed.owned), sorted(routes.to_vec()));
     assert!(listed.foreign.is_empty(), "{:?}", listed.foreign);
-    assert!(driver.describe().contains("SHA256:"), "{}", driver.describe());
+    assert!(
+        driver.describe().contains("SHA256:"),
+        "{}",
+        driver.describe()
+    );
 }
 
 #[tokio::test]
 async fn frr_replace_and_remove_leave_a_foreign_static_route_alone() {
     let router = SshRouter::start_frr().expect("FRR behind sshd");
     let frr = router.frr().expect("frr");
-    frr.vtysh(&["-c", "configure terminal", "-c", "ip route 11.11.9.0/24 192.168.3.4"])
-        .expect("foreign route");
+    frr.vtysh(&[
+        "-c",
+        "configure terminal",
+        "-c",
+        "ip route 11.11.9.0/24 192.168.3.4",
+    ])
+    .expect("foreign route");
     let mut driver = connect(&router, VendorName::Frr).await;
     let first = route("11.11.1.0/24", "192.168.3.3");
     driver.apply(&[Change::Add(first)]).await.expect("add");
@@ -171,7 +189,10 @@ async fn frr_replace_and_remove_leave_a_foreign_static_route_alone() {
     assert_eq!(listed.foreign.len(), 1, "{:?}", listed.foreign);
     assert_eq!(listed.foreign[0].dst, foreign.dst);
 
-    driver.apply(&[Change::Remove(moved)]).await.expect("remove");
+    driver
+        .apply(&[Change::Remove(moved)])
+        .await
+        .expect("remove");
     wait_for_kernel(&router, ZEBRA_STATIC, &[foreign]).await;
     assert_eq!(
         frr.static_route_lines().expect("config"),
@@ -220,9 +241,14 @@ async fn frr_restarted_loses_its_routes_and_the_next_batch_puts_them_back() {
 async fn a_wrong_host_key_is_refused_before_anything_is_sent() {
     let router = SshRouter::start_frr().expect("FRR behind sshd");
     let mut config = config(&router, VendorName::Frr, router.key(KeyKind::Ed25519));
-    let other = ClientKey::generate(&router.dir().join("impostor"), KeyKind::Ed25519)
-        .expect("another key");
-    let key_text = other.public_key().split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let other =
+        ClientKey::generate(&router.dir().join("impostor"), KeyKind::Ed25519).expect("another key");
+    let key_text = other
+        .public_key()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let known_hosts = router.dir().join("wrong_known_hosts");
     std::fs::write(
         &known_hosts,
@@ -236,8 +262,14 @@ async fn a_wrong_host_key_is_refused_before_anything_is_sent() {
     };
     let message = err.to_string();
     assert!(matches!(err, DriverError::HostKey { .. }), "{message}");
-    assert!(message.contains("differs") && message.contains("SHA256:"), "{message}");
-    assert!(message.contains(&format!("{}:1", known_hosts.display())), "{message}");
+    assert!(
+        message.contains("differs") && message.contains("SHA256:"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("{}:1", known_hosts.display())),
+        "{message}"
+    );
     let log = router.sshd.log();
     assert!(
         !log.contains("publickey") && !log.contains("Accepted"),
@@ -252,19 +284,29 @@ async fn an_unknown_host_is_refused_unless_trusted_on_first_use() {
     std::fs::write(&empty, "").expect("write known_hosts");
     let mut config = config(&router, VendorName::Frr, router.key(KeyKind::Ed25519));
     config.host_keys.known_hosts_file = empty.clone();
-    let err = SshDriver::connect(config.clone()).await.err().expect("refused");
+    let err = SshDriver::connect(config.clone())
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, DriverError::HostKey { .. }), "{err}");
     assert!(err.to_string().contains("is not in"), "{err}");
 
     config.host_keys.trust_on_first_use = true;
     let driver = SshDriver::connect(config.clone()).await.expect("learned");
     let learned = std::fs::read_to_string(&empty).expect("read known_hosts");
-    assert!(learned.contains(&router.sshd.host_key_public()), "{learned}");
+    assert!(
+        learned.contains(&router.sshd.host_key_public()),
+        "{learned}"
+    );
     drop(driver);
     // Learned once, verified from then on.
     config.host_keys.trust_on_first_use = false;
     let driver = SshDriver::connect(config).await.expect("verified");
-    assert!(driver.describe().contains("verified against"), "{}", driver.describe());
+    assert!(
+        driver.describe().contains("verified against"),
+        "{}",
+        driver.describe()
+    );
 }
 
 #[tokio::test]
@@ -274,7 +316,10 @@ async fn every_key_type_logs_in_and_a_key_the_router_does_not_know_is_refused() 
         let mut driver = SshDriver::connect(config(&router, VendorName::Frr, router.key(kind)))
             .await
             .unwrap_or_else(|err| panic!("{kind:?} key: {err}"));
-        driver.list().await.unwrap_or_else(|err| panic!("{kind:?} key: {err}"));
+        driver
+            .list()
+            .await
+            .unwrap_or_else(|err| panic!("{kind:?} key: {err}"));
     }
     let stranger = ClientKey::generate(&router.dir().join("stranger"), KeyKind::Ed25519)
         .expect("unauthorized key");
@@ -313,7 +358,11 @@ async fn linux_over_ssh_adds_replaces_and_removes_routes_marked_with_our_protoco
     let listed = driver.list().await.expect("list");
     assert_eq!(listed.owned, vec![moved]);
     assert_eq!(listed.foreign.len(), 1, "{:?}", listed.foreign);
-    assert!(router.ip("route show 11.11.9.0/24").contains("via 192.168.3.4"));
+    assert!(
+        router
+            .ip("route show 11.11.9.0/24")
+            .contains("via 192.168.3.4")
+    );
 }
 
 #[tokio::test]
@@ -325,7 +374,11 @@ async fn linux_stops_at_a_rejected_line_and_reports_it_for_that_route() {
     let unreachable = route("11.11.2.0/24", "10.99.0.1");
     let after = route("11.11.3.0/24", "192.168.3.3");
     let outcomes = driver
-        .apply(&[Change::Add(before), Change::Add(unreachable), Change::Add(after)])
+        .apply(&[
+            Change::Add(before),
+            Change::Add(unreachable),
+            Change::Add(after),
+        ])
         .await
         .expect("the batch ran");
     assert_eq!(outcomes[0], Ok(()));
@@ -353,7 +406,10 @@ async fn sshd_stopped_fails_the_call_and_the_driver_reconnects_when_it_is_back()
     router.sshd.stop().expect("stop sshd");
     let err = driver.list().await.err().expect("no router, no list");
     assert!(
-        matches!(err, DriverError::Connect { .. } | DriverError::Session { .. }),
+        matches!(
+            err,
+            DriverError::Connect { .. } | DriverError::Session { .. }
+        ),
         "{err}"
     );
     router.sshd.start_again().expect("start sshd");
@@ -362,3 +418,32 @@ async fn sshd_stopped_fails_the_call_and_the_driver_reconnects_when_it_is_back()
     assert_eq!(accepted_logins(&router), 2, "{}", router.sshd.log());
 }
 
+/// FRR without staticd shows no static route and takes new ones without a
+/// word, dropping them: the list must say so rather than report an empty
+/// router, and once staticd is back a batch goes through.
+#[tokio::test]
+async fn frr_without_staticd_fails_the_list_naming_it_and_recovers_when_it_is_back() {
+    let mut router = SshRouter::start_frr().expect("FRR behind sshd");
+    let mut driver = connect(&router, VendorName::Frr).await;
+    let frr = router.frr.as_mut().expect("an FRR router");
+    frr.stop_staticd().expect("stop staticd");
+
+    let err = driver.list().await.err().expect("no staticd, no list");
+
+    assert!(
+        matches!(&err, DriverError::Output { .. })
+            && err.to_string().contains("staticd is not running"),
+        "{err}"
+    );
+    frr.start_staticd().expect("start staticd");
+    let added = route("11.11.1.0/24", "192.168.3.3");
+    let outcomes = driver.apply(&[Change::Add(added)]).await.expect("batch");
+    assert_eq!(outcomes, vec![Ok(())]);
+    wait_for_kernel(&router, ZEBRA_STATIC, &[added]).await;
+    assert_eq!(driver.list().await.expect("list").owned, vec![added]);
+    assert_eq!(
+        accepted_logins(&router),
+        1,
+        "an output error kept the connection"
+    );
+}

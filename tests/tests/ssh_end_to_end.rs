@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use nativeroute_tests::frr::Frr;
-use nativeroute_tests::lab::{TestLab, router_routes, wait_until, write_atomically};
+use nativeroute_tests::lab::{
+    TestLab, router_routes, run_nativeroute, wait_until, write_atomically,
+};
+use nativeroute_tests::netns::run;
 use nativeroute_tests::ssh_router::ensure_vty_user;
 use nativeroute_tests::sshd::{ClientKey, KeyKind, Sshd};
 
@@ -38,6 +41,7 @@ nodes:
 /// The seed lab with FRR behind sshd as its router. Dropped in field order:
 /// sshd and FRR stop before the lab's namespaces go.
 struct FrrLab {
+    known_hosts: std::path::PathBuf,
     sshd: Sshd,
     frr: Frr,
     lab: TestLab,
@@ -78,11 +82,25 @@ impl FrrLab {
         );
         write_atomically(&lab.config, &config);
         FrrLab {
+            known_hosts,
             sshd,
             frr,
             lab,
             _keys: keys,
         }
+    }
+
+    fn config_path(&self) -> &str {
+        self.lab.config.to_str().expect("a UTF-8 config path")
+    }
+
+    /// Has the controller start the CLI through `cli_command` instead of
+    /// plain vtysh (same sockets and config directory).
+    fn use_cli_command(&self, cli_command: &str) {
+        let text = std::fs::read_to_string(&self.lab.config).expect("the config");
+        let vtysh = self.frr.vtysh_command();
+        let wrapped = vtysh.replacen("vtysh", cli_command, 1);
+        write_atomically(&self.lab.config, &text.replace(&vtysh, &wrapped));
     }
 
     fn routes(&self) -> BTreeMap<IpNet, (Option<IpAddr>, String)> {
@@ -102,8 +120,13 @@ impl FrrLab {
             within,
             async || {
                 let have = router_routes(&netns);
-                have.values().all(|(_, protocol)| protocol == "196" || protocol == "static")
-                    && have.iter().map(|(d, (v, _))| (*d, *v)).collect::<BTreeMap<_, _>>() == want
+                have.values()
+                    .all(|(_, protocol)| protocol == "196" || protocol == "static")
+                    && have
+                        .iter()
+                        .map(|(d, (v, _))| (*d, *v))
+                        .collect::<BTreeMap<_, _>>()
+                        == want
             },
         )
         .await;
@@ -157,7 +180,12 @@ async fn containers_reach_each_other_through_frr_programmed_over_ssh() {
 async fn a_route_removed_in_frr_by_hand_comes_back_and_a_foreign_one_stays() {
     let lab = FrrLab::create().await;
     lab.frr
-        .vtysh(&["-c", "configure terminal", "-c", "ip route 11.11.9.0/24 192.168.3.4"])
+        .vtysh(&[
+            "-c",
+            "configure terminal",
+            "-c",
+            "ip route 11.11.9.0/24 192.168.3.4",
+        ])
         .expect("a foreign static route");
     let controller = lab.lab.start_controller();
     let mut want = SEED_ROUTES.to_vec();
@@ -226,4 +254,225 @@ async fn sshd_down_for_a_minute_is_retried_with_backoff_and_then_converges() {
     lab.wait_for_routes(&SEED_ROUTES[..2], Duration::from_secs(45))
         .await;
     assert!(lab.lab.pings("node1", "node2").await);
+}
+
+/// The SHA256 fingerprint of sshd's host key, as `ssh-keygen -l` shows it.
+fn host_key_fingerprint(sshd: &Sshd, dir: &std::path::Path) -> String {
+    let path = dir.join("host_key.pub");
+    std::fs::write(&path, sshd.host_key_public() + "\n").expect("the host key is written");
+    let listed = run(
+        "ssh-keygen",
+        &["-l", "-f", path.to_str().expect("UTF-8 path")],
+    );
+    listed
+        .split_whitespace()
+        .nth(1)
+        .expect("ssh-keygen -l prints a fingerprint")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_check_reach_frr_over_ssh_name_the_host_key_and_change_nothing() {
+    let lab = FrrLab::create().await;
+    lab.frr
+        .vtysh(&[
+            "-c",
+            "configure terminal",
+            "-c",
+            "ip route 11.11.9.0/24 192.168.3.4",
+        ])
+        .expect("a foreign static route");
+    let frr_before = lab.frr.static_route_lines().expect("FRR's config");
+
+    let (ok, plan) = run_nativeroute(&["plan", "--config", lab.config_path()]);
+
+    assert!(ok, "{plan}");
+    assert!(
+        plan.contains("router rtr: 3 to add, 0 to replace, 0 to remove"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("+ add 11.11.3.0/24 via 192.168.3.4"),
+        "{plan}"
+    );
+    assert!(plan.contains("= foreign 11.11.9.0/24"), "{plan}");
+    assert_eq!(
+        lab.frr.static_route_lines().expect("FRR's config"),
+        frr_before
+    );
+    assert!(!lab.lab.state_path().exists(), "plan wrote the state file");
+
+    let (ok, check) = run_nativeroute(&["check", "--config", lab.config_path()]);
+
+    assert!(ok, "{check}");
+    let fingerprint = host_key_fingerprint(&lab.sshd, lab._keys.path());
+    assert!(
+        check.contains("router rtr: ok")
+            && check.contains(&format!("host key {fingerprint} verified")),
+        "check does not name the host key {fingerprint}:\n{check}"
+    );
+    assert!(
+        check.contains("0 owned routes, 1 foreign routes"),
+        "{check}"
+    );
+    assert_eq!(
+        lab.frr.static_route_lines().expect("FRR's config"),
+        frr_before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_refuses_a_router_whose_host_key_changed_before_logging_in() {
+    let lab = FrrLab::create().await;
+    let other = ClientKey::generate(&lab._keys.path().join("impostor"), KeyKind::Ed25519)
+        .expect("another key");
+    std::fs::write(
+        &lab.known_hosts,
+        format!("{ROUTER_ADDRESS} {}\n", other.public_key().trim()),
+    )
+    .expect("known_hosts with another key");
+    let logins = lab.sshd.log().matches("publickey").count();
+
+    let (ok, check) = run_nativeroute(&["check", "--config", lab.config_path()]);
+
+    assert!(!ok, "{check}");
+    assert!(
+        check.contains("router rtr: FAILED") && check.contains("differs from the one recorded"),
+        "{check}"
+    );
+    // Not even a key was offered: sshd logged no publickey attempt.
+    assert_eq!(
+        lab.sshd.log().matches("publickey").count(),
+        logins,
+        "{}",
+        lab.sshd.log()
+    );
+    assert!(
+        lab.frr
+            .static_route_lines()
+            .expect("FRR's config")
+            .is_empty()
+    );
+}
+
+/// Values an attacker (or a typo) could put in the inventory: CLI lines,
+/// shell syntax, extra route words. The recording wrapper shows every byte
+/// the router's CLI received; only typed routes may be among them.
+const HOSTILE_INVENTORY: &str = r#"
+nodes:
+  - name: node1
+    address: 192.168.2.1
+    annotations:
+      nativeroute.io/subnet: 11.11.1.0/24
+  - name: node2
+    address: 192.168.3.3
+    annotations:
+      nativeroute.io/subnet: "11.11.2.0/24 192.168.3.9 tag 1111\nip route 0.0.0.0/0 192.168.3.9"
+      nativeroute.io/next-hop: "192.168.3.3'; touch /tmp/nrt-pwned; echo '"
+      nativeroute.io/routers: "rtr\nend\nwrite memory"
+  - name: "node3; reboot"
+    address: 192.168.3.4
+  - name: node4
+    address: "192.168.3.5 tag 9 | vtysh -c 'write memory'"
+"#;
+
+/// A cliCommand that appends its arguments and its input to `log`, then
+/// runs vtysh with them: what the router's CLI was given, byte for byte.
+fn recording_vtysh(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("recording-vtysh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf 'ARGS %s\\n' \"$*\" >> {log}\ntee -a {log} | /usr/bin/vtysh \"$@\"\n",
+            log = log.display()
+        ),
+    )
+    .expect("the wrapper is written");
+    std::fs::write(log, "").expect("the log is created");
+    // The vty user runs the wrapper and writes the log.
+    for (path, mode) in [(dir, 0o755), (script.as_path(), 0o755), (log, 0o666)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    script
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_inventory_values_never_reach_the_routers_cli() {
+    let lab = FrrLab::create().await;
+    let dir = tempfile::tempdir().expect("a directory for the wrapper");
+    let log = dir.path().join("cli.log");
+    let wrapper = recording_vtysh(dir.path(), &log);
+    lab.use_cli_command(wrapper.to_str().expect("UTF-8 path"));
+    lab.lab.write_inventory(HOSTILE_INVENTORY);
+
+    let controller = lab.lab.start_controller();
+
+    // node1 as pinned; node2 with its bad values ignored: a fresh subnet,
+    // its own address as the next hop, every router serving it.
+    wait_until("node1 and node2 are routed", SOON, async || {
+        let routes = lab.routes();
+        routes.len() == 2
+            && routes.get(&net("11.11.1.0/24")).map(|r| r.0) == Some(Some(ip("192.168.2.1")))
+            && routes
+                .values()
+                .filter(|r| r.0 == Some(ip("192.168.3.3")))
+                .count()
+                == 1
+    })
+    .await;
+    let log_text = controller.log();
+    for refused in [
+        "nativeroute.io/subnet",
+        "nativeroute.io/next-hop",
+        "nativeroute.io/routers",
+    ] {
+        assert!(
+            log_text.contains(refused),
+            "{refused} was not refused:\n{log_text}"
+        );
+    }
+    assert!(log_text.contains("InvalidInventoryEntry"), "{log_text}");
+    let received = std::fs::read_to_string(&log).expect("the CLI log");
+    assert!(
+        received.lines().any(|line| line.starts_with("ip route ")),
+        "{received}"
+    );
+    for line in received.lines().filter(|line| !line.starts_with("ARGS ")) {
+        assert!(
+            is_our_route_line(line),
+            "the CLI received {line:?}:\n{received}"
+        );
+    }
+    for fragment in [
+        "0.0.0.0/0",
+        "192.168.3.9",
+        "192.168.3.5",
+        "pwned",
+        "reboot",
+        "write memory",
+        "tag 9",
+    ] {
+        assert!(
+            !received.contains(fragment),
+            "{fragment:?} reached the CLI:\n{received}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/nrt-pwned").exists());
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("address")
+}
+
+/// Whether `line` is exactly one FRR static route line of nativeroute's:
+/// `[no ]ip route A.B.C.D/N A.B.C.D tag 1111`, every value an address.
+fn is_our_route_line(line: &str) -> bool {
+    let words: Vec<&str> = line
+        .strip_prefix("no ")
+        .unwrap_or(line)
+        .split(' ')
+        .collect();
+    matches!(words.as_slice(), ["ip", "route", dst, via, "tag", "1111"]
+        if dst.parse::<IpNet>().is_ok() && via.parse::<IpAddr>().is_ok())
 }

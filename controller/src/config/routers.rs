@@ -91,7 +91,10 @@ fn describe_target(driver: &DriverConfig) -> String {
             |ns| format!("network namespace {ns:?}"),
         ),
         DriverConfig::Ssh(ssh) => match &ssh.netns {
-            Some(netns) => format!("{}:{} (from network namespace {netns:?})", ssh.host, ssh.port),
+            Some(netns) => format!(
+                "{}:{} (from network namespace {netns:?})",
+                ssh.host, ssh.port
+            ),
             None => format!("{}:{}", ssh.host, ssh.port),
         },
         DriverConfig::Plugin { command, .. } => command.join(" "),

@@ -16,7 +16,8 @@ use crate::desired::RouterDesired;
 pub struct SyncPlan {
     /// Changes to apply, in one batch.
     pub changes: Vec<Change>,
-    /// Desired routes whose destination a foreign route already holds.
+    /// Desired routes a foreign route already holds: its destination (for
+    /// an add) or its destination and next hop (for a replace).
     pub blocked_by_foreign: Vec<(Route, String, ForeignRoute)>,
     /// Removals held back by the mass-removal guard (route, its node).
     pub guarded: Vec<(Route, String)>,
@@ -47,7 +48,7 @@ impl fmt::Display for SyncPlan {
         for (route, node, foreign) in &self.blocked_by_foreign {
             writeln!(
                 f,
-                "  ! {route} (node {node}) not added: foreign route {foreign} holds it"
+                "  ! {route} (node {node}) not programmed: foreign route {foreign} holds it"
             )?;
         }
         for (route, node) in &self.guarded {
@@ -80,6 +81,12 @@ pub fn diff(
         let route = Route::new(*dst, want.via);
         match held.get(dst) {
             Some(via) if *via == want.via => {}
+            // Router CLIs key a static route by destination and next hop
+            // (FRR, IOS, EOS, Junos): writing ours onto a foreign route's
+            // next hop would stamp our tag on it and make it ours.
+            Some(_) if let Some(blocking) = foreign_at(foreign, route) => plan
+                .blocked_by_foreign
+                .push((route, want.node.clone(), blocking.clone())),
             Some(via) => plan.changes.push(Change::Replace {
                 route,
                 old_via: *via,
@@ -119,6 +126,13 @@ pub fn diff(
             .extend(of_live_nodes.into_iter().map(Change::Remove));
     }
     plan
+}
+
+/// A foreign route with exactly `route`'s destination and next hop.
+fn foreign_at(foreign: &[ForeignRoute], route: Route) -> Option<&ForeignRoute> {
+    foreign
+        .iter()
+        .find(|f| f.dst == route.dst && f.via == Some(route.via))
 }
 
 /// Whether removing `removals` of `held` routes whose nodes still exist is

@@ -125,6 +125,49 @@ fn a_foreign_route_holding_the_destination_blocks_the_add() {
 }
 
 #[test]
+fn a_replace_onto_a_foreign_routes_next_hop_is_blocked_and_the_old_route_kept() {
+    // node1 moved to 192.168.3.7, where a route of someone else's already
+    // points: on a CLI, writing ours would retag theirs.
+    let want = [(1, 7)];
+    let foreign = ForeignRoute {
+        dst: net(1),
+        via: Some(ip(7)),
+        detail: "ip route 11.11.1.0/24 192.168.3.7".into(),
+    };
+    let plan = diff(
+        &desired(&want, true, live_of(&want)),
+        &held(&[(1, 1)]),
+        &[foreign],
+        &GUARD,
+    );
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(plan.blocked_by_foreign.len(), 1);
+}
+
+#[test]
+fn a_foreign_route_on_another_next_hop_does_not_block_a_replace() {
+    let want = [(1, 7)];
+    let foreign = ForeignRoute {
+        dst: net(1),
+        via: Some(ip(9)),
+        detail: "ip route 11.11.1.0/24 192.168.3.9".into(),
+    };
+    let plan = diff(
+        &desired(&want, true, live_of(&want)),
+        &held(&[(1, 1)]),
+        &[foreign],
+        &GUARD,
+    );
+    assert_eq!(
+        plan.changes,
+        vec![Change::Replace {
+            route: Route::new(net(1), ip(7)),
+            old_via: ip(1)
+        }]
+    );
+}
+
+#[test]
 fn removing_most_routes_of_nodes_that_still_exist_is_refused() {
     let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
     // Only node1 is still routed here, but all five nodes exist.

@@ -352,7 +352,7 @@ fn report_held_back(
         reporter.node_event(
             node,
             Reason::ForeignRoute,
-            &format!("router {}: {route} not added: a route nativeroute does not own holds it: {blocking}", router.name),
+            &format!("router {}: {route} not programmed: a route nativeroute does not own holds it: {blocking}", router.name),
         );
     }
     for blocking in foreign.iter().filter(|f| !want.routes.contains_key(&f.dst)) {

@@ -1,6 +1,5 @@
 //! The driver's netlink socket, opened in the router's network namespace.
 
-
 use futures::channel::mpsc::UnboundedReceiver;
 use netlink_packet_core::NetlinkMessage;
 use netlink_proto::{Connection, ConnectionHandle};

@@ -3,10 +3,10 @@
 //! change whose line caused it, and the changes after a stop are reported
 //! as not attempted.
 
+use super::SshRouter;
 use super::session::{Connection, SshTarget};
 use super::terminal::Terminal;
 use super::vendor::{ApplyOptions, BatchReport, Dialogue, Vendor};
-use super::SshRouter;
 use crate::{Change, ChangeError, ChangeOutcome, DriverError, Ownership, RouterRoutes};
 
 /// The lines of a batch, each with the change it belongs to (`None` for
@@ -341,12 +341,19 @@ fn output_error(target: &SshTarget, operation: &'static str, message: String) ->
 }
 
 fn describe_status(status: Option<u32>) -> String {
-    status.map_or_else(|| "no exit status".to_owned(), |code| format!("status {code}"))
+    status.map_or_else(
+        || "no exit status".to_owned(),
+        |code| format!("status {code}"),
+    )
 }
 
 /// The end of a command's output, for an error message.
 fn last_lines(stderr: &str, stdout: &str) -> String {
-    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }

@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use russh::keys::known_hosts::{check_known_hosts_path, known_host_keys_path, learn_known_hosts_path};
+use russh::keys::known_hosts::{
+    check_known_hosts_path, known_host_keys_path, learn_known_hosts_path,
+};
 use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
 
 /// How one router's host key is checked.
@@ -25,10 +27,16 @@ pub struct HostKeyPolicy {
 pub enum HostKeyVerdict {
     /// Recorded in the file and equal: `fingerprint` is SHA256, as
     /// `ssh-keygen -l` prints it.
-    Verified { fingerprint: String },
+    Verified {
+        fingerprint: String,
+    },
     /// Unknown, recorded now because trust on first use is on.
-    Learned { fingerprint: String },
-    Refused { reason: String },
+    Learned {
+        fingerprint: String,
+    },
+    Refused {
+        reason: String,
+    },
 }
 
 impl HostKeyVerdict {

@@ -99,7 +99,12 @@ impl SshDriver {
             connection: None,
             fingerprint: None,
         };
-        connected(&mut driver.connection, &driver.target, &mut driver.fingerprint).await?;
+        connected(
+            &mut driver.connection,
+            &driver.target,
+            &mut driver.fingerprint,
+        )
+        .await?;
         Ok(driver)
     }
 

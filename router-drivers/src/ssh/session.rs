@@ -174,9 +174,7 @@ impl Connection {
         let Some(verdict) = verdict else {
             // russh always asks before finishing a handshake; refuse rather
             // than trust if it ever did not.
-            let _ = handle
-                .disconnect(Disconnect::ByApplication, "", "en")
-                .await;
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
             return Err(DriverError::HostKey {
                 router: target.router.clone(),
                 address: target.address(),
@@ -245,9 +243,7 @@ impl Connection {
                             size += data.len();
                             output.stderr.push_str(&String::from_utf8_lossy(&data));
                         }
-                        ChannelMsg::ExitStatus { exit_status } => {
-                            output.status = Some(exit_status)
-                        }
+                        ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
                         ChannelMsg::Failure => {
                             return Err(target.session_error(
                                 "starting a command",

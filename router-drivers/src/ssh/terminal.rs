@@ -192,7 +192,13 @@ mod tests {
 
     #[test]
     fn the_echo_is_dropped_only_when_it_is_the_line_sent() {
-        assert_eq!(without_echo("ip route x\n% Invalid input\n", "ip route x"), "% Invalid input\n");
-        assert_eq!(without_echo("% Invalid input\n", "ip route x"), "% Invalid input\n");
+        assert_eq!(
+            without_echo("ip route x\n% Invalid input\n", "ip route x"),
+            "% Invalid input\n"
+        );
+        assert_eq!(
+            without_echo("% Invalid input\n", "ip route x"),
+            "% Invalid input\n"
+        );
     }
 }

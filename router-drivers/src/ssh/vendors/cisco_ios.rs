@@ -66,7 +66,10 @@ impl Vendor for CiscoIos {
     }
 
     fn terminal_setup(&self) -> Vec<String> {
-        vec!["terminal length 0".to_owned(), "terminal width 0".to_owned()]
+        vec![
+            "terminal length 0".to_owned(),
+            "terminal width 0".to_owned(),
+        ]
     }
 
     fn list(&self, _cli: &str) -> Vec<String> {
@@ -85,7 +88,14 @@ impl Vendor for CiscoIos {
                 continue;
             };
             let via = tokens.get(next).and_then(|t| t.parse::<IpAddr>().ok());
-            sort_route(&mut routes, ownership, dst, via, tagged(&tokens, ownership), line);
+            sort_route(
+                &mut routes,
+                ownership,
+                dst,
+                via,
+                tagged(&tokens, ownership),
+                line,
+            );
         }
         Ok(routes)
     }

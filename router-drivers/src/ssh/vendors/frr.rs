@@ -9,6 +9,11 @@
 //! what vtysh accepted.
 //!
 //! Ownership: the static route's `tag`.
+//!
+//! FRR keys a static route by prefix and next hop; the tag is an attribute,
+//! so `ip route P H tag T` on a route someone else wrote as `ip route P H`
+//! would retag theirs. The sync never writes onto a foreign route's prefix
+//! and next hop for that reason.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -35,6 +40,30 @@ fn route_line(dst: IpNet, via: IpAddr, tag: u32) -> String {
     format!("{family} route {dst} {via} tag {tag}")
 }
 
+/// `show daemons` lists the daemons vtysh reaches on one line (` zebra
+/// staticd`), ahead of the running config. FRR keeps static routes in
+/// staticd; Quagga, which has none, keeps them in zebra and does not print
+/// `frr version` in its config.
+fn check_static_daemon(output: &str) -> Result<(), String> {
+    let (daemons, config) = output
+        .split_once("Building configuration...")
+        .unwrap_or(("", output));
+    let daemons: Vec<&str> = daemons.split_whitespace().collect();
+    let is_frr = config.lines().any(|line| line.starts_with("frr version"));
+    if is_frr && !daemons.contains(&"staticd") {
+        return Err(format!(
+            "FRR's staticd is not running (vtysh reaches only {}): FRR would accept static \
+             routes and drop them; start staticd",
+            if daemons.is_empty() {
+                "nothing".to_owned()
+            } else {
+                daemons.join(", ")
+            }
+        ));
+    }
+    Ok(())
+}
+
 impl Vendor for Frr {
     fn name(&self) -> &'static str {
         "frr"
@@ -52,11 +81,17 @@ impl Vendor for Frr {
         no_prompt()
     }
 
+    // The daemons first: an FRR whose staticd is down shows no static
+    // route and accepts new ones without a word, dropping them.
     fn list(&self, cli: &str) -> Vec<String> {
-        vec![format!("{cli} -c 'show running-config'")]
+        vec![
+            format!("{cli} -c 'show daemons'"),
+            format!("{cli} -c 'show running-config'"),
+        ]
     }
 
     fn parse_routes(&self, output: &str, ownership: &Ownership) -> Result<RouterRoutes, String> {
+        check_static_daemon(output)?;
         let mut routes = RouterRoutes::default();
         // Only top-level lines: routes indented under `vrf NAME` belong to
         // another table.
@@ -71,7 +106,9 @@ impl Vendor for Frr {
                 continue;
             };
             let via = tokens.get(3).and_then(|t| t.parse::<IpAddr>().ok());
-            let other_table = tokens.iter().any(|t| matches!(*t, "vrf" | "table" | "nexthop-vrf"));
+            let other_table = tokens
+                .iter()
+                .any(|t| matches!(*t, "vrf" | "table" | "nexthop-vrf"));
             let marked = tagged(&tokens, ownership) && !other_table;
             sort_route(&mut routes, ownership, dst, via, marked, line);
         }
@@ -139,5 +176,30 @@ impl Vendor for Frr {
 
     fn save_command(&self, cli: &str) -> Option<String> {
         Some(format!("{cli} -c 'write memory'"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_static_daemon;
+
+    const CONFIG: &str = "Building configuration...\n\nCurrent configuration:\n!\n\
+                          frr version 8.4.4\nfrr defaults traditional\nhostname rtr\n!\nend\n";
+
+    #[test]
+    fn an_frr_without_staticd_is_an_error_naming_the_daemons_it_has() {
+        let err = check_static_daemon(&format!(" zebra\n\n{CONFIG}")).expect_err("no staticd");
+        assert!(
+            err.contains("staticd is not running") && err.contains("zebra"),
+            "{err}"
+        );
+        assert!(check_static_daemon(&format!(" zebra staticd\n\n{CONFIG}")).is_ok());
+    }
+
+    #[test]
+    fn quagga_keeps_static_routes_in_zebra_and_needs_no_staticd() {
+        let quagga =
+            "Building configuration...\n\nCurrent configuration:\n!\nhostname rtr\n!\nend\n";
+        assert!(check_static_daemon(&format!(" zebra\n\n{quagga}")).is_ok());
     }
 }

@@ -114,10 +114,14 @@ impl Vendor for Linux {
         let protocol = ownership.netlink_protocol;
         match *change {
             Change::Add(route) => vec![route_command("add", route.dst, route.via, protocol)],
-            // The kernel swaps the next hop in place: never unrouted.
-            Change::Replace { route, .. } => {
-                vec![route_command("replace", route.dst, route.via, protocol)]
-            }
+            // Not `ip route replace`: it matches a route by destination and
+            // metric whatever its protocol, so it could overwrite a foreign
+            // route. A delete names our protocol and an add never replaces;
+            // the gap between the two lines of one batch is microseconds.
+            Change::Replace { route, old_via } => vec![
+                route_command("del", route.dst, old_via, protocol),
+                route_command("add", route.dst, route.via, protocol),
+            ],
             Change::Remove(route) => vec![route_command("del", route.dst, route.via, protocol)],
         }
     }

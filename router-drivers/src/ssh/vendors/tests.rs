@@ -10,7 +10,10 @@ use crate::{Change, Ownership, Route};
 
 fn ownership(route_tag: u32) -> Ownership {
     Ownership {
-        pool: vec!["0.0.0.0/0".parse().expect("v4 net"), "::/0".parse().expect("v6 net")],
+        pool: vec![
+            "0.0.0.0/0".parse().expect("v4 net"),
+            "::/0".parse().expect("v6 net"),
+        ],
         netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
         route_tag,
     }
@@ -19,18 +22,30 @@ fn ownership(route_tag: u32) -> Ownership {
 fn net() -> impl Strategy<Value = IpNet> {
     prop_oneof![
         (any::<u32>(), 8u8..=32).prop_map(|(bits, len)| {
-            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(bits), len).expect("length ≤ 32").trunc())
+            IpNet::V4(
+                Ipv4Net::new(Ipv4Addr::from(bits), len)
+                    .expect("length ≤ 32")
+                    .trunc(),
+            )
         }),
         (any::<u128>(), 16u8..=128).prop_map(|(bits, len)| {
-            IpNet::V6(Ipv6Net::new(Ipv6Addr::from(bits), len).expect("length ≤ 128").trunc())
+            IpNet::V6(
+                Ipv6Net::new(Ipv6Addr::from(bits), len)
+                    .expect("length ≤ 128")
+                    .trunc(),
+            )
         }),
     ]
 }
 
 fn address_like(dst: IpNet) -> impl Strategy<Value = IpAddr> {
     match dst {
-        IpNet::V4(_) => any::<u32>().prop_map(|b| IpAddr::V4(Ipv4Addr::from(b))).boxed(),
-        IpNet::V6(_) => any::<u128>().prop_map(|b| IpAddr::V6(Ipv6Addr::from(b))).boxed(),
+        IpNet::V4(_) => any::<u32>()
+            .prop_map(|b| IpAddr::V4(Ipv4Addr::from(b)))
+            .boxed(),
+        IpNet::V6(_) => any::<u128>()
+            .prop_map(|b| IpAddr::V6(Ipv6Addr::from(b)))
+            .boxed(),
     }
 }
 

@@ -26,7 +26,9 @@ use nativeroute_tests::ssh_router::SshRouter;
 use nativeroute_tests::sshd::KeyKind;
 
 use super::controller::Controller;
-use super::kubernetes::{create_one_at_a_time, millis, percentile, wait_for_routes, wait_until_idle};
+use super::kubernetes::{
+    create_one_at_a_time, millis, percentile, wait_for_routes, wait_until_idle,
+};
 use super::secs;
 
 /// Zebra installs static routes with this kernel protocol.
@@ -54,7 +56,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             routes: 5_000,
-            per_route_sample: 100,
+            per_route_sample: 500,
             nodes: 100,
             created: 300,
             log_level: "warn".into(),
@@ -153,9 +155,12 @@ async fn wait_for_kernel(monitor: &RouteMonitor, count: usize, what: &str) -> In
 async fn wait_for_empty(router: &SshRouter, what: &str) {
     let deadline = Instant::now() + KERNEL_TIMEOUT;
     loop {
-        let left = run("ip", &["-n", router.netns(), "route", "show", "proto", "196"])
-            .lines()
-            .count();
+        let left = run(
+            "ip",
+            &["-n", router.netns(), "route", "show", "proto", "196"],
+        )
+        .lines()
+        .count();
         if left == 0 {
             return;
         }
@@ -178,13 +183,17 @@ async fn bench_batches(settings: &Settings) -> BatchTimes {
     let add_text = frr_lines(&adds).join("\n") + "\n";
     let remove_text = frr_lines(&removes).join("\n") + "\n";
     let empty_frr = async |what: &str| {
-        frr.vtysh_batch(&remove_text).expect("local removal batch runs");
+        frr.vtysh_batch(&remove_text)
+            .expect("local removal batch runs");
         wait_for_empty(&router, what).await;
     };
     // A monitor per way: it times the first time the table held n routes.
     let monitor = || RouteMonitor::start(router.netns(), ZEBRA_STATIC).expect("route monitor");
 
-    eprintln!("frr over ssh: {} routes through the SSH driver", routes.len());
+    eprintln!(
+        "frr over ssh: {} routes through the SSH driver",
+        routes.len()
+    );
     let watch = monitor();
     let mut driver = SshDriver::connect(driver_config(&router))
         .await
@@ -229,7 +238,9 @@ async fn bench_batches(settings: &Settings) -> BatchTimes {
 /// persistent session; sorted.
 async fn bench_node_events(settings: &Settings) -> Vec<Duration> {
     let router = frr_router();
-    let api = ApiServer::start().await.expect("the test API server starts");
+    let api = ApiServer::start()
+        .await
+        .expect("the test API server starts");
     let mut nodes = realistic_nodes(settings.nodes + settings.created);
     let later = nodes.split_off(settings.nodes);
     for node in nodes {
@@ -260,10 +271,16 @@ async fn bench_node_events(settings: &Settings) -> Vec<Duration> {
     let monitor = RouteMonitor::start(router.netns(), ZEBRA_STATIC).expect("route monitor");
     let log = dir.path().join("controller.log");
     let mut controller = Controller::start(&config, &kubeconfig, &log, &settings.log_level);
-    eprintln!("frr over ssh: controller cold start with {} Nodes", settings.nodes);
+    eprintln!(
+        "frr over ssh: controller cold start with {} Nodes",
+        settings.nodes
+    );
     wait_for_routes(&monitor, &mut controller, settings.nodes).await;
     wait_until_idle(&mut controller).await;
-    eprintln!("frr over ssh: creating {} Nodes one at a time", settings.created);
+    eprintln!(
+        "frr over ssh: creating {} Nodes one at a time",
+        settings.created
+    );
     let created = create_one_at_a_time(&api, &monitor, &mut controller, later).await;
     controller.stop();
     created
@@ -285,7 +302,11 @@ fn print_table(settings: &Settings, batch: &BatchTimes, created: &[Duration]) {
         secs(batch.ssh),
         rate(batch.ssh)
     );
-    println!("| local vtysh -f, same lines | {} | {:.0} |", secs(batch.local), rate(batch.local));
+    println!(
+        "| local vtysh -f, same lines | {} | {:.0} |",
+        secs(batch.local),
+        rate(batch.local)
+    );
     println!(
         "| one ssh command per route ({} timed, {} each; scaled) | {} | {:.0} |",
         settings.per_route_sample,

@@ -12,10 +12,8 @@
 //!    the controller (see `frr_ssh.rs`).
 //!
 //! Run as root: `cargo build --release -p nativeroute && cargo run --release
-//! -p nativeroute-tests --bin bench`. `--routes N`, `--runs N`, `--nodes N`,
-//! `--created N` change the sizes and the repetitions; `--only SECTION`
-//! (routes, ipam, kubernetes, frr-ssh) runs one section; `--log-dir DIR` keeps the
-//! controller's logs, `--controller-log LEVEL` sets their RUST_LOG.
+//! -p nativeroute-tests --bin bench`; `-- --help` lists the sizes,
+//! repetitions and `--only SECTION` (routes, ipam, kubernetes, frr-ssh).
 
 mod controller;
 mod frr_ssh;
@@ -37,12 +35,47 @@ use nativeroute_tests::netns::{Netns, require_root, run};
 const GATEWAY_NET: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 200, 0, 0), 16);
 const ROUTER_ADDRESS: &str = "10.200.255.254/16";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Section {
     Routes,
     Ipam,
     Kubernetes,
     FrrSsh,
+}
+
+/// Benchmarks of nativeroute (run as root); they print tables, they do not
+/// pass or fail.
+#[derive(clap::Parser)]
+#[command(name = "bench")]
+struct Cli {
+    /// Routes for the netlink section.
+    #[arg(long, default_value_t = 10_000)]
+    routes: usize,
+    /// Repetitions of the netlink and Kubernetes sections (medians).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Nodes the Kubernetes section starts with.
+    #[arg(long, default_value_t = 5_000)]
+    nodes: usize,
+    /// Nodes the Kubernetes section then creates one at a time.
+    #[arg(long, default_value_t = 1_000)]
+    created: usize,
+    /// Routes the FRR-over-SSH section sends each way.
+    #[arg(long, default_value_t = 5_000)]
+    frr_routes: usize,
+    /// Routes sent with one ssh command each (the naive way), timed and
+    /// scaled to --frr-routes.
+    #[arg(long, default_value_t = 500)]
+    per_route_sample: usize,
+    /// Run one section only.
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+    /// Keep the controller's logs here (default: a temporary directory).
+    #[arg(long)]
+    log_dir: Option<std::path::PathBuf>,
+    /// The controller's RUST_LOG.
+    #[arg(long, default_value = "warn")]
+    controller_log: String,
 }
 
 struct Args {
@@ -59,51 +92,26 @@ impl Args {
     }
 }
 
-const USAGE: &str = "usage: bench [--routes N] [--runs N] [--nodes N] [--created N] \
-                     [--frr-routes N] [--only routes|ipam|kubernetes|frr-ssh] [--log-dir DIR] [--controller-log LEVEL]";
-
 fn parse_args() -> Args {
-    let mut args = Args {
-        routes: 10_000,
-        runs: 3,
-        only: None,
-        kubernetes: kubernetes::Settings::default(),
-        frr_ssh: frr_ssh::Settings::default(),
-    };
-    let mut iter = std::env::args().skip(1);
-    while let Some(flag) = iter.next() {
-        let Some(value) = iter.next() else { usage() };
-        let number = || value.parse::<usize>().unwrap_or_else(|_| usage());
-        match flag.as_str() {
-            "--routes" => args.routes = number(),
-            "--runs" => args.runs = number(),
-            "--nodes" => args.kubernetes.nodes = number(),
-            "--created" => args.kubernetes.created = number(),
-            "--log-dir" => args.kubernetes.log_dir = Some(value.into()),
-            "--controller-log" => {
-                args.kubernetes.log_level = value.clone();
-                args.frr_ssh.log_level = value;
-            }
-            "--frr-routes" => args.frr_ssh.routes = number(),
-            "--only" => {
-                args.only = Some(match value.as_str() {
-                    "routes" => Section::Routes,
-                    "ipam" => Section::Ipam,
-                    "kubernetes" => Section::Kubernetes,
-                    "frr-ssh" => Section::FrrSsh,
-                    _ => usage(),
-                })
-            }
-            _ => usage(),
-        }
+    let cli = <Cli as clap::Parser>::parse();
+    Args {
+        routes: cli.routes,
+        runs: cli.runs,
+        only: cli.only,
+        kubernetes: kubernetes::Settings {
+            nodes: cli.nodes,
+            created: cli.created,
+            runs: cli.runs,
+            log_dir: cli.log_dir,
+            log_level: cli.controller_log.clone(),
+        },
+        frr_ssh: frr_ssh::Settings {
+            routes: cli.frr_routes,
+            per_route_sample: cli.per_route_sample,
+            log_level: cli.controller_log,
+            ..frr_ssh::Settings::default()
+        },
     }
-    args.kubernetes.runs = args.runs;
-    args
-}
-
-fn usage() -> ! {
-    eprintln!("{USAGE}");
-    std::process::exit(2);
 }
 
 /// Route i: 11.x.y.0/24 via 10.200.a.b, every gateway distinct.
