@@ -14,6 +14,9 @@ use crate::{Change, ChangeError, ChangeOutcome, DriverError, Ownership, RouterRo
 struct Script {
     lines: Vec<String>,
     owners: Vec<Option<usize>>,
+    /// The first line after the commit (`lines.len()` when none follows):
+    /// the batch has taken effect before it.
+    committed_at: usize,
 }
 
 impl Script {
@@ -21,6 +24,7 @@ impl Script {
         Script {
             lines: Vec::new(),
             owners: Vec::new(),
+            committed_at: 0,
         }
     }
 
@@ -101,6 +105,8 @@ pub(super) async fn apply(
         script.push(vendor.render(change, &router.ownership), Some(index));
     }
     script.push(vendor.finish(&options), None);
+    script.committed_at = script.lines.len();
+    script.push(vendor.after_commit(&options), None);
     match vendor.dialogue() {
         Dialogue::Batch => apply_batch(connection, target, router, changes, &script).await,
         Dialogue::Prompted => {
@@ -225,11 +231,15 @@ async fn apply_prompted(
 ) -> Result<Vec<ChangeOutcome>, DriverError> {
     let mut terminal = open_terminal(connection, target, vendor).await?;
     let mut failure: Option<(usize, String)> = None;
-    for (line, owner) in script.lines.iter().zip(&script.owners) {
+    for (at, (line, owner)) in script.lines.iter().zip(&script.owners).enumerate() {
         let answer = terminal.send(line, vendor.prompt()).await?;
         let Some(error) = vendor.error_in(&answer) else {
             continue;
         };
+        if at >= script.committed_at {
+            warn_after_commit(target, line, &error);
+            continue;
+        }
         match owner {
             Some(index) => {
                 failure = Some((*index, error));
@@ -265,8 +275,15 @@ async fn apply_prompted(
     } else {
         // The lines before the error took effect: leave configuration
         // (and save) as after a whole batch.
-        for line in vendor.finish(options) {
-            terminal.send(&line, vendor.prompt()).await?;
+        for line in vendor
+            .finish(options)
+            .into_iter()
+            .chain(vendor.after_commit(options))
+        {
+            let answer = terminal.send(&line, vendor.prompt()).await?;
+            if let Some(error) = vendor.error_in(&answer) {
+                warn_after_commit(target, &line, &error);
+            }
         }
     }
     terminal.close().await;
@@ -293,6 +310,17 @@ async fn apply_prompted(
         .collect())
 }
 
+/// A save or a leave that failed after the changes took effect: they stay
+/// applied (and the next batch saves again), so this is no change's failure.
+fn warn_after_commit(target: &SshTarget, line: &str, error: &str) {
+    tracing::warn!(
+        router = %target.router,
+        line,
+        error,
+        "the router refused a line after the changes took effect; they stand"
+    );
+}
+
 /// Sends the vendor's abort lines; their answers do not matter, since the
 /// terminal is closed right after.
 async fn abandon(terminal: &mut Terminal, vendor: &dyn Vendor, options: &ApplyOptions) {
@@ -310,6 +338,10 @@ async fn open_terminal(
 ) -> Result<Terminal, DriverError> {
     let mut terminal = connection.terminal(target).await?;
     terminal.read_to_prompt(vendor.prompt()).await?;
+    let settle = vendor.login_settle();
+    if !settle.is_zero() {
+        terminal.discard_until_quiet(settle).await?;
+    }
     for line in vendor.terminal_setup() {
         let answer = terminal.send(&line, vendor.prompt()).await?;
         if let Some(error) = vendor.error_in(&answer) {

@@ -5,6 +5,7 @@
 //! so an error is seen on the line that caused it.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use regex::Regex;
 use russh::client::Msg;
@@ -113,6 +114,34 @@ impl Terminal {
         Some(answer)
     }
 
+    /// Drops whatever the CLI sends until it has been quiet for `quiet`
+    /// (bounded by the command timeout).
+    pub async fn discard_until_quiet(&mut self, quiet: Duration) -> Result<(), DriverError> {
+        let timeout = self.target.timeouts.command;
+        let drained = tokio::time::timeout(timeout, async {
+            loop {
+                match tokio::time::timeout(quiet, self.channel.wait()).await {
+                    Err(_) => return Ok(()),
+                    Ok(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => {
+                        return Err(self.error(
+                            "waiting for the CLI to settle",
+                            "the router closed the terminal after login".to_owned(),
+                        ));
+                    }
+                    Ok(Some(_)) => {}
+                }
+            }
+        })
+        .await;
+        self.pending.clear();
+        drained.unwrap_or_else(|_| {
+            Err(self.error(
+                "waiting for the CLI to settle",
+                format!("it kept writing for {timeout:?} after login"),
+            ))
+        })
+    }
+
     /// Sends `line` and returns the CLI's answer to it, without the echo of
     /// the line and without the prompt.
     pub async fn send(&mut self, line: &str, prompt: &Regex) -> Result<String, DriverError> {
@@ -135,7 +164,7 @@ impl Terminal {
         let _ = self.channel.eof().await;
         let _ = self.channel.close().await;
         // Drain briefly, so the router sees an orderly close.
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), async {
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
             while self.channel.wait().await.is_some() {}
         })
         .await;

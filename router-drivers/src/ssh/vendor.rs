@@ -75,6 +75,15 @@ pub trait Vendor: Send + Sync {
         username.to_owned()
     }
 
+    /// Prompted vendors: how long the terminal must stay quiet after the
+    /// first prompt before the first line is sent. For CLIs that print
+    /// their prompt twice at login: a late second prompt would otherwise
+    /// be taken as the answer to the first line, and every answer after it
+    /// would belong to the line before.
+    fn login_settle(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Prompted vendors: lines sent once per terminal before anything else
     /// (paging off).
     fn terminal_setup(&self) -> Vec<String> {
@@ -95,8 +104,17 @@ pub trait Vendor: Send + Sync {
     /// The lines of one change.
     fn render(&self, change: &Change, ownership: &Ownership) -> Vec<String>;
 
-    /// Lines after the last change (commit, save, leave configuration).
+    /// Lines after the last change that make it take effect (commit, or
+    /// leave configuration where every line is live at once).
     fn finish(&self, options: &ApplyOptions) -> Vec<String>;
+
+    /// Prompted vendors: lines after [`Vendor::finish`] (save, leave
+    /// configuration). The changes have taken effect by then, so a refusal
+    /// here is a warning, not a failed change.
+    fn after_commit(&self, options: &ApplyOptions) -> Vec<String> {
+        let _ = options;
+        Vec::new()
+    }
 
     /// Prompted vendors: lines that abandon the batch after an error.
     fn abort(&self, options: &ApplyOptions) -> Vec<String> {

@@ -110,6 +110,30 @@ async fn eos_batch_is_committed_from_a_session_then_saved() {
     lab.assert_followed(driver).await;
 }
 
+/// The commit went through, so the routes are live: a save that fails
+/// (flash full) is a warning, not a failure of every change.
+#[tokio::test]
+async fn eos_save_refused_after_a_commit_leaves_every_change_applied() {
+    let mut steps = terminal();
+    steps.extend(enter_session());
+    steps.extend(batch_lines());
+    steps.push(Step::line("commit", EXEC));
+    steps.push(answered(
+        "write memory",
+        "% Error copying system:/running-config to flash:/startup-config (No space left on device)\r\n",
+        EXEC,
+    ));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
 #[tokio::test]
 async fn eos_commit_with_a_timer_is_confirmed_from_exec_mode() {
     let mut steps = terminal();

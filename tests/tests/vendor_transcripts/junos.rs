@@ -45,7 +45,7 @@ fn terminal() -> Vec<Step> {
 fn configuration() -> Vec<Step> {
     let mut steps = terminal();
     steps.push(answered(
-        "show configuration routing-options | display set",
+        "show configuration routing-options | display inheritance | display set",
         "set routing-options router-id 10.0.0.1\r\n\
          set routing-options autonomous-system 65001\r\n\
          set routing-options static route 0.0.0.0/0 next-hop 10.0.0.254\r\n\

@@ -10,7 +10,7 @@ use super::{
 };
 
 /// `netops` with colours and terminal detection off, dumb terminal on.
-const LOGIN: &str = "netops+cte";
+const LOGIN: &str = "netops+cte200w";
 const PROMPT: &str = "[netops@edge-2] > ";
 const GREETING: &str = "\r\n\r\n\
     \x20 MMM      MMM       KKK                          TTTTTTTTTTT      KKK\r\n\
@@ -25,31 +25,35 @@ fn routes() -> Vec<Step> {
         Step::NewShell,
         answered(
             "/ip route print terse without-paging where !dynamic",
+            // As RouterOS prints them: the comment first and unquoted.
             " 0  As  dst-address=0.0.0.0/0 routing-table=main gateway=10.0.0.254 \
              immediate-gw=10.0.0.254%ether1 distance=1 scope=30 target-scope=10 \
              suppress-hw-offload=no\r\n\
-             \x201  As  dst-address=10.20.0.0/16 routing-table=main gateway=192.168.3.1 \
-             immediate-gw=192.168.3.1%ether2 distance=1 scope=30 target-scope=10 \
-             comment=nativeroute-1111 suppress-hw-offload=no\r\n\
-             \x202  As  dst-address=11.11.1.0/24 routing-table=main gateway=192.168.3.3 \
-             immediate-gw=192.168.3.3%ether2 distance=1 scope=30 target-scope=10 \
-             comment=nativeroute-1111 suppress-hw-offload=no\r\n\
-             \x203  As  dst-address=11.11.2.0/24 routing-table=main gateway=192.168.3.4 \
-             immediate-gw=192.168.3.4%ether2 distance=1 scope=30 target-scope=10 \
-             comment=\"lab test\" suppress-hw-offload=no\r\n\
-             \x204 X s  dst-address=11.11.6.0/24 routing-table=main gateway=192.168.3.6 \
-             distance=1 scope=30 target-scope=10 comment=nativeroute-1111 \
+             \x201  As  comment=nativeroute-1111 dst-address=10.20.0.0/16 routing-table=main \
+             gateway=192.168.3.1 immediate-gw=192.168.3.1%ether2 distance=1 scope=30 \
+             target-scope=10 suppress-hw-offload=no\r\n\
+             \x202  As  comment=nativeroute-1111 dst-address=11.11.1.0/24 routing-table=main \
+             gateway=192.168.3.3 immediate-gw=192.168.3.3%ether2 distance=1 scope=30 \
+             target-scope=10 suppress-hw-offload=no\r\n\
+             \x203  As  comment=lab test dst-address=11.11.2.0/24 routing-table=main \
+             gateway=192.168.3.4 immediate-gw=192.168.3.4%ether2 distance=1 scope=30 \
+             target-scope=10 suppress-hw-offload=no\r\n\
+             \x204 X s  comment=nativeroute-1111 dst-address=11.11.6.0/24 routing-table=main \
+             gateway=192.168.3.6 distance=1 scope=30 target-scope=10 \
              suppress-hw-offload=no\r\n\
-             \x205  As  dst-address=11.11.4.0/24 routing-table=cust gateway=192.168.9.1 \
-             immediate-gw=192.168.9.1%ether5 distance=1 scope=30 target-scope=10 \
-             comment=nativeroute-1111 suppress-hw-offload=no\r\n",
+             \x205  As  comment=nativeroute-1111 dst-address=11.11.4.0/24 routing-table=cust \
+             gateway=192.168.9.1 immediate-gw=192.168.9.1%ether5 distance=1 scope=30 \
+             target-scope=10 suppress-hw-offload=no\r\n\
+             \x206  As  comment=nativeroute-1111 was ours dst-address=11.11.7.0/24 \
+             routing-table=main gateway=192.168.3.7 immediate-gw=192.168.3.7%ether2 \
+             distance=1 scope=30 target-scope=10 suppress-hw-offload=no\r\n",
             PROMPT,
         ),
         answered(
             "/ipv6 route print terse without-paging where !dynamic",
-            " 0  As  dst-address=fd11:11:0:3::/64 routing-table=main gateway=fd00:3::3 \
-             immediate-gw=fd00:3::3%ether2 distance=1 scope=30 target-scope=10 \
-             comment=nativeroute-1111 suppress-hw-offload=no\r\n",
+            " 0  As  comment=nativeroute-1111 dst-address=fd11:11:0:3::/64 routing-table=main \
+             gateway=fd00:3::3 immediate-gw=fd00:3::3%ether2 distance=1 scope=30 \
+             target-scope=10 suppress-hw-offload=no\r\n",
             PROMPT,
         ),
     ]
@@ -78,6 +82,7 @@ async fn routeros_list_owns_enabled_routes_with_our_comment() {
         [
             (net("11.11.2.0/24"), Some(address("192.168.3.4"))),
             (net("11.11.6.0/24"), Some(address("192.168.3.6"))),
+            (net("11.11.7.0/24"), Some(address("192.168.3.7"))),
         ]
     );
     lab.assert_followed(driver).await;

@@ -134,17 +134,21 @@ impl Vendor for AristaEos {
     }
 
     fn finish(&self, options: &ApplyOptions) -> Vec<String> {
-        let mut lines = match options.commit_confirm {
+        match options.commit_confirm {
             None => vec!["commit".to_owned()],
             Some(window) => vec![
                 format!("commit timer {}", timer(window)),
                 format!("configure session {} commit", options.session_name),
             ],
-        };
-        if options.save {
-            lines.push("write memory".to_owned());
         }
-        lines
+    }
+
+    fn after_commit(&self, options: &ApplyOptions) -> Vec<String> {
+        if options.save {
+            vec!["write memory".to_owned()]
+        } else {
+            Vec::new()
+        }
     }
 
     fn abort(&self, _options: &ApplyOptions) -> Vec<String> {

@@ -118,12 +118,16 @@ impl Vendor for CiscoIos {
         }
     }
 
-    fn finish(&self, options: &ApplyOptions) -> Vec<String> {
-        let mut lines = vec!["end".to_owned()];
+    fn finish(&self, _options: &ApplyOptions) -> Vec<String> {
+        vec!["end".to_owned()]
+    }
+
+    fn after_commit(&self, options: &ApplyOptions) -> Vec<String> {
         if options.save {
-            lines.push("write memory".to_owned());
+            vec!["write memory".to_owned()]
+        } else {
+            Vec::new()
         }
-        lines
     }
 
     fn abort(&self, _options: &ApplyOptions) -> Vec<String> {

@@ -133,7 +133,9 @@ impl Vendor for Junos {
     }
 
     fn list(&self, _cli: &str) -> Vec<String> {
-        vec!["show configuration routing-options | display set".to_owned()]
+        // With inheritance: a static route from an apply-group is invisible
+        // to a plain `show configuration`, and our lines would merge into it.
+        vec!["show configuration routing-options | display inheritance | display set".to_owned()]
     }
 
     fn parse_routes(&self, output: &str, ownership: &Ownership) -> Result<RouterRoutes, String> {
@@ -187,16 +189,20 @@ impl Vendor for Junos {
         }
     }
 
+    // Both commits of a confirmed commit: a batch whose confirmation fails
+    // is rolled back by the router, so it has failed.
     fn finish(&self, options: &ApplyOptions) -> Vec<String> {
-        let mut lines = match options.commit_confirm {
+        match options.commit_confirm {
             None => vec!["commit".to_owned()],
             Some(window) => vec![
                 format!("commit confirmed {}", minutes(window)),
                 "commit".to_owned(),
             ],
-        };
-        lines.push("exit".to_owned());
-        lines
+        }
+    }
+
+    fn after_commit(&self, _options: &ApplyOptions) -> Vec<String> {
+        vec!["exit".to_owned()]
     }
 
     // Back to the last commit first, so that `exit` has nothing to ask

@@ -5,10 +5,11 @@
 //! there is no configuration mode, commit or save, and an error keeps what
 //! came before it. Commands use absolute paths (`/ip route add …`), so the
 //! prompt never moves into a submenu. Terminal options travel in the login
-//! name: `+cte` turns off colours (`c`) and terminal detection (`t`) and
+//! name: `+cte200w` turns off colours (`c`) and terminal detection (`t`),
 //! selects the dumb terminal (`e`), so answers come without escape
-//! sequences or cursor tricks; paging is off per command
-//! (`without-paging`).
+//! sequences or cursor tricks, and sets 200 columns (`200w`; the default 80
+//! would wrap the echo of a `remove [find …]` line); paging is off per
+//! command (`without-paging`).
 //!
 //! Ownership: the route's `comment` (`nativeroute-1111`). A removal finds
 //! the route by destination, gateway and comment together, so it can only
@@ -16,6 +17,7 @@
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use regex::Regex;
@@ -61,9 +63,11 @@ fn ours(dst: IpNet, via: IpAddr, ownership: &Ownership) -> String {
     )
 }
 
-/// One route as `print terse` shows it: the flags, and `key=value` pairs
-/// (values with spaces in double quotes). A comment may also come as
-/// `;;; text`, as `print` shows it.
+/// One route as `print terse` shows it: the flags, and `key=value` pairs.
+/// The comment comes first and unquoted (`comment=lab test dst-address=…`),
+/// so bare words after it are part of it; other values with spaces are in
+/// double quotes. A comment may also come as `;;; text`, as `print` shows
+/// it.
 #[derive(Default)]
 struct Entry {
     flags: String,
@@ -81,8 +85,11 @@ impl Entry {
                 entry.properties.push((key.to_owned(), value));
             } else if word == ";;;" {
                 comment = Some(Vec::new());
-            } else if !entry.properties.is_empty() {
-                // A bare word among the properties says nothing we read.
+            } else if let Some((key, value)) = entry.properties.last_mut() {
+                if key == "comment" {
+                    value.push(' ');
+                    value.push_str(&word);
+                }
             } else if let Some(text) = comment.as_mut() {
                 text.push(word);
             } else if !word.chars().all(|c| c.is_ascii_digit()) {
@@ -92,6 +99,14 @@ impl Entry {
         }
         entry.comment = comment.map(|text| text.join(" "));
         entry
+    }
+
+    /// A key shown twice: a comment holding `key=value` text, which could
+    /// pass for the route's own properties. Such an entry is never ours.
+    fn ambiguous(&self) -> bool {
+        let mut keys: Vec<&str> = self.properties.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.windows(2).any(|pair| pair[0] == pair[1])
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -153,8 +168,13 @@ impl Vendor for RouterOs {
         if username.contains('+') {
             username.to_owned()
         } else {
-            format!("{username}+cte")
+            format!("{username}+cte200w")
         }
+    }
+
+    // RouterOS draws its prompt again shortly after login.
+    fn login_settle(&self) -> Duration {
+        Duration::from_millis(250)
     }
 
     // Static routes only (`!dynamic`): connected and protocol routes are
@@ -188,10 +208,12 @@ impl Vendor for RouterOs {
             else {
                 continue;
             };
-            // Routes of another routing table (a VRF) are not ours to list.
+            // Routes of another routing table (a VRF; `routing-mark` on v6)
+            // are not ours to list.
             if entry
                 .get("routing-table")
                 .is_some_and(|table| table != "main")
+                || entry.get("routing-mark").is_some()
             {
                 continue;
             }
@@ -204,8 +226,10 @@ impl Vendor for RouterOs {
                     .and_then(|(address, _)| address.parse().ok())
             });
             let comment = entry.get("comment").or(entry.comment.as_deref());
-            let marked =
-                address.is_some() && comment == Some(mark.as_str()) && !entry.flags.contains('X');
+            let marked = address.is_some()
+                && comment == Some(mark.as_str())
+                && !entry.flags.contains('X')
+                && !entry.ambiguous();
             sort_route(&mut routes, ownership, dst, via, marked, line);
         }
         Ok(routes)
@@ -258,6 +282,38 @@ mod tests {
         assert_eq!(
             words(r#" 3  As  comment="lab test" gateway=192.168.3.4"#),
             ["3", "As", r#"comment="lab test""#, "gateway=192.168.3.4"]
+        );
+    }
+
+    #[test]
+    fn an_unquoted_comment_runs_until_the_next_property() {
+        let output = " 0   s comment=nativeroute-1111 keep dst-address=11.11.1.0/24 \
+                      routing-table=main gateway=192.168.3.3\n\
+                      \x201   s comment=nativeroute-1111 dst-address=11.11.2.0/24 \
+                      routing-table=main gateway=192.168.3.4\n";
+        let routes = RouterOs.parse_routes(output, &ownership()).expect("parses");
+        assert_eq!(
+            routes.owned,
+            [Route::new(
+                "11.11.2.0/24".parse().expect("net"),
+                "192.168.3.4".parse().expect("address")
+            )]
+        );
+        assert_eq!(routes.foreign.len(), 1, "{:?}", routes.foreign);
+    }
+
+    #[test]
+    fn a_comment_that_spells_properties_makes_the_route_foreign() {
+        let output = " 0   s comment=nativeroute-1111 gateway=192.168.3.9 \
+                      dst-address=11.11.1.0/24 routing-table=main gateway=192.168.3.3\n\
+                      \x201   s dst-address=11.11.3.0/24 routing-mark=blue \
+                      gateway=192.168.3.3 comment=nativeroute-1111\n";
+        let routes = RouterOs.parse_routes(output, &ownership()).expect("parses");
+        assert!(routes.owned.is_empty(), "{:?}", routes.owned);
+        assert_eq!(
+            routes.foreign.len(),
+            1,
+            "the marked VRF route is not listed"
         );
     }
 

@@ -1,4 +1,5 @@
-//! VyOS (1.3 and later), from operational mode (`vyos@vyos:~$`).
+//! VyOS (1.4 and later: 1.3 has no `description` on a static route), from
+//! operational mode (`vyos@vyos:~$`).
 //!
 //! A batch edits the working configuration after `configure` and takes
 //! effect at `commit`, all of it or none; `discard` abandons it. `save`
@@ -168,8 +169,12 @@ impl Vendor for Vyos {
         }
     }
 
-    fn finish(&self, options: &ApplyOptions) -> Vec<String> {
-        let mut lines = vec!["commit".to_owned()];
+    fn finish(&self, _options: &ApplyOptions) -> Vec<String> {
+        vec!["commit".to_owned()]
+    }
+
+    fn after_commit(&self, options: &ApplyOptions) -> Vec<String> {
+        let mut lines = Vec::new();
         if options.save {
             lines.push("save".to_owned());
         }
