@@ -404,7 +404,7 @@ async fn sshd_stopped_fails_the_call_and_the_driver_reconnects_when_it_is_back()
     let mut driver = connect(&router, VendorName::Frr).await;
     // stop() ends the listener and every session it accepted.
     router.sshd.stop().expect("stop sshd");
-    let err = driver.list().await.err().expect("no router, no list");
+    let err = driver.list().await.expect_err("no router, no list");
     assert!(
         matches!(
             err,
@@ -428,7 +428,7 @@ async fn frr_without_staticd_fails_the_list_naming_it_and_recovers_when_it_is_ba
     let frr = router.frr.as_mut().expect("an FRR router");
     frr.stop_staticd().expect("stop staticd");
 
-    let err = driver.list().await.err().expect("no staticd, no list");
+    let err = driver.list().await.expect_err("no staticd, no list");
 
     assert!(
         matches!(&err, DriverError::Output { .. })

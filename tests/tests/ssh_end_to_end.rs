@@ -231,7 +231,7 @@ async fn sshd_down_for_a_minute_is_retried_with_backoff_and_then_converges() {
     let down_at = Instant::now();
     // node3 leaves while the router is unreachable.
     lab.lab.write_inventory(
-        &PINNED_INVENTORY
+        PINNED_INVENTORY
             .split("  - name: node3")
             .next()
             .expect("inventory without node3"),
