@@ -90,6 +90,18 @@ impl FrrLab {
         }
     }
 
+    /// `ip route 11.11.9.0/24 192.168.3.4` in FRR, without nativeroute's tag.
+    fn add_foreign_route(&self) {
+        self.frr
+            .vtysh(&[
+                "-c",
+                "configure terminal",
+                "-c",
+                "ip route 11.11.9.0/24 192.168.3.4",
+            ])
+            .expect("a foreign static route");
+    }
+
     fn config_path(&self) -> &str {
         self.lab.config.to_str().expect("a UTF-8 config path")
     }
@@ -179,14 +191,7 @@ async fn containers_reach_each_other_through_frr_programmed_over_ssh() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_route_removed_in_frr_by_hand_comes_back_and_a_foreign_one_stays() {
     let lab = FrrLab::create().await;
-    lab.frr
-        .vtysh(&[
-            "-c",
-            "configure terminal",
-            "-c",
-            "ip route 11.11.9.0/24 192.168.3.4",
-        ])
-        .expect("a foreign static route");
+    lab.add_foreign_route();
     let controller = lab.lab.start_controller();
     let mut want = SEED_ROUTES.to_vec();
     want.push(("11.11.9.0/24", "192.168.3.4"));
@@ -274,14 +279,7 @@ fn host_key_fingerprint(sshd: &Sshd, dir: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_and_check_reach_frr_over_ssh_name_the_host_key_and_change_nothing() {
     let lab = FrrLab::create().await;
-    lab.frr
-        .vtysh(&[
-            "-c",
-            "configure terminal",
-            "-c",
-            "ip route 11.11.9.0/24 192.168.3.4",
-        ])
-        .expect("a foreign static route");
+    lab.add_foreign_route();
     let frr_before = lab.frr.static_route_lines().expect("FRR's config");
 
     let (ok, plan) = run_nativeroute(&["plan", "--config", lab.config_path()]);

@@ -28,7 +28,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use regex::Regex;
 
-use super::sort_route;
+use super::{explained_error, sort_route};
 use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor};
 use crate::{Change, Ownership, RouterRoutes};
 
@@ -215,24 +215,15 @@ impl Vendor for Junos {
         true
     }
 
+    // A commit explains itself over several lines (the statement, the
+    // reason, then `error: …`); the caret line under a bad word, `[edit]`
+    // and `{master:0}` are noise.
     fn error_in(&self, answer: &str) -> Option<String> {
-        if !answer.lines().any(|line| ERROR.is_match(line.trim())) {
-            return None;
-        }
-        // A commit explains itself over several lines (the statement, the
-        // reason, then `error: …`): keep them all, without the context
-        // noise around every prompt.
-        let said: Vec<&str> = answer
-            .lines()
-            .map(str::trim)
-            // Blank and caret lines are all carets (or nothing).
-            .filter(|line| {
-                !line.chars().all(|c| c == '^')
-                    && *line != "[edit]"
-                    && !(line.starts_with('{') && line.ends_with('}'))
-            })
-            .collect();
-        Some(said.join("; "))
+        explained_error(answer, &ERROR, |line| {
+            line.chars().all(|c| c == '^')
+                || line == "[edit]"
+                || (line.starts_with('{') && line.ends_with('}'))
+        })
     }
 }
 

@@ -139,6 +139,25 @@ fn sort_route(
     }
 }
 
+/// For CLIs that explain a refusal over several lines (the statement, the
+/// reason, then the error): when any line of `answer` matches `error`,
+/// all its lines but the context noise around every prompt, joined.
+fn explained_error(
+    answer: &str,
+    error: &regex::Regex,
+    noise: impl Fn(&str) -> bool,
+) -> Option<String> {
+    if !answer.lines().any(|line| error.is_match(line.trim())) {
+        return None;
+    }
+    let said: Vec<&str> = answer
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !noise(line))
+        .collect();
+    Some(said.join("; "))
+}
+
 /// The value after `keyword` among whitespace-separated tokens.
 fn value_after<'a>(tokens: &[&'a str], keyword: &str) -> Option<&'a str> {
     tokens

@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 use ipnet::IpNet;
 use regex::Regex;
 
-use super::{owner_comment, sort_route};
+use super::{explained_error, owner_comment, sort_route};
 use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor};
 use crate::{Change, Ownership, RouterRoutes};
 
@@ -192,14 +192,6 @@ impl Vendor for Vyos {
     }
 
     fn error_in(&self, answer: &str) -> Option<String> {
-        if !answer.lines().any(|line| ERROR.is_match(line.trim())) {
-            return None;
-        }
-        let said: Vec<&str> = answer
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && *line != "[edit]")
-            .collect();
-        Some(said.join("; "))
+        explained_error(answer, &ERROR, |line| line == "[edit]")
     }
 }
