@@ -7,7 +7,7 @@ use super::SshRouter;
 use super::session::{Connection, SshTarget};
 use super::terminal::Terminal;
 use super::vendor::{ApplyOptions, BatchReport, Dialogue, Vendor};
-use crate::{Change, ChangeError, ChangeOutcome, DriverError, Ownership, RouterRoutes};
+use crate::{Change, ChangeError, ChangeOutcome, DriverError, RouterRoutes};
 
 /// The lines of a batch, each with the change it belongs to (`None` for
 /// entering configuration, commit and the like).
@@ -92,12 +92,13 @@ pub(super) async fn apply(
     target: &SshTarget,
     router: &SshRouter,
     changes: &[Change],
+    session_name: String,
 ) -> Result<Vec<ChangeOutcome>, DriverError> {
     let vendor = router.vendor.profile();
     let options = ApplyOptions {
         save: router.save_config,
         commit_confirm: router.commit_confirm,
-        session_name: session_name(&router.ownership),
+        session_name,
     };
     let mut script = Script::new();
     script.push(vendor.begin(&options), None);
@@ -353,15 +354,6 @@ async fn open_terminal(
         }
     }
     Ok(terminal)
-}
-
-/// The configuration session of this controller on a router (EOS): one
-/// name per route tag, so two controllers sharing a router never meet, and
-/// a session left pending by a broken connection is found and abandoned by
-/// the next batch instead of piling up (EOS keeps only a few pending
-/// sessions). A fixed name also makes a batch's lines predictable.
-fn session_name(ownership: &Ownership) -> String {
-    format!("nativeroute-{}", ownership.route_tag)
 }
 
 fn output_error(target: &SshTarget, operation: &'static str, message: String) -> DriverError {

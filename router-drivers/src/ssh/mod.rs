@@ -86,6 +86,10 @@ pub struct SshDriver {
     connection: Option<Connection>,
     /// The host key fingerprint verified on the last connect.
     fingerprint: Option<String>,
+    /// Names this driver's configuration sessions (EOS) apart from those of
+    /// an earlier run: the Unix time it started.
+    started: u64,
+    batches: u64,
 }
 
 impl SshDriver {
@@ -98,6 +102,10 @@ impl SshDriver {
             target,
             connection: None,
             fingerprint: None,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+            batches: 0,
         };
         connected(
             &mut driver.connection,
@@ -115,6 +123,17 @@ impl SshDriver {
     /// The fingerprint of the host key verified on the last connect.
     pub fn host_key_fingerprint(&self) -> Option<&str> {
         self.fingerprint.as_deref()
+    }
+
+    /// A fresh configuration session name per batch (EOS): a committed
+    /// session keeps its name, and EOS names every session uniquely, so a
+    /// name is never entered twice. The tag keeps two controllers apart.
+    fn next_session_name(&mut self) -> String {
+        self.batches += 1;
+        format!(
+            "nativeroute-{}-{}-{}",
+            self.router.ownership.route_tag, self.started, self.batches
+        )
     }
 
     /// A connection that failed once is not trusted again: a CLI left
@@ -146,9 +165,17 @@ impl RouterDriver for SshDriver {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
+        let session_name = self.next_session_name();
         let connection =
             connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
-        let result = batch::apply(connection, &self.target, &self.router, changes).await;
+        let result = batch::apply(
+            connection,
+            &self.target,
+            &self.router,
+            changes,
+            session_name,
+        )
+        .await;
         self.forget_connection_on_error(&result);
         result
     }

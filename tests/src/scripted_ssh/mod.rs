@@ -44,7 +44,9 @@ pub struct Script {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// The client must send exactly this line next (without line ending).
+    /// The client must send exactly this line next (without line ending);
+    /// `{word}` in it stands for one word the client chooses (letters,
+    /// digits, `-`, `_`), such as a session name.
     /// The server echoes it as a terminal does (the line and "\r\n"), then
     /// sends `reply` verbatim, which normally ends with the vendor's next
     /// prompt, e.g. "Router(config)#".

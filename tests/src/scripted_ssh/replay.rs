@@ -75,7 +75,7 @@ impl Replay {
         self.received.push(line.to_owned());
         let mut output = format!("{line}\r\n");
         let problem = match self.script.steps.get(self.next) {
-            Some(Step::Line { expect, reply }) if expect == line => {
+            Some(Step::Line { expect, reply }) if matches_expected(expect, line) => {
                 self.next += 1;
                 output.push_str(reply);
                 // A scripted logout with nothing to say ends the session;
@@ -107,6 +107,30 @@ impl Replay {
     }
 }
 
+/// Whether `line` is `expect`, each `{word}` in it standing for one word.
+fn matches_expected(expect: &str, line: &str) -> bool {
+    let mut parts = expect.split("{word}");
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = line.strip_prefix(first) else {
+        return false;
+    };
+    for part in parts {
+        let word_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        if word_len == 0 {
+            return false;
+        }
+        match rest[word_len..].strip_prefix(part) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 fn is_logout(line: &str) -> bool {
     matches!(line.trim(), "exit" | "quit" | "logout")
 }
@@ -128,6 +152,21 @@ mod tests {
             expect: expect.to_owned(),
             reply: reply.to_owned(),
         }
+    }
+
+    #[test]
+    fn a_word_placeholder_takes_one_word_and_nothing_else() {
+        use super::matches_expected;
+        let expect = "configure session {word} commit";
+        assert!(matches_expected(
+            expect,
+            "configure session nativeroute-1111-7 commit"
+        ));
+        assert!(!matches_expected(expect, "configure session  commit"));
+        assert!(!matches_expected(expect, "configure session a b commit"));
+        assert!(!matches_expected(expect, "configure session x commit now"));
+        assert!(matches_expected("abort", "abort"));
+        assert!(!matches_expected("abort", "abort all"));
     }
 
     #[test]

@@ -45,14 +45,22 @@ fn running_config() -> Vec<Step> {
     steps
 }
 
-/// Into the session, after clearing whatever an earlier batch cut off by a
-/// broken connection may have left in it.
+/// Into a session of this batch's own: the name carries the route tag and
+/// is new for every batch.
 fn enter_session() -> Vec<Step> {
-    vec![
-        Step::line("configure session nativeroute-1111", SESSION),
-        Step::line("abort", EXEC),
-        Step::line("configure session nativeroute-1111", SESSION),
-    ]
+    vec![Step::line(
+        "configure session nativeroute-1111-{word}",
+        SESSION,
+    )]
+}
+
+/// The session names the driver typed, in order.
+fn session_names(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("configure session "))
+        .map(|rest| rest.trim_end_matches(" commit").to_owned())
+        .collect()
 }
 
 fn batch_lines() -> Vec<Step> {
@@ -141,7 +149,7 @@ async fn eos_commit_with_a_timer_is_confirmed_from_exec_mode() {
     steps.extend(batch_lines());
     steps.push(Step::line("commit timer 00:05:00", EXEC));
     steps.push(Step::line(
-        "configure session nativeroute-1111 commit",
+        "configure session nativeroute-1111-{word} commit",
         EXEC,
     ));
     let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
@@ -152,6 +160,45 @@ async fn eos_commit_with_a_timer_is_confirmed_from_exec_mode() {
     let outcomes = apply(&mut driver, &batch()).await;
 
     assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+/// A committed session keeps its name on EOS: every batch enters a new
+/// one, and a confirmation names the session its batch entered.
+#[tokio::test]
+async fn eos_each_batch_has_a_session_of_its_own() {
+    let mut steps = Vec::new();
+    for _ in 0..2 {
+        steps.extend(terminal());
+        steps.extend(enter_session());
+        steps.extend(batch_lines());
+        steps.push(Step::line("commit timer 00:05:00", EXEC));
+        steps.push(Step::line(
+            "configure session nativeroute-1111-{word} commit",
+            EXEC,
+        ));
+    }
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
+        .await
+        .confirming(Duration::from_secs(300));
+    let mut driver = lab.connect().await;
+
+    for _ in 0..2 {
+        let outcomes = apply(&mut driver, &batch()).await;
+        assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
+    }
+
+    let names = session_names(&lab.server.received());
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(
+        names[0], names[1],
+        "the first confirmation names another session"
+    );
+    assert_eq!(
+        names[2], names[3],
+        "the second confirmation names another session"
+    );
+    assert_ne!(names[0], names[2], "two batches shared a session");
     lab.assert_followed(driver).await;
 }
 

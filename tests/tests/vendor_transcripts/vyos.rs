@@ -117,13 +117,13 @@ async fn vyos_batch_is_committed_saved_and_left() {
 }
 
 #[tokio::test]
-async fn vyos_refused_delete_discards_the_batch() {
+async fn vyos_refused_set_discards_the_batch() {
     let mut steps = terminal();
     steps.push(Step::line("configure", EDIT));
-    steps.extend(batch_lines().into_iter().take(2));
+    steps.extend(batch_lines().into_iter().take(3));
     steps.push(answered(
-        "delete protocols static route 11.11.3.0/24 next-hop 192.168.3.3",
-        "\r\n  Nothing to delete (the specified node does not exist)\r\n  Delete failed\r\n\r\n",
+        "set protocols static route 11.11.3.0/24 next-hop 192.168.3.4",
+        "\r\n  Invalid next-hop address\r\n  Value validation failed\r\n  Set failed\r\n\r\n",
         EDIT,
     ));
     steps.extend(discard());
@@ -135,10 +135,34 @@ async fn vyos_refused_delete_discards_the_batch() {
     assert_eq!(
         summary(&outcomes),
         replace_refused(
-            "Nothing to delete (the specified node does not exist); Delete failed",
+            "Invalid next-hop address; Value validation failed; Set failed",
             true
         )
     );
+    lab.assert_followed(driver).await;
+}
+
+/// VyOS says so when a delete finds nothing (a next hop removed by hand)
+/// and treats it as done: the batch goes on and commits.
+#[tokio::test]
+async fn vyos_nothing_to_delete_is_no_refusal() {
+    let mut steps = terminal();
+    steps.push(Step::line("configure", EDIT));
+    let mut lines = batch_lines();
+    lines[2] = answered(
+        "delete protocols static route 11.11.3.0/24 next-hop 192.168.3.3",
+        "\r\n  Nothing to delete (the specified node does not exist)\r\n\r\n",
+        EDIT,
+    );
+    steps.extend(lines);
+    steps.push(Step::line("commit", EDIT));
+    steps.push(Step::line("exit", OPERATIONAL));
+    let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
     lab.assert_followed(driver).await;
 }
 

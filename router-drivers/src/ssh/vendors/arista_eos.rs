@@ -109,12 +109,11 @@ impl Vendor for AristaEos {
         Ok(routes)
     }
 
-    // The session has one name per controller: entering and abandoning it
-    // first clears whatever a batch cut off by a broken connection left in
-    // it, so this batch starts from the running config.
+    // A new session per batch, named by the driver: it starts from the
+    // running config, and a session a broken connection left pending is
+    // never entered again (EOS drops it after 24 hours).
     fn begin(&self, options: &ApplyOptions) -> Vec<String> {
-        let enter = format!("configure session {}", options.session_name);
-        vec![enter.clone(), "abort".to_owned(), enter]
+        vec![format!("configure session {}", options.session_name)]
     }
 
     fn render(&self, change: &Change, ownership: &Ownership) -> Vec<String> {
