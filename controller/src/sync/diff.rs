@@ -82,11 +82,14 @@ pub fn diff(
         match held.get(dst) {
             Some(via) if *via == want.via => {}
             // Router CLIs key a static route by destination and next hop
-            // (FRR, IOS, EOS, Junos): writing ours onto a foreign route's
-            // next hop would stamp our tag on it and make it ours.
-            Some(_) if let Some(blocking) = foreign_at(foreign, route) => plan
-                .blocked_by_foreign
-                .push((route, want.node.clone(), blocking.clone())),
+            // (FRR, IOS, EOS): writing ours onto a foreign route's next hop
+            // would stamp our tag on it and make it ours. Ours, to the old
+            // next hop, goes: the foreign route already forwards as wanted.
+            Some(via) if let Some(blocking) = foreign_at(foreign, route) => {
+                plan.blocked_by_foreign
+                    .push((route, want.node.clone(), blocking.clone()));
+                plan.changes.push(Change::Remove(Route::new(*dst, *via)));
+            }
             Some(via) => plan.changes.push(Change::Replace {
                 route,
                 old_via: *via,

@@ -125,7 +125,7 @@ fn a_foreign_route_holding_the_destination_blocks_the_add() {
 }
 
 #[test]
-fn a_replace_onto_a_foreign_routes_next_hop_is_blocked_and_the_old_route_kept() {
+fn a_replace_onto_a_foreign_routes_next_hop_is_blocked_and_the_old_route_removed() {
     // node1 moved to 192.168.3.7, where a route of someone else's already
     // points: on a CLI, writing ours would retag theirs.
     let want = [(1, 7)];
@@ -140,7 +140,10 @@ fn a_replace_onto_a_foreign_routes_next_hop_is_blocked_and_the_old_route_kept() 
         &[foreign],
         &GUARD,
     );
-    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(
+        plan.changes,
+        vec![Change::Remove(Route::new(net(1), ip(1)))]
+    );
     assert_eq!(plan.blocked_by_foreign.len(), 1);
 }
 

@@ -346,6 +346,10 @@ async fn open_terminal(
     for line in vendor.terminal_setup() {
         let answer = terminal.send(&line, vendor.prompt()).await?;
         if let Some(error) = vendor.error_in(&answer) {
+            // Closed, not dropped: russh sends no close for a dropped
+            // channel, and a shell left open per retry would use up the
+            // router's vty lines.
+            terminal.close().await;
             return Err(output_error(
                 target,
                 "setting up the terminal",

@@ -86,11 +86,12 @@ pub struct SshDriver {
     connection: Option<Connection>,
     /// The host key fingerprint verified on the last connect.
     fingerprint: Option<String>,
-    /// Names this driver's configuration sessions (EOS) apart from those of
-    /// an earlier run: the Unix time it started.
-    started: u64,
-    batches: u64,
 }
+
+/// Batches started by any driver of this process: with the time, it keeps
+/// configuration session names (EOS) apart even across a driver made anew
+/// within the same millisecond after an error.
+static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl SshDriver {
     /// Connects and logs in, so that a wrong address, host key or key is
@@ -102,10 +103,6 @@ impl SshDriver {
             target,
             connection: None,
             fingerprint: None,
-            started: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs()),
-            batches: 0,
         };
         connected(
             &mut driver.connection,
@@ -127,12 +124,16 @@ impl SshDriver {
 
     /// A fresh configuration session name per batch (EOS): a committed
     /// session keeps its name, and EOS names every session uniquely, so a
-    /// name is never entered twice. The tag keeps two controllers apart.
-    fn next_session_name(&mut self) -> String {
-        self.batches += 1;
+    /// name is never entered twice: the Unix time in milliseconds and the
+    /// process's batch count. The tag keeps two controllers apart.
+    fn next_session_name(&self) -> String {
+        let batch = BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
         format!(
-            "nativeroute-{}-{}-{}",
-            self.router.ownership.route_tag, self.started, self.batches
+            "nativeroute-{}-{millis}-{batch}",
+            self.router.ownership.route_tag
         )
     }
 

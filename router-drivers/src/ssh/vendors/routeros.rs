@@ -1,4 +1,4 @@
-//! MikroTik RouterOS (v7; v6 reads the same), at the root menu
+//! MikroTik RouterOS v7 (`routing-table`; v6 had `routing-mark`), at the root menu
 //! (`[admin@MikroTik] > `).
 //!
 //! Every command takes effect at once and is saved by RouterOS itself:
@@ -12,8 +12,8 @@
 //! command (`without-paging`).
 //!
 //! Ownership: the route's `comment` (`nativeroute-1111`). A removal finds
-//! the route by destination, gateway and comment together, so it can only
-//! ever remove a route of ours.
+//! the route by destination, gateway, comment, the main table and enabled
+//! together: exactly what the list calls ours.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -53,13 +53,22 @@ fn menu(dst: IpNet) -> &'static str {
     }
 }
 
-/// The `find` arguments that pick out exactly one route of ours. Property
-/// filters rather than a `where` expression: their values are taken as
-/// written, so the comment needs no quotes.
+/// The properties of a route of ours, as `add` writes them.
 fn ours(dst: IpNet, via: IpAddr, ownership: &Ownership) -> String {
     format!(
         "dst-address={dst} gateway={via} comment={}",
         owner_comment(ownership)
+    )
+}
+
+/// The `find` arguments that pick out only what the list calls ours: the
+/// same route in another table, or disabled, is someone else's even with
+/// our comment. Property filters rather than a `where` expression: their
+/// values are taken as written, so the comment needs no quotes.
+fn find_ours(dst: IpNet, via: IpAddr, ownership: &Ownership) -> String {
+    format!(
+        "find {} routing-table=main disabled=no",
+        ours(dst, via, ownership)
     )
 }
 
@@ -242,7 +251,7 @@ impl Vendor for RouterOs {
     fn render(&self, change: &Change, ownership: &Ownership) -> Vec<String> {
         let menu = menu(change.route().dst);
         let add = |dst, via| format!("{menu} add {}", ours(dst, via, ownership));
-        let remove = |dst, via| format!("{menu} remove [find {}]", ours(dst, via, ownership));
+        let remove = |dst, via| format!("{menu} remove [{}]", find_ours(dst, via, ownership));
         match *change {
             Change::Add(route) => vec![add(route.dst, route.via)],
             // Applied line by line: the new next hop first, so the
