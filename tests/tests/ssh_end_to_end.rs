@@ -474,3 +474,56 @@ fn is_our_route_line(line: &str) -> bool {
     matches!(words.as_slice(), ["ip", "route", dst, via, "tag", "1111"]
         if dst.parse::<IpNet>().is_ok() && via.parse::<IpAddr>().is_ok())
 }
+
+/// FRR keys a static route by prefix and next hop: had nativeroute written
+/// `ip route 11.11.2.0/24 192.168.3.5 tag 1111` onto someone's untagged
+/// route there, it would have made that route its own (and removed it
+/// with the node). It leaves it untagged, drops its own stale route, and
+/// says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_moving_onto_a_foreign_routes_next_hop_never_retags_it() {
+    let lab = FrrLab::create().await;
+    let controller = lab.lab.start_controller();
+    lab.wait_for_routes(&SEED_ROUTES, SOON).await;
+    lab.frr
+        .vtysh(&[
+            "-c",
+            "configure terminal",
+            "-c",
+            "ip route 11.11.2.0/24 192.168.3.5",
+        ])
+        .expect("a foreign static route");
+
+    lab.lab.write_inventory(&PINNED_INVENTORY.replace(
+        "      nativeroute.io/subnet: 11.11.2.0/24",
+        "      nativeroute.io/subnet: 11.11.2.0/24\n      nativeroute.io/next-hop: 192.168.3.5",
+    ));
+
+    let static_routes = || lab.frr.static_route_lines().expect("FRR's config");
+    wait_until(
+        "our stale route to node2's old next hop is gone",
+        SOON,
+        async || {
+            !static_routes().contains(&"ip route 11.11.2.0/24 192.168.3.3 tag 1111".to_owned())
+        },
+    )
+    .await;
+    // Two resyncs later the foreign route is still exactly as it was written.
+    tokio::time::sleep(RESYNC * 2).await;
+    let lines = static_routes();
+    assert!(
+        lines.contains(&"ip route 11.11.2.0/24 192.168.3.5".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|line| line.starts_with("ip route 11.11.2.0/24 192.168.3.5 tag")),
+        "the foreign route was retagged: {lines:?}"
+    );
+    assert!(
+        controller.log().contains("not programmed"),
+        "{}",
+        controller.log()
+    );
+}

@@ -27,7 +27,9 @@ pub use self::vendor::{ApplyOptions, BatchReport, Dialogue, LineError, Vendor};
 pub use self::vendors::VendorName;
 
 use self::session::{Connection, SshTarget};
-use crate::{Change, ChangeOutcome, DriverError, Ownership, RouterDriver, RouterRoutes};
+use crate::{
+    Change, ChangeError, ChangeOutcome, DriverError, Ownership, RouterDriver, RouterRoutes,
+};
 
 /// One router reached over SSH, as the config describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,23 +164,68 @@ impl RouterDriver for SshDriver {
         result
     }
 
+    // CLIs key a static route by prefix and next hop and take the tag as
+    // an attribute of it: an add or replace onto a route someone wrote
+    // since the controller's last list would retag theirs as ours. So the
+    // router is read afresh before any batch that writes, and such changes
+    // are not sent.
     async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        let session_name = self.next_session_name();
-        let connection =
-            connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
-        let result = batch::apply(
-            connection,
-            &self.target,
-            &self.router,
-            changes,
-            session_name,
-        )
-        .await;
-        self.forget_connection_on_error(&result);
-        result
+        let mut outcomes: Vec<Option<ChangeOutcome>> = vec![None; changes.len()];
+        if changes
+            .iter()
+            .any(|change| !matches!(change, Change::Remove(_)))
+        {
+            let listed = {
+                let connection =
+                    connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
+                batch::list(connection, &self.target, &self.router).await
+            };
+            self.forget_connection_on_error(&listed);
+            let listed = listed?;
+            for (outcome, change) in outcomes.iter_mut().zip(changes) {
+                if batch::foreign_in_the_way(change, &listed.foreign) {
+                    *outcome = Some(Err(ChangeError::ForeignRouteInTheWay {
+                        dst: change.route().dst,
+                    }));
+                }
+            }
+        }
+        let to_send: Vec<Change> = changes
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_none())
+            .map(|(change, _)| *change)
+            .collect();
+        let mut sent = if to_send.is_empty() {
+            Vec::new()
+        } else {
+            let session_name = self.next_session_name();
+            let result = {
+                let connection =
+                    connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
+                batch::apply(
+                    connection,
+                    &self.target,
+                    &self.router,
+                    &to_send,
+                    session_name,
+                )
+                .await
+            };
+            self.forget_connection_on_error(&result);
+            result?
+        }
+        .into_iter();
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Some(refused) => refused,
+                None => sent.next().unwrap_or(Ok(())),
+            })
+            .collect())
     }
 
     fn describe(&self) -> String {

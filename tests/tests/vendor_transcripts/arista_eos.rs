@@ -97,6 +97,8 @@ async fn eos_list_keeps_tagged_routes_and_reports_the_rest_of_the_pool() {
 #[tokio::test]
 async fn eos_batch_is_committed_from_a_session_then_saved() {
     let mut steps = running_config();
+    // The driver reads the router afresh before a batch that writes.
+    steps.extend(running_config());
     steps.extend(terminal());
     steps.extend(enter_session());
     steps.extend(batch_lines());
@@ -122,7 +124,9 @@ async fn eos_batch_is_committed_from_a_session_then_saved() {
 /// (flash full) is a warning, not a failure of every change.
 #[tokio::test]
 async fn eos_save_refused_after_a_commit_leaves_every_change_applied() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
     steps.extend(enter_session());
     steps.extend(batch_lines());
     steps.push(Step::line("commit", EXEC));
@@ -144,7 +148,9 @@ async fn eos_save_refused_after_a_commit_leaves_every_change_applied() {
 
 #[tokio::test]
 async fn eos_commit_with_a_timer_is_confirmed_from_exec_mode() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
     steps.extend(enter_session());
     steps.extend(batch_lines());
     steps.push(Step::line("commit timer 00:05:00", EXEC));
@@ -169,6 +175,7 @@ async fn eos_commit_with_a_timer_is_confirmed_from_exec_mode() {
 async fn eos_each_batch_has_a_session_of_its_own() {
     let mut steps = Vec::new();
     for _ in 0..2 {
+        steps.extend(running_config());
         steps.extend(terminal());
         steps.extend(enter_session());
         steps.extend(batch_lines());
@@ -204,7 +211,9 @@ async fn eos_each_batch_has_a_session_of_its_own() {
 
 #[tokio::test]
 async fn eos_refusal_aborts_the_session_and_commits_nothing() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
     steps.extend(enter_session());
     steps.push(Step::line(
         "ip route 11.11.5.0/24 192.168.3.5 tag 1111 name nativeroute",

@@ -78,6 +78,8 @@ async fn ios_list_keeps_tagged_routes_and_reports_the_rest_of_the_pool() {
 #[tokio::test]
 async fn ios_batch_is_typed_line_by_line_then_saved() {
     let mut steps = running_config();
+    // The driver reads the router afresh before a batch that writes.
+    steps.extend(running_config());
     steps.extend(terminal());
     steps.push(configure());
     steps.extend(quiet(
@@ -105,7 +107,9 @@ async fn ios_batch_is_typed_line_by_line_then_saved() {
 
 #[tokio::test]
 async fn ios_refusal_keeps_the_lines_before_it_and_still_saves() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
     steps.push(configure());
     steps.push(Step::line(
         "ip route 11.11.5.0 255.255.255.0 192.168.3.5 tag 1111 name nativeroute",

@@ -137,6 +137,8 @@ async fn junos_list_owns_a_stanza_with_our_tag_and_one_next_hop() {
 #[tokio::test]
 async fn junos_batch_is_edited_privately_and_committed() {
     let mut steps = configuration();
+    // The driver reads the router afresh before a batch that writes.
+    steps.extend(configuration());
     steps.extend(terminal());
     steps.push(enter("configure private"));
     steps.extend(batch_lines());
@@ -157,7 +159,9 @@ async fn junos_batch_is_edited_privately_and_committed() {
 
 #[tokio::test]
 async fn junos_confirmed_commit_is_made_exclusively_and_confirmed() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
     steps.push(enter("configure exclusive"));
     steps.extend(batch_lines());
     steps.push(answered(
@@ -182,7 +186,9 @@ async fn junos_confirmed_commit_is_made_exclusively_and_confirmed() {
 
 #[tokio::test]
 async fn junos_syntax_error_rolls_back_and_commits_nothing() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
     steps.push(enter("configure private"));
     steps.extend(batch_lines().into_iter().take(3));
     steps.push(answered(
@@ -206,7 +212,9 @@ async fn junos_syntax_error_rolls_back_and_commits_nothing() {
 
 #[tokio::test]
 async fn junos_failed_commit_fails_every_change() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
     steps.push(enter("configure private"));
     steps.extend(batch_lines());
     steps.push(answered(

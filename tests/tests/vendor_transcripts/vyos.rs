@@ -94,6 +94,8 @@ async fn vyos_list_owns_routes_with_our_description_and_one_next_hop() {
 #[tokio::test]
 async fn vyos_batch_is_committed_saved_and_left() {
     let mut steps = configuration();
+    // The driver reads the router afresh before a batch that writes.
+    steps.extend(configuration());
     steps.extend(terminal());
     steps.push(Step::line("configure", EDIT));
     steps.extend(batch_lines());
@@ -118,7 +120,9 @@ async fn vyos_batch_is_committed_saved_and_left() {
 
 #[tokio::test]
 async fn vyos_refused_set_discards_the_batch() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
     steps.push(Step::line("configure", EDIT));
     steps.extend(batch_lines().into_iter().take(3));
     steps.push(answered(
@@ -146,7 +150,9 @@ async fn vyos_refused_set_discards_the_batch() {
 /// and treats it as done: the batch goes on and commits.
 #[tokio::test]
 async fn vyos_nothing_to_delete_is_no_refusal() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
     steps.push(Step::line("configure", EDIT));
     let mut lines = batch_lines();
     lines[2] = answered(
@@ -168,7 +174,9 @@ async fn vyos_nothing_to_delete_is_no_refusal() {
 
 #[tokio::test]
 async fn vyos_failed_commit_fails_every_change() {
-    let mut steps = terminal();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
     steps.push(Step::line("configure", EDIT));
     steps.extend(batch_lines());
     steps.push(answered(
