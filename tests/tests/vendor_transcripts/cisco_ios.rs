@@ -134,3 +134,45 @@ async fn ios_refusal_keeps_the_lines_before_it_and_still_saves() {
     );
     lab.assert_followed(driver).await;
 }
+
+/// Someone wrote `ip route 11.11.3.0 … 192.168.3.4` since the last list:
+/// the replace onto that next hop would retag it as nativeroute's, so the
+/// fresh read before the batch keeps it out, and the rest goes.
+#[tokio::test]
+async fn ios_batch_leaves_out_a_replace_onto_a_foreign_route_written_meanwhile() {
+    let mut steps = terminal();
+    steps.push(answered(
+        "show running-config | include ^ip route |^ipv6 route ",
+        "ip route 11.11.3.0 255.255.255.0 192.168.3.3 tag 1111 name nativeroute\r\n\
+         ip route 11.11.3.0 255.255.255.0 192.168.3.4 name someone-else\r\n",
+        EXEC,
+    ));
+    steps.extend(terminal());
+    steps.push(configure());
+    steps.extend(quiet(
+        &[
+            "ip route 11.11.5.0 255.255.255.0 192.168.3.5 tag 1111 name nativeroute",
+            "no ip route 11.11.2.0 255.255.255.0 192.168.3.2",
+            "ipv6 route fd11:11:0:7::/64 fd00:3::7 tag 1111 name nativeroute",
+        ],
+        CONFIG,
+    ));
+    steps.extend(end_and_save());
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
+        .await
+        .saving();
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(&mut driver, &batch()).await;
+
+    assert_eq!(
+        summary(&outcomes),
+        [
+            "ok",
+            "11.11.3.0/24 is already routed on this router by a route nativeroute does not own",
+            "ok",
+            "ok"
+        ]
+    );
+    lab.assert_followed(driver).await;
+}
