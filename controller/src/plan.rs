@@ -55,7 +55,7 @@ pub async fn print_plan(config: Config, kubeconfig: Option<&Path>) -> anyhow::Re
         };
         match listed {
             Ok(routes) => {
-                let held = routes.owned.iter().map(|r| (r.dst, r.via)).collect();
+                let held = diff::Held::from_listed(&routes.owned, want);
                 let plan = diff::diff(want, &held, &routes.foreign, &config.removal_guard);
                 let _ = writeln!(
                     out,

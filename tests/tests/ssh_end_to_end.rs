@@ -527,3 +527,32 @@ async fn a_node_moving_onto_a_foreign_routes_next_hop_never_retags_it() {
         controller.log()
     );
 }
+
+/// A second route with nativeroute's tag to a destination it already
+/// routes (a replace whose `no ip route` was refused, or a hand-made copy)
+/// is removed at the next resync; the one to the node stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_tagged_route_to_a_nodes_subnet_is_removed_at_the_next_resync() {
+    let lab = FrrLab::create().await;
+    let _controller = lab.lab.start_controller();
+    lab.wait_for_routes(&SEED_ROUTES, SOON).await;
+    // Listed before the node's own route (FRR sorts next hops), so a view
+    // that kept one route per destination would keep the right one and
+    // never see this one.
+    let stale = "ip route 11.11.2.0/24 192.168.3.1 tag 1111";
+    lab.frr
+        .vtysh(&["-c", "configure terminal", "-c", stale])
+        .expect("a second tagged route");
+
+    let static_routes = || lab.frr.static_route_lines().expect("FRR's config");
+    wait_until("the second route is gone", RESYNC * 3 + SOON, async || {
+        !static_routes().contains(&stale.to_owned())
+    })
+    .await;
+    assert!(
+        static_routes().contains(&"ip route 11.11.2.0/24 192.168.3.3 tag 1111".to_owned()),
+        "{:?}",
+        static_routes()
+    );
+    lab.wait_for_routes(&SEED_ROUTES, SOON).await;
+}

@@ -68,18 +68,73 @@ impl fmt::Display for SyncPlan {
     }
 }
 
+/// The routes of nativeroute's a router holds: one per destination, plus
+/// any second route of ours to a destination already held (left by a
+/// replace whose removal of the old next hop was refused, or written by
+/// hand with our mark). A sync removes the second ones; the destination
+/// stays routed by the first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Held {
+    pub routes: BTreeMap<IpNet, IpAddr>,
+    pub duplicates: Vec<Route>,
+}
+
+impl Held {
+    /// Sorts a router's owned routes, keeping per destination the one to
+    /// the desired next hop when there is one.
+    pub fn from_listed(owned: &[Route], desired: &RouterDesired) -> Held {
+        let mut held = Held::default();
+        for route in owned {
+            match held.routes.get_mut(&route.dst) {
+                None => {
+                    held.routes.insert(route.dst, route.via);
+                }
+                Some(kept) => {
+                    let wanted = desired.routes.get(&route.dst).map(|want| want.via);
+                    let second = if wanted == Some(route.via) {
+                        Route::new(route.dst, std::mem::replace(kept, route.via))
+                    } else {
+                        *route
+                    };
+                    held.duplicates.push(second);
+                }
+            }
+        }
+        held
+    }
+
+    /// After `route` was removed from the router.
+    pub fn forget(&mut self, route: Route) {
+        if self.routes.get(&route.dst) == Some(&route.via) {
+            self.routes.remove(&route.dst);
+        } else {
+            self.duplicates.retain(|duplicate| *duplicate != route);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len() + self.duplicates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.duplicates.is_empty()
+    }
+}
+
 /// Diffs `desired` against `held` (the owned routes on the router, by
 /// destination) and `foreign` (routes in the pool nativeroute does not own).
 pub fn diff(
     desired: &RouterDesired,
-    held: &BTreeMap<IpNet, IpAddr>,
+    held: &Held,
     foreign: &[ForeignRoute],
     guard: &RemovalGuard,
 ) -> SyncPlan {
     let mut plan = SyncPlan::default();
+    plan.changes
+        .extend(held.duplicates.iter().copied().map(Change::Remove));
     for (dst, want) in &desired.routes {
         let route = Route::new(*dst, want.via);
-        match held.get(dst) {
+        match held.routes.get(dst) {
             Some(via) if *via == want.via => {}
             // Router CLIs key a static route by destination and next hop
             // (FRR, IOS, EOS): writing ours onto a foreign route's next hop
@@ -105,6 +160,7 @@ pub fn diff(
     }
 
     let unwanted = held
+        .routes
         .iter()
         .filter(|(dst, _)| !desired.routes.contains_key(*dst) && !desired.keep.contains(*dst))
         .map(|(dst, via)| Route::new(*dst, *via));
@@ -116,7 +172,7 @@ pub fn diff(
         unwanted.partition(|route| desired.live.node_of(route).is_some());
     plan.changes
         .extend(of_gone_nodes.into_iter().map(Change::Remove));
-    if guard_trips(guard, of_live_nodes.len(), held.len()) {
+    if guard_trips(guard, of_live_nodes.len(), held.routes.len()) {
         plan.guarded = of_live_nodes
             .into_iter()
             .map(|route| {

@@ -6,7 +6,6 @@ use super::diff::*;
 use crate::config::RemovalGuard;
 use crate::desired::{DesiredRoute, LiveNodes, RouterDesired};
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -45,11 +44,14 @@ fn desired(routes: &[(u8, u8)], complete: bool, live: LiveNodes) -> RouterDesire
     }
 }
 
-fn held(routes: &[(u8, u8)]) -> BTreeMap<IpNet, IpAddr> {
-    routes
-        .iter()
-        .map(|&(subnet, via)| (net(subnet), ip(via)))
-        .collect()
+fn held(routes: &[(u8, u8)]) -> Held {
+    Held {
+        routes: routes
+            .iter()
+            .map(|&(subnet, via)| (net(subnet), ip(via)))
+            .collect(),
+        duplicates: Vec::new(),
+    }
 }
 
 /// Live nodes as `compute` would see them: every desired route's node.
@@ -235,4 +237,35 @@ fn a_foreign_route_on_or_inside_a_nodes_subnet_hits_that_node_and_a_wider_one_hi
     assert_eq!(live.node_hit_by(&net(2)), Some("node2"));
     assert_eq!(live.node_hit_by(&wider), None);
     assert_eq!(live.node_hit_by(&net(9)), None);
+}
+
+#[test]
+fn a_second_route_of_ours_to_a_destination_is_removed_and_the_wanted_one_kept() {
+    let want = [(1, 3)];
+    let listed = [
+        Route::new(net(1), ip(9)),
+        Route::new(net(1), ip(3)),
+        Route::new(net(1), ip(8)),
+    ];
+    let desired = desired(&want, true, live_of(&want));
+
+    let held = Held::from_listed(&listed, &desired);
+    let plan = diff(&desired, &held, &[], &GUARD);
+
+    assert_eq!(held.routes.get(&net(1)), Some(&ip(3)));
+    assert_eq!(
+        plan.changes,
+        vec![
+            Change::Remove(Route::new(net(1), ip(9))),
+            Change::Remove(Route::new(net(1), ip(8)))
+        ]
+    );
+    let mut held = held;
+    held.forget(Route::new(net(1), ip(9)));
+    assert_eq!(held.duplicates, vec![Route::new(net(1), ip(8))]);
+    assert_eq!(
+        held.routes.get(&net(1)),
+        Some(&ip(3)),
+        "the kept route stays"
+    );
 }

@@ -6,7 +6,6 @@
 //! when a failed sync is due for a retry (exponential backoff).
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use nativeroute_router_drivers::{
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
-use super::diff::{SyncPlan, diff};
+use super::diff::{Held, SyncPlan, diff};
 use crate::config::{RemovalGuard, RouterConfig};
 use crate::desired::RouterDesired;
 use crate::metrics::Metrics;
@@ -54,7 +53,7 @@ impl WorkerSettings {
 /// What the worker believes the router holds, from its last list plus the
 /// changes applied since.
 struct RouterView {
-    owned: BTreeMap<IpNet, IpAddr>,
+    owned: Held,
     foreign: Vec<ForeignRoute>,
 }
 
@@ -189,7 +188,7 @@ impl Worker {
             None => {
                 let routes = driver.list().await?;
                 let view = RouterView {
-                    owned: routes.owned.iter().map(|r| (r.dst, r.via)).collect(),
+                    owned: Held::from_listed(&routes.owned, want),
                     foreign: routes.foreign,
                 };
                 self.view.insert(view)
@@ -265,7 +264,7 @@ fn publish_states(
         .routes
         .iter()
         .map(|(dst, route)| {
-            let state = if view.owned.get(dst) == Some(&route.via) {
+            let state = if view.owned.routes.get(dst) == Some(&route.via) {
                 RouteState::Programmed
             } else if blocked.contains(dst) {
                 RouteState::Blocked
@@ -312,9 +311,9 @@ fn take_outcomes(
             Ok(()) => {
                 counts.0 += 1;
                 if removal {
-                    view.owned.remove(&route.dst);
+                    view.owned.forget(route);
                 } else {
-                    view.owned.insert(route.dst, route.via);
+                    view.owned.routes.insert(route.dst, route.via);
                 }
                 let (reason, verb) = if removal {
                     (Reason::RouteDeleted, "removed")
