@@ -12,6 +12,7 @@ use nativeroute_router_drivers::plugin::{PluginDriver, PluginRouter};
 use nativeroute_router_drivers::{
     Change, ChangeError, ChangeOutcome, DriverError, ForeignRoute, Ownership, Route, RouterDriver,
 };
+use nativeroute_tests::lab::run_nativeroute;
 use nativeroute_tests::netns::{Netns, require_root, run};
 use serde_json::Value;
 
@@ -564,5 +565,80 @@ fn describe_names_the_command_and_the_protocol() {
         driver.describe(),
         "plugin: /usr/local/bin/nativeroute-acme \"tor a\" \
          (JSON on stdin/stdout, one request per run, timeout 30s)"
+    );
+}
+
+// ---- plan and check through a plugin ---------------------------------
+
+/// `plan` asks the plugin what it holds and prints the difference; `check`
+/// lists through it. Neither changes a route.
+#[tokio::test]
+async fn plan_and_check_go_through_the_example_plugin_and_change_nothing() {
+    let ns = router_namespace();
+    let mut driver = example_driver(&ns);
+    // One route already there, one foreign route in the pool.
+    apply_ok(
+        &mut driver,
+        &[Change::Add(route("11.11.1.0/24", "192.168.2.1"))],
+    )
+    .await;
+    ns.ip("route add 11.11.9.0/24 via 192.168.2.9");
+    let dir = tempfile::tempdir().expect("a directory for the config");
+    let inventory = dir.path().join("nodes.yaml");
+    std::fs::write(
+        &inventory,
+        "nodes:\n\
+         \x20 - name: node1\n    address: 192.168.2.1\n    annotations:\n      nativeroute.io/subnet: 11.11.1.0/24\n\
+         \x20 - name: node2\n    address: 192.168.2.3\n    annotations:\n      nativeroute.io/subnet: 11.11.2.0/24\n",
+    )
+    .expect("the inventory is written");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "pool:\n  cidrs: [11.11.0.0/16]\n\
+             nodes:\n  source: file\n  file: {inventory}\n\
+             routers:\n  - name: lab-plugin\n    driver: plugin\n    \
+             command: [/usr/bin/env, NATIVEROUTE_EXAMPLE_NETNS={netns}, {EXAMPLE_PLUGIN}]\n    \
+             timeout: 20s\n",
+            inventory = inventory.display(),
+            netns = ns.name(),
+        ),
+    )
+    .expect("the config is written");
+    let config = config.to_str().expect("a UTF-8 path");
+    let before = ns.ip("-N route show table main");
+
+    let (ok, plan) = run_nativeroute(&["plan", "--config", config]);
+
+    assert!(ok, "{plan}");
+    assert!(
+        plan.contains(
+            "router lab-plugin: 1 to add, 0 to replace, 0 to remove (1 routes held, 2 desired)"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("+ add 11.11.2.0/24 via 192.168.2.3"),
+        "{plan}"
+    );
+    assert!(plan.contains("= foreign 11.11.9.0/24"), "{plan}");
+
+    let (ok, check) = run_nativeroute(&["check", "--config", config]);
+
+    assert!(ok, "{check}");
+    assert!(
+        check.contains("router lab-plugin: ok (plugin:")
+            && check.contains("1 owned routes, 1 foreign routes"),
+        "{check}"
+    );
+    assert_eq!(
+        ns.ip("-N route show table main"),
+        before,
+        "plan or check changed the kernel"
+    );
+    assert!(
+        !dir.path().join("nodes.yaml.state.json").exists(),
+        "plan wrote the state file"
     );
 }
