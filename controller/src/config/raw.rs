@@ -110,7 +110,9 @@ pub(super) struct RawRouter {
     pub commit_confirm: Option<HumanDuration>,
     pub cli_command: Option<String>,
     pub connect_timeout: Option<HumanDuration>,
+    pub auth_timeout: Option<HumanDuration>,
     pub command_timeout: Option<HumanDuration>,
+    pub keepalive_interval: Option<HumanDuration>,
     // plugin
     pub command: Option<Vec<String>>,
     pub timeout: Option<HumanDuration>,

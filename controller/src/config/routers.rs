@@ -108,7 +108,7 @@ fn refuse_foreign_keys(
     allowed: &[&str],
     report: &mut impl FnMut(String, String),
 ) {
-    let set: [(&str, bool); 15] = [
+    let set: [(&str, bool); 17] = [
         ("netns", router.netns.is_some()),
         ("table", router.table.is_some()),
         ("vendor", router.vendor.is_some()),
@@ -121,7 +121,9 @@ fn refuse_foreign_keys(
         ("commitConfirm", router.commit_confirm.is_some()),
         ("cliCommand", router.cli_command.is_some()),
         ("connectTimeout", router.connect_timeout.is_some()),
+        ("authTimeout", router.auth_timeout.is_some()),
         ("commandTimeout", router.command_timeout.is_some()),
+        ("keepaliveInterval", router.keepalive_interval.is_some()),
         ("command", router.command.is_some()),
         ("timeout", router.timeout.is_some()),
     ];
@@ -181,7 +183,9 @@ fn check_ssh(
             "commitConfirm",
             "cliCommand",
             "connectTimeout",
+            "authTimeout",
             "commandTimeout",
+            "keepaliveInterval",
         ],
         report,
     );
@@ -263,8 +267,17 @@ fn check_ssh(
     }
     let defaults = Timeouts::default();
     let connect = router.connect_timeout.map_or(defaults.connect, |d| d.0);
+    let auth = router.auth_timeout.map_or(defaults.auth, |d| d.0);
     let command = router.command_timeout.map_or(defaults.command, |d| d.0);
-    for (key, value) in [("connectTimeout", connect), ("commandTimeout", command)] {
+    let keepalive = router
+        .keepalive_interval
+        .map_or(defaults.keepalive, |d| d.0);
+    for (key, value) in [
+        ("connectTimeout", connect),
+        ("authTimeout", auth),
+        ("commandTimeout", command),
+        ("keepaliveInterval", keepalive),
+    ] {
         if value.is_zero() {
             report(format!("{field}.{key}"), "must be longer than 0s".into());
         }
@@ -283,9 +296,9 @@ fn check_ssh(
         cli_command,
         timeouts: Timeouts {
             connect,
-            auth: connect,
+            auth,
             command,
-            keepalive: defaults.keepalive,
+            keepalive,
         },
     }))
 }

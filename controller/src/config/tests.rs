@@ -222,6 +222,47 @@ fn an_ssh_router_is_read_with_its_defaults() {
         Some("vtysh --vty_socket /run/frr-lab")
     );
     assert_eq!(ssh.timeouts.connect, Duration::from_secs(10));
+    assert_eq!(ssh.timeouts.auth, Duration::from_secs(10));
+    assert_eq!(ssh.timeouts.command, Duration::from_secs(60));
+    assert_eq!(ssh.timeouts.keepalive, Duration::from_secs(15));
+}
+
+#[test]
+fn an_ssh_router_takes_each_timeout_on_its_own_and_refuses_a_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::parse(&ssh_config(
+        dir.path(),
+        "    vendor: frr\n    connectTimeout: 3s\n    authTimeout: 4s\n\
+         \x20   commandTimeout: 5m\n    keepaliveInterval: 30s\n",
+    ))
+    .expect("valid ssh config");
+    let DriverConfig::Ssh(ssh) = &config.routers[0].driver else {
+        panic!("expected an ssh router, got {:?}", config.routers[0].driver);
+    };
+    assert_eq!(
+        (
+            ssh.timeouts.connect,
+            ssh.timeouts.auth,
+            ssh.timeouts.command,
+            ssh.timeouts.keepalive
+        ),
+        (
+            Duration::from_secs(3),
+            Duration::from_secs(4),
+            Duration::from_secs(300),
+            Duration::from_secs(30)
+        )
+    );
+    let message = problems_of(&ssh_config(
+        dir.path(),
+        "    vendor: frr
+    authTimeout: 0s
+",
+    ));
+    assert!(
+        message.contains("routers[0].authTimeout") && message.contains("longer than 0s"),
+        "{message}"
+    );
 }
 
 #[test]
