@@ -164,19 +164,25 @@ impl RouterDriver for SshDriver {
         result
     }
 
-    // CLIs key a static route by prefix and next hop and take the tag as
-    // an attribute of it: an add or replace onto a route someone wrote
-    // since the controller's last list would retag theirs as ours. So the
-    // router is read afresh before any batch that writes, and such changes
-    // are not sent.
+    // Most CLIs key a static route by prefix and next hop and take the tag
+    // as an attribute of it: an add or replace onto a route someone wrote
+    // since the controller's last list would retag theirs as ours. So on
+    // those the router is read afresh before any batch that writes, and
+    // such changes are not sent.
     async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
         let mut outcomes: Vec<Option<ChangeOutcome>> = vec![None; changes.len()];
-        if changes
+        let writes = changes
             .iter()
-            .any(|change| !matches!(change, Change::Remove(_)))
+            .any(|change| !matches!(change, Change::Remove(_)));
+        if writes
+            && self
+                .router
+                .vendor
+                .profile()
+                .writes_merge_into_existing_routes()
         {
             let listed = {
                 let connection =

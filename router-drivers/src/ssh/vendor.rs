@@ -122,6 +122,15 @@ pub trait Vendor: Send + Sync {
         Vec::new()
     }
 
+    /// Whether writing a route onto one that exists changes the existing
+    /// one (a tag or description stamped on it, next hops merged into its
+    /// stanza) rather than failing. Then the driver reads the router afresh
+    /// before every batch that adds or replaces, to leave foreign routes
+    /// written since the last list alone.
+    fn writes_merge_into_existing_routes(&self) -> bool {
+        true
+    }
+
     /// Whether changes only take effect at the commit in `finish`, so an
     /// error abandons the whole batch (Junos, VyOS, EOS sessions) rather
     /// than keeping the lines before it.

@@ -91,8 +91,6 @@ async fn routeros_list_owns_enabled_routes_with_our_comment() {
 #[tokio::test]
 async fn routeros_batch_is_typed_line_by_line_with_nothing_to_commit() {
     let mut steps = routes();
-    // The driver reads the router afresh before a batch that writes.
-    steps.extend(routes());
     steps.push(Step::NewShell);
     steps.extend(quiet(&batch_lines(), PROMPT));
     let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps)
@@ -110,13 +108,12 @@ async fn routeros_batch_is_typed_line_by_line_with_nothing_to_commit() {
 #[tokio::test]
 async fn routeros_failure_keeps_the_lines_before_it() {
     let lines = batch_lines();
-    // The driver reads the router afresh before a batch that writes.
-    let mut steps = routes();
-    steps.extend([
+    // RouterOS `add` never edits another route: no fresh list first.
+    let steps = vec![
         Step::NewShell,
         Step::line(lines[0], PROMPT),
         answered(lines[1], "failure: already have such route\r\n", PROMPT),
-    ]);
+    ];
     let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps).await;
     let mut driver = lab.connect().await;
 

@@ -130,6 +130,11 @@ impl Vendor for Linux {
         Vec::new()
     }
 
+    // `ip route add` of a route the kernel has fails (EEXIST).
+    fn writes_merge_into_existing_routes(&self) -> bool {
+        false
+    }
+
     fn batch_command(&self, cli: &str) -> String {
         format!("{cli} -batch -")
     }

@@ -267,6 +267,12 @@ impl Vendor for RouterOs {
         Vec::new()
     }
 
+    // `add` makes a route of its own, with our comment, or fails with
+    // "already have such route"; it never edits another.
+    fn writes_merge_into_existing_routes(&self) -> bool {
+        false
+    }
+
     fn error_in(&self, answer: &str) -> Option<String> {
         ERROR.captures(answer).map(|found| found[1].to_owned())
     }
