@@ -123,6 +123,24 @@ impl Transcript {
         );
         self.server.stop().await;
     }
+
+    /// Connects, applies [`batch`] once and checks that the transcript was
+    /// followed; what became of each change ([`summary`]).
+    async fn apply_batch(self) -> Vec<String> {
+        let mut driver = self.connect().await;
+        let outcomes = apply(&mut driver, &batch()).await;
+        self.assert_followed(driver).await;
+        summary(&outcomes)
+    }
+
+    /// As [`Transcript::apply_batch`], after one list.
+    async fn list_and_apply_batch(self) -> Vec<String> {
+        let mut driver = self.connect().await;
+        list(&mut driver).await;
+        let outcomes = apply(&mut driver, &batch()).await;
+        self.assert_followed(driver).await;
+        summary(&outcomes)
+    }
 }
 
 fn ownership() -> Ownership {

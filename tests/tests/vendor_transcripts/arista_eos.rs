@@ -111,13 +111,9 @@ async fn eos_batch_is_committed_from_a_session_then_saved() {
     let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
+    let outcomes = lab.list_and_apply_batch().await;
 
-    list(&mut driver).await;
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 /// The commit went through, so the routes are live: a save that fails
@@ -138,12 +134,9 @@ async fn eos_save_refused_after_a_commit_leaves_every_change_applied() {
     let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
+    let outcomes = lab.apply_batch().await;
 
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 #[tokio::test]
@@ -161,12 +154,9 @@ async fn eos_commit_with_a_timer_is_confirmed_from_exec_mode() {
     let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
         .await
         .confirming(Duration::from_secs(300));
-    let mut driver = lab.connect().await;
+    let outcomes = lab.apply_batch().await;
 
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 /// A committed session keeps its name on EOS: every batch enters a new
@@ -229,10 +219,7 @@ async fn eos_refusal_aborts_the_session_and_commits_nothing() {
     let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
+    let outcomes = lab.apply_batch().await;
 
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), replace_refused("Invalid input", true));
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, replace_refused("Invalid input", true));
 }

@@ -5,8 +5,8 @@ use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
-    Transcript, USER, address, answered, apply, batch, foreign, list, net, owned,
-    owned_in_every_list, quiet, replace_refused, summary,
+    Transcript, USER, address, answered, foreign, list, net, owned, owned_in_every_list, quiet,
+    replace_refused,
 };
 
 const EXEC: &str = "core-1#";
@@ -96,13 +96,9 @@ async fn ios_batch_is_typed_line_by_line_then_saved() {
     let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
+    let outcomes = lab.list_and_apply_batch().await;
 
-    list(&mut driver).await;
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 #[tokio::test]
@@ -124,15 +120,12 @@ async fn ios_refusal_keeps_the_lines_before_it_and_still_saves() {
     let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
-
-    let outcomes = apply(&mut driver, &batch()).await;
+    let outcomes = lab.apply_batch().await;
 
     assert_eq!(
-        summary(&outcomes),
+        outcomes,
         replace_refused("Invalid next hop address (it's this router)", false)
     );
-    lab.assert_followed(driver).await;
 }
 
 /// Someone wrote `ip route 11.11.3.0 … 192.168.3.4` since the last list:
@@ -161,12 +154,10 @@ async fn ios_batch_leaves_out_a_replace_onto_a_foreign_route_written_meanwhile()
     let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
-
-    let outcomes = apply(&mut driver, &batch()).await;
+    let outcomes = lab.apply_batch().await;
 
     assert_eq!(
-        summary(&outcomes),
+        outcomes,
         [
             "ok",
             "11.11.3.0/24 is already routed on this router by a route nativeroute does not own",
@@ -174,5 +165,4 @@ async fn ios_batch_leaves_out_a_replace_onto_a_foreign_route_written_meanwhile()
             "ok"
         ]
     );
-    lab.assert_followed(driver).await;
 }

@@ -8,8 +8,8 @@ use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
-    Transcript, USER, address, all_refused, answered, apply, batch, foreign, list, net, owned,
-    owned_in_every_list, replace_refused, summary,
+    Transcript, USER, address, all_refused, answered, foreign, list, net, owned,
+    owned_in_every_list, replace_refused,
 };
 
 const OPERATIONAL: &str = "netops@mx1> ";
@@ -148,13 +148,9 @@ async fn junos_batch_is_edited_privately_and_committed() {
     let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
+    let outcomes = lab.list_and_apply_batch().await;
 
-    list(&mut driver).await;
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 #[tokio::test]
@@ -176,12 +172,9 @@ async fn junos_confirmed_commit_is_made_exclusively_and_confirmed() {
     let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps)
         .await
         .confirming(Duration::from_secs(300));
-    let mut driver = lab.connect().await;
+    let outcomes = lab.apply_batch().await;
 
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 #[tokio::test]
@@ -199,15 +192,12 @@ async fn junos_syntax_error_rolls_back_and_commits_nothing() {
     ));
     steps.extend(roll_back());
     let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
-    let mut driver = lab.connect().await;
-
-    let outcomes = apply(&mut driver, &batch()).await;
+    let outcomes = lab.apply_batch().await;
 
     assert_eq!(
-        summary(&outcomes),
+        outcomes,
         replace_refused("syntax error, expecting <command>.", true)
     );
-    lab.assert_followed(driver).await;
 }
 
 #[tokio::test]
@@ -227,17 +217,14 @@ async fn junos_failed_commit_fails_every_change() {
     ));
     steps.extend(roll_back());
     let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
-    let mut driver = lab.connect().await;
-
-    let outcomes = apply(&mut driver, &batch()).await;
+    let outcomes = lab.apply_batch().await;
 
     assert_eq!(
-        summary(&outcomes),
+        outcomes,
         all_refused(
             "the router refused \"commit\": [edit routing-options static route 11.11.5.0/24]; \
              'next-hop 192.168.3.5'; Next hop is an address of this router; \
              error: configuration check-out failed"
         )
     );
-    lab.assert_followed(driver).await;
 }

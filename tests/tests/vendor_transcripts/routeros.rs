@@ -5,8 +5,8 @@ use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
-    Transcript, address, answered, apply, batch, foreign, list, net, owned, owned_in_every_list,
-    quiet, replace_refused, summary,
+    Transcript, address, answered, foreign, list, net, owned, owned_in_every_list, quiet,
+    replace_refused,
 };
 
 /// `netops` with colours and terminal detection off, dumb terminal on.
@@ -96,13 +96,9 @@ async fn routeros_batch_is_typed_line_by_line_with_nothing_to_commit() {
     let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
+    let outcomes = lab.list_and_apply_batch().await;
 
-    list(&mut driver).await;
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 #[tokio::test]
@@ -115,13 +111,10 @@ async fn routeros_failure_keeps_the_lines_before_it() {
         answered(lines[1], "failure: already have such route\r\n", PROMPT),
     ];
     let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps).await;
-    let mut driver = lab.connect().await;
-
-    let outcomes = apply(&mut driver, &batch()).await;
+    let outcomes = lab.apply_batch().await;
 
     assert_eq!(
-        summary(&outcomes),
+        outcomes,
         replace_refused("failure: already have such route", false)
     );
-    lab.assert_followed(driver).await;
 }

@@ -6,8 +6,8 @@ use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
-    Transcript, USER, address, all_refused, answered, apply, batch, foreign, list, net, owned,
-    owned_in_every_list, quiet, replace_refused, summary,
+    Transcript, USER, address, all_refused, answered, foreign, list, net, owned,
+    owned_in_every_list, quiet, replace_refused,
 };
 
 const OPERATIONAL: &str = "vyos@edge-1:~$ ";
@@ -109,13 +109,9 @@ async fn vyos_batch_is_committed_saved_and_left() {
     let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
+    let outcomes = lab.list_and_apply_batch().await;
 
-    list(&mut driver).await;
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 #[tokio::test]
@@ -132,18 +128,15 @@ async fn vyos_refused_set_discards_the_batch() {
     ));
     steps.extend(discard());
     let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps).await;
-    let mut driver = lab.connect().await;
-
-    let outcomes = apply(&mut driver, &batch()).await;
+    let outcomes = lab.apply_batch().await;
 
     assert_eq!(
-        summary(&outcomes),
+        outcomes,
         replace_refused(
             "Invalid next-hop address; Value validation failed; Set failed",
             true
         )
     );
-    lab.assert_followed(driver).await;
 }
 
 /// VyOS says so when a delete finds nothing (a next hop removed by hand)
@@ -164,12 +157,9 @@ async fn vyos_nothing_to_delete_is_no_refusal() {
     steps.push(Step::line("commit", EDIT));
     steps.push(Step::line("exit", OPERATIONAL));
     let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps).await;
-    let mut driver = lab.connect().await;
+    let outcomes = lab.apply_batch().await;
 
-    let outcomes = apply(&mut driver, &batch()).await;
-
-    assert_eq!(summary(&outcomes), ["ok", "ok", "ok", "ok"]);
-    lab.assert_followed(driver).await;
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
 #[tokio::test]
@@ -191,17 +181,14 @@ async fn vyos_failed_commit_fails_every_change() {
     let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps)
         .await
         .saving();
-    let mut driver = lab.connect().await;
-
-    let outcomes = apply(&mut driver, &batch()).await;
+    let outcomes = lab.apply_batch().await;
 
     assert_eq!(
-        summary(&outcomes),
+        outcomes,
         all_refused(
             "the router refused \"commit\": [ protocols static ]; \
              Next-hop 192.168.3.5 for 11.11.5.0/24 is an address of this router; \
              [[protocols static]] failed; Commit failed"
         )
     );
-    lab.assert_followed(driver).await;
 }
