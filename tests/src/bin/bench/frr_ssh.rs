@@ -2,8 +2,9 @@
 //! real sshd; times run until the routes are in the router's kernel, as
 //! announced to a netlink monitor (zebra installs them after vtysh returns).
 //!
-//! 1. The same routes three ways: the SSH driver (one `vtysh -f` over one
-//!    persistent SSH connection), the same lines through a local `vtysh -f`
+//! 1. The same routes three ways: the SSH driver (a fresh list, then one
+//!    `vtysh -f`, over one persistent SSH connection), the same lines
+//!    through a local `vtysh -f`
 //!    (FRR's own limit), and one OpenSSH `ssh … vtysh -c …` per route (what
 //!    a naive script does; timed on a sample and scaled, since 5,000 would
 //!    take minutes).
@@ -297,7 +298,7 @@ fn print_table(settings: &Settings, batch: &BatchTimes, created: &[Duration]) {
     println!("| --- | --- | --- |");
     let rate = |d: Duration| settings.routes as f64 / d.as_secs_f64().max(1e-9);
     println!(
-        "| SSH driver (one vtysh -f over the session; vtysh returned after {}) | {} | {:.0} |",
+        "| SSH driver (a fresh list, then one vtysh -f, over the session; vtysh returned after {}) | {} | {:.0} |",
         secs(batch.ssh_returned),
         secs(batch.ssh),
         rate(batch.ssh)
