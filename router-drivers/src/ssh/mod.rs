@@ -139,6 +139,66 @@ impl SshDriver {
         )
     }
 
+    /// Most CLIs key a static route by prefix and next hop and take the tag
+    /// as an attribute of it: an add or replace onto a route someone wrote
+    /// since the controller's last list would retag theirs as ours. On
+    /// those the router is read afresh before a batch that writes; the
+    /// outcome of each change that must not be sent, `None` for the rest.
+    async fn refuse_onto_foreign_routes(
+        &mut self,
+        changes: &[Change],
+    ) -> Result<Vec<Option<ChangeOutcome>>, DriverError> {
+        let mut outcomes = vec![None; changes.len()];
+        let writes = changes
+            .iter()
+            .any(|change| !matches!(change, Change::Remove(_)));
+        let merges = self
+            .router
+            .vendor
+            .profile()
+            .writes_merge_into_existing_routes();
+        if !(writes && merges) {
+            return Ok(outcomes);
+        }
+        let listed = {
+            let connection =
+                connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
+            batch::list(connection, &self.target, &self.router).await
+        };
+        self.forget_connection_on_error(&listed);
+        let listed = listed?;
+        for (outcome, change) in outcomes.iter_mut().zip(changes) {
+            if batch::foreign_in_the_way(change, &listed.foreign) {
+                *outcome = Some(Err(ChangeError::ForeignRouteInTheWay {
+                    dst: change.route().dst,
+                }));
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// One batch, in one session of its own.
+    async fn send(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let session_name = self.next_session_name();
+        let result = {
+            let connection =
+                connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
+            batch::apply(
+                connection,
+                &self.target,
+                &self.router,
+                changes,
+                session_name,
+            )
+            .await
+        };
+        self.forget_connection_on_error(&result);
+        result
+    }
+
     /// A connection that failed once is not trusted again: a CLI left
     /// half-way through a batch may be in any mode.
     fn forget_connection_on_error<T>(&mut self, result: &Result<T, DriverError>) {
@@ -164,74 +224,29 @@ impl RouterDriver for SshDriver {
         result
     }
 
-    // Most CLIs key a static route by prefix and next hop and take the tag
-    // as an attribute of it: an add or replace onto a route someone wrote
-    // since the controller's last list would retag theirs as ours. So on
-    // those the router is read afresh before any batch that writes, and
-    // such changes are not sent.
     async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut outcomes: Vec<Option<ChangeOutcome>> = vec![None; changes.len()];
-        let writes = changes
-            .iter()
-            .any(|change| !matches!(change, Change::Remove(_)));
-        if writes
-            && self
-                .router
-                .vendor
-                .profile()
-                .writes_merge_into_existing_routes()
-        {
-            let listed = {
-                let connection =
-                    connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
-                batch::list(connection, &self.target, &self.router).await
-            };
-            self.forget_connection_on_error(&listed);
-            let listed = listed?;
-            for (outcome, change) in outcomes.iter_mut().zip(changes) {
-                if batch::foreign_in_the_way(change, &listed.foreign) {
-                    *outcome = Some(Err(ChangeError::ForeignRouteInTheWay {
-                        dst: change.route().dst,
-                    }));
-                }
-            }
-        }
+        let mut outcomes = self.refuse_onto_foreign_routes(changes).await?;
         let to_send: Vec<Change> = changes
             .iter()
             .zip(&outcomes)
             .filter(|(_, outcome)| outcome.is_none())
             .map(|(change, _)| *change)
             .collect();
-        let mut sent = if to_send.is_empty() {
-            Vec::new()
-        } else {
-            let session_name = self.next_session_name();
-            let result = {
-                let connection =
-                    connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
-                batch::apply(
-                    connection,
-                    &self.target,
-                    &self.router,
-                    &to_send,
-                    session_name,
-                )
-                .await
-            };
-            self.forget_connection_on_error(&result);
-            result?
+        let mut sent = self.send(&to_send).await?.into_iter();
+        for (outcome, change) in outcomes.iter_mut().zip(changes) {
+            if outcome.is_none() {
+                *outcome = Some(sent.next().unwrap_or_else(|| {
+                    Err(ChangeError::NotAttempted {
+                        dst: change.route().dst,
+                        reason: "the batch reported no outcome for it".to_owned(),
+                    })
+                }));
+            }
         }
-        .into_iter();
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Some(refused) => refused,
-                None => sent.next().unwrap_or(Ok(())),
-            })
-            .collect())
+        Ok(outcomes.into_iter().flatten().collect())
     }
 
     fn describe(&self) -> String {
