@@ -126,22 +126,27 @@ fn a_foreign_route_holding_the_destination_blocks_the_add() {
     assert_eq!(plan.blocked_by_foreign.len(), 1);
 }
 
-#[test]
-fn a_replace_onto_a_foreign_routes_next_hop_is_blocked_and_the_old_route_removed() {
-    // node1 moved to 192.168.3.7, where a route of someone else's already
-    // points: on a CLI, writing ours would retag theirs.
+/// node1 moves from 192.168.3.1 to 192.168.3.7 while a foreign route to
+/// its subnet points at 192.168.3.`foreign_via`.
+fn plan_of_a_move_beside_a_foreign_route(foreign_via: u8) -> SyncPlan {
     let want = [(1, 7)];
     let foreign = ForeignRoute {
         dst: net(1),
-        via: Some(ip(7)),
-        detail: "ip route 11.11.1.0/24 192.168.3.7".into(),
+        via: Some(ip(foreign_via)),
+        detail: format!("ip route 11.11.1.0/24 192.168.3.{foreign_via}"),
     };
-    let plan = diff(
+    diff(
         &desired(&want, true, live_of(&want)),
         &held(&[(1, 1)]),
         &[foreign],
         &GUARD,
-    );
+    )
+}
+
+#[test]
+fn a_replace_onto_a_foreign_routes_next_hop_is_blocked_and_the_old_route_removed() {
+    // On a CLI, writing ours onto their prefix and next hop would retag it.
+    let plan = plan_of_a_move_beside_a_foreign_route(7);
     assert_eq!(
         plan.changes,
         vec![Change::Remove(Route::new(net(1), ip(1)))]
@@ -151,18 +156,7 @@ fn a_replace_onto_a_foreign_routes_next_hop_is_blocked_and_the_old_route_removed
 
 #[test]
 fn a_foreign_route_on_another_next_hop_does_not_block_a_replace() {
-    let want = [(1, 7)];
-    let foreign = ForeignRoute {
-        dst: net(1),
-        via: Some(ip(9)),
-        detail: "ip route 11.11.1.0/24 192.168.3.9".into(),
-    };
-    let plan = diff(
-        &desired(&want, true, live_of(&want)),
-        &held(&[(1, 1)]),
-        &[foreign],
-        &GUARD,
-    );
+    let plan = plan_of_a_move_beside_a_foreign_route(9);
     assert_eq!(
         plan.changes,
         vec![Change::Replace {
@@ -170,6 +164,7 @@ fn a_foreign_route_on_another_next_hop_does_not_block_a_replace() {
             old_via: ip(1)
         }]
     );
+    assert!(plan.blocked_by_foreign.is_empty());
 }
 
 #[test]
