@@ -87,4 +87,8 @@ pub enum ChangeError {
     /// before this one was sent.
     #[error("{dst} was not sent: the batch stopped at an earlier error ({reason})")]
     NotAttempted { dst: IpNet, reason: String },
+    /// The leadership term ended before this change was sent; the next
+    /// leader's fresh list settles it.
+    #[error("{dst} was not sent: this controller's leadership term ended")]
+    Fenced { dst: IpNet },
 }

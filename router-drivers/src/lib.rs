@@ -9,6 +9,7 @@
 //! kernel (this host's, or a named network namespace) over rtnetlink.
 
 mod error;
+mod fence;
 pub mod netlink;
 mod netns;
 mod ownership;
@@ -17,8 +18,11 @@ mod route;
 pub mod ssh;
 
 pub use error::{ChangeError, DriverError};
+pub use fence::Fence;
 pub use ownership::Ownership;
 pub use route::{Action, Change, ForeignRoute, Route, RouterRoutes};
+
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 
@@ -39,7 +43,29 @@ pub trait RouterDriver: Send {
     /// order; `Err` only when the batch as a whole could not be attempted
     /// (router unreachable, session lost), in which case nothing can be
     /// assumed about which changes took effect.
-    async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError>;
+    ///
+    /// Nothing is sent once `fence` is raised: a batch that has not started
+    /// does not start, and one under way sends no further step; the changes
+    /// not sent come back as [`ChangeError::Fenced`]. A vendor with a
+    /// confirmed commit does not confirm a commit once the fence is raised,
+    /// so that the router rolls it back by itself.
+    async fn apply_fenced(
+        &mut self,
+        changes: &[Change],
+        fence: &Fence,
+    ) -> Result<Vec<ChangeOutcome>, DriverError>;
+
+    /// [`RouterDriver::apply_fenced`] outside any leadership term.
+    async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
+        self.apply_fenced(changes, &Fence::never()).await
+    }
+
+    /// The router's own addresses, where the driver can know them: a route
+    /// via one of them would point the router at itself. Empty when the
+    /// driver cannot tell.
+    async fn own_addresses(&mut self) -> Result<Vec<IpAddr>, DriverError> {
+        Ok(Vec::new())
+    }
 
     /// Housekeeping that the routes do not depend on (objects no route uses
     /// any more). The worker runs it when it has nothing else to do, so that

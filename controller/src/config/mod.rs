@@ -74,12 +74,15 @@ pub struct OwnershipConfig {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RemovalGuard {
-    /// The largest share of a router's owned routes that one sync may remove
-    /// while their nodes still exist; above it, the removals are refused.
+    /// The largest share of a router's owned routes that may be withdrawn
+    /// or re-pointed within one `window`; changes beyond it are held.
     pub max_share: f64,
     /// Routers holding fewer owned routes than this are not guarded: there
     /// a single node moving is already a large share.
     pub min_routes: usize,
+    /// The sliding window the share is judged over, so that a slow bleed
+    /// (100, then 50, then 25, ...) is held as surely as one big batch.
+    pub window: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

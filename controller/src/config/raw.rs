@@ -85,6 +85,7 @@ pub(super) struct RawOwnership {
 pub(super) struct RawRemovalGuard {
     pub max_share: Option<f64>,
     pub min_routes: Option<usize>,
+    pub window: Option<HumanDuration>,
 }
 
 /// Every key any driver takes; which ones a router may use depends on its

@@ -16,6 +16,7 @@ use super::{
 const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_REMOVAL_SHARE: f64 = 0.5;
 const DEFAULT_GUARD_MIN_ROUTES: usize = 10;
+const DEFAULT_GUARD_WINDOW: Duration = Duration::from_secs(600);
 /// More subnets than this in one pool CIDR is a typo, not a plan.
 const MAX_SUBNET_BITS: u8 = 32;
 
@@ -68,6 +69,19 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
             format!("{max_share} is not a share in (0, 1]; 1 turns the guard off"),
         );
     }
+    let guard_window = raw
+        .removal_guard
+        .window
+        .map_or(DEFAULT_GUARD_WINDOW, |d| d.0);
+    if guard_window < Duration::from_secs(1) {
+        report(
+            "removalGuard.window".into(),
+            format!(
+                "{} is shorter than 1s; the share is judged over this window",
+                humantime::format_duration(guard_window)
+            ),
+        );
+    }
     let routers = check_routers(raw.routers, &mut report);
 
     if !problems.is_empty() {
@@ -92,6 +106,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
                 .removal_guard
                 .min_routes
                 .unwrap_or(DEFAULT_GUARD_MIN_ROUTES),
+            window: guard_window,
         },
         routers,
     })

@@ -14,6 +14,7 @@ use nativeroute_router_drivers::{Change, ForeignRoute, Route};
 const GUARD: RemovalGuard = RemovalGuard {
     max_share: 0.5,
     min_routes: 4,
+    window: std::time::Duration::from_secs(600),
 };
 
 fn net(n: u8) -> IpNet {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nativeroute_router_drivers::{
-    Action, Change, ChangeOutcome, DriverError, ForeignRoute, Ownership, RouterDriver,
+    Action, Change, ChangeOutcome, DriverError, Fence, ForeignRoute, Ownership, RouterDriver,
 };
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
@@ -217,7 +217,9 @@ impl Worker {
         if *shutdown.borrow() {
             return Ok(false);
         }
-        let outcomes = driver.apply(&plan.changes).await?;
+        let outcomes = driver
+            .apply_fenced(&plan.changes, &Fence::new(shutdown.clone()))
+            .await?;
         let tally = take_outcomes(
             &*self.observers.reporter,
             name,

@@ -16,6 +16,7 @@
 //! socket's message type, `dump` reads the kernel's state, `objects` keeps
 //! our nexthop objects, and `apply` and `list` are what a driver does.
 
+mod addresses;
 mod apply;
 mod batch;
 mod dump;
@@ -34,7 +35,8 @@ pub use self::protocols::known_route_protocol;
 use self::dump::Snapshot;
 use self::socket::Socket;
 use self::view::View;
-use crate::{Change, ChangeOutcome, DriverError, Ownership, RouterDriver, RouterRoutes};
+use crate::fence::all_fenced;
+use crate::{Change, ChangeOutcome, DriverError, Fence, Ownership, RouterDriver, RouterRoutes};
 
 /// Which kernel, which table, which routes are ours.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,14 +133,25 @@ impl RouterDriver for NetlinkDriver {
         Ok(routes)
     }
 
-    async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
+    async fn apply_fenced(
+        &mut self,
+        changes: &[Change],
+        fence: &Fence,
+    ) -> Result<Vec<ChangeOutcome>, DriverError> {
         if changes.is_empty() {
             return Ok(Vec::new());
+        }
+        if fence.is_raised() {
+            return Ok(all_fenced(changes));
         }
         let socket = Self::socket(&mut self.socket, &self.router).await?;
         let result = Self::apply_with_view(socket, &self.router, &mut self.view, changes).await;
         self.forget_socket_on_error(&result);
         result
+    }
+
+    async fn own_addresses(&mut self) -> Result<Vec<std::net::IpAddr>, DriverError> {
+        addresses::own_addresses(&self.router.name, self.router.netns.as_deref()).await
     }
 
     async fn tidy(&mut self) -> Result<(), DriverError> {

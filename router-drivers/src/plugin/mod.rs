@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{Change, ChangeOutcome, DriverError, Ownership, RouterDriver, RouterRoutes};
+use crate::fence::all_fenced;
+use crate::{Change, ChangeOutcome, DriverError, Fence, Ownership, RouterDriver, RouterRoutes};
 
 /// Which command, how long it may take, which routes are nativeroute's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,9 +115,16 @@ impl RouterDriver for PluginDriver {
         .await
     }
 
-    async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
+    async fn apply_fenced(
+        &mut self,
+        changes: &[Change],
+        fence: &Fence,
+    ) -> Result<Vec<ChangeOutcome>, DriverError> {
         if changes.is_empty() {
             return Ok(Vec::new());
+        }
+        if fence.is_raised() {
+            return Ok(all_fenced(changes));
         }
         let request = protocol::apply_request(&self.router, changes);
         self.call("apply", request, |stdout| {

@@ -27,8 +27,9 @@ pub use self::vendor::{ApplyOptions, BatchReport, Dialogue, LineError, Vendor};
 pub use self::vendors::VendorName;
 
 use self::session::{Connection, SshTarget};
+use crate::fence::all_fenced;
 use crate::{
-    Change, ChangeError, ChangeOutcome, DriverError, Ownership, RouterDriver, RouterRoutes,
+    Change, ChangeError, ChangeOutcome, DriverError, Fence, Ownership, RouterDriver, RouterRoutes,
 };
 
 /// One router reached over SSH, as the config describes it.
@@ -224,9 +225,16 @@ impl RouterDriver for SshDriver {
         result
     }
 
-    async fn apply(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
+    async fn apply_fenced(
+        &mut self,
+        changes: &[Change],
+        fence: &Fence,
+    ) -> Result<Vec<ChangeOutcome>, DriverError> {
         if changes.is_empty() {
             return Ok(Vec::new());
+        }
+        if fence.is_raised() {
+            return Ok(all_fenced(changes));
         }
         let mut outcomes = self.refuse_onto_foreign_routes(changes).await?;
         let to_send: Vec<Change> = changes
@@ -247,6 +255,12 @@ impl RouterDriver for SshDriver {
             }
         }
         Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    /// The address nativeroute logs in to, when the config gives one: a
+    /// router's other addresses are not known without vendor parsing.
+    async fn own_addresses(&mut self) -> Result<Vec<std::net::IpAddr>, DriverError> {
+        Ok(self.router.host.parse().into_iter().collect())
     }
 
     fn describe(&self) -> String {
