@@ -19,7 +19,8 @@ pub struct Claim {
     pub recorded: Vec<IpNet>,
     /// Subnets the user asks for (annotation `nativeroute.io/subnet`).
     pub pinned: Vec<IpNet>,
-    /// False for excluded nodes: they keep what they hold, but get nothing new.
+    /// False for excluded nodes: they keep what they hold, but get nothing
+    /// new, neither a fresh subnet nor their pin.
     pub wants_subnet: bool,
 }
 
@@ -80,13 +81,21 @@ pub fn assign(ipam: &mut Ipam, claims: impl IntoIterator<Item = Claim>) -> Vec<O
         .iter()
         .map(|claim| restore(ipam, claim, &mut outcomes))
         .collect();
-    for (claim, blocked) in claims.iter().zip(&blocked) {
+    // A pin is a wish for something new, so only nodes that may get new
+    // subnets have it honoured: an excluded node (the router itself, say)
+    // pinned to a subnet would otherwise keep it from the node it was meant
+    // for, and hold it while it is never routed.
+    let wanting = || {
+        claims
+            .iter()
+            .zip(&blocked)
+            .filter(|(claim, _)| claim.wants_subnet)
+    };
+    for (claim, blocked) in wanting() {
         pin(ipam, claim, blocked, &mut outcomes);
     }
-    for (claim, blocked) in claims.iter().zip(&blocked) {
-        if claim.wants_subnet {
-            allocate_missing(ipam, claim, blocked, &mut outcomes);
-        }
+    for (claim, blocked) in wanting() {
+        allocate_missing(ipam, claim, blocked, &mut outcomes);
     }
     outcomes
 }

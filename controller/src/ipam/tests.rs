@@ -307,6 +307,26 @@ fn an_excluded_node_gets_nothing_new_but_keeps_what_it_holds() {
 }
 
 #[test]
+fn an_excluded_node_with_a_pin_claims_nothing_and_the_pinned_subnet_stays_free() {
+    let mut ipam = Ipam::new(&pool(&["11.11.0.0/16"], &[]));
+    let excluded = Claim {
+        node: "router".into(),
+        pinned: vec![net("11.11.7.0/24")],
+        wants_subnet: false,
+        ..Claim::default()
+    };
+    assert_eq!(assign(&mut ipam, [excluded]), vec![]);
+    assert!(ipam.subnets_of("router").is_empty());
+    assert_eq!(ipam.holder_of(&net("11.11.7.0/24")), None);
+    let wants_it = Claim {
+        pinned: vec![net("11.11.7.0/24")],
+        ..fresh("node1")
+    };
+    assign(&mut ipam, [wants_it]);
+    assert_eq!(ipam.subnets_of("node1"), &[net("11.11.7.0/24")]);
+}
+
+#[test]
 fn assigning_the_same_inventory_twice_changes_nothing() {
     let mut ipam = Ipam::new(&pool(&["11.11.0.0/16"], &[]));
     assign(&mut ipam, ["a", "b"].map(fresh));
