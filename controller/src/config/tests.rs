@@ -359,3 +359,17 @@ fn a_plugin_needs_an_absolute_executable() {
         }
     );
 }
+
+#[test]
+fn pod_cidr_mode_with_a_file_inventory_is_refused_naming_both_fields() {
+    let message = problems_of(&VALID.replace("nodes:", "ipam: podCIDR\nnodes:"));
+    assert!(message.contains("ipam:"), "{message}");
+    assert!(message.contains("podCIDR"), "{message}");
+    assert!(message.contains("nodes.source is file"), "{message}");
+    let kubernetes = VALID
+        .replace("nodes:", "ipam: podCIDR\nnodes:")
+        .replace("source: file", "source: kubernetes")
+        .replace("  file: /etc/nativeroute/nodes.yaml\n", "");
+    let config = Config::parse(&kubernetes).expect("podCIDR with Kubernetes Nodes");
+    assert_eq!(config.ipam, IpamMode::PodCidr);
+}

@@ -82,6 +82,21 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
             ),
         );
     }
+    let ipam = match raw.ipam {
+        RawIpam::Allocate => IpamMode::Allocate,
+        RawIpam::PodCidr => IpamMode::PodCidr,
+    };
+    if ipam == IpamMode::PodCidr && matches!(nodes, NodesConfig::File { .. }) {
+        // A file inventory has no spec.podCIDR to route: every node would
+        // quietly go without a subnet.
+        report(
+            "ipam".into(),
+            "podCIDR routes the spec.podCIDR kube-controller-manager sets on each Node, \
+             but nodes.source is file, whose nodes have none: use ipam: allocate with \
+             nodes.source: file, or nodes.source: kubernetes"
+                .into(),
+        );
+    }
     let routers = check_routers(raw.routers, &mut report);
 
     if !problems.is_empty() {
@@ -89,10 +104,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     }
     Ok(Config {
         pool,
-        ipam: match raw.ipam {
-            RawIpam::Allocate => IpamMode::Allocate,
-            RawIpam::PodCidr => IpamMode::PodCidr,
-        },
+        ipam,
         nodes,
         manage_node_condition: raw.manage_node_condition,
         resync_interval,
