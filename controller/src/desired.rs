@@ -8,8 +8,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use nativeroute_router_drivers::Route;
 
-use crate::config::Config;
-use crate::inventory::annotations::NodeSettings;
+use crate::config::{Config, RouterConfig};
+use crate::inventory::annotations::{NEXT_HOP, NodeSettings};
 use crate::inventory::{NodeRecord, Standing};
 use crate::ipam::Ipam;
 
@@ -18,6 +18,20 @@ use crate::ipam::Ipam;
 pub struct DesiredRoute {
     pub via: IpAddr,
     pub node: String,
+    /// Set when `via` comes from the node's next-hop override: the node's
+    /// own address, which a router uses instead if the override turns out
+    /// to be one of the router's own addresses (known only to its driver).
+    pub fallback: Option<IpAddr>,
+}
+
+impl DesiredRoute {
+    pub fn new(via: IpAddr, node: &str) -> Self {
+        DesiredRoute {
+            via,
+            node: node.to_owned(),
+            fallback: None,
+        }
+    }
 }
 
 /// What one router should hold.
@@ -60,6 +74,11 @@ impl LiveNodes {
         }
     }
 
+    /// Whether no node is listed at all.
+    pub fn is_empty(&self) -> bool {
+        self.subnets.is_empty() && self.addresses.is_empty()
+    }
+
     /// The existing node a route belongs to, by its subnet or its next hop.
     pub fn node_of(&self, route: &Route) -> Option<&str> {
         self.subnets
@@ -87,26 +106,59 @@ pub struct Unrouted {
     pub why: String,
 }
 
+/// A next-hop override that cannot be used, and what the node is routed
+/// via instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IgnoredOverride {
+    pub node: String,
+    pub value: IpAddr,
+    pub why: String,
+    /// `None` when the node has no usable next hop of that family at all.
+    pub instead: Option<IpAddr>,
+}
+
+impl std::fmt::Display for IgnoredOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "annotation {NEXT_HOP}={} ignored: {}",
+            self.value, self.why
+        )?;
+        match self.instead {
+            Some(via) => write!(f, "; the node stays routed via {via}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A node with its parsed settings.
 pub struct NodeView<'a> {
     pub record: &'a NodeRecord,
     pub settings: &'a NodeSettings,
+    /// The node's last next-hop override that was usable (one per family at
+    /// most): where it stays routed while a newer override is unusable.
+    pub last_good_overrides: &'a [IpAddr],
+}
+
+/// Every router's desired routes, and what could not be honoured.
+#[derive(Debug, Default)]
+pub struct Computed {
+    pub desired: BTreeMap<String, RouterDesired>,
+    pub unrouted: Vec<Unrouted>,
+    pub ignored_overrides: Vec<IgnoredOverride>,
+    /// Per node, the overrides in use, to remember as the last good ones.
+    pub overrides_in_use: BTreeMap<String, Vec<IpAddr>>,
 }
 
 /// Computes every router's desired routes.
-pub fn compute(
-    config: &Config,
-    nodes: &[NodeView<'_>],
-    ipam: &Ipam,
-    complete: bool,
-) -> (BTreeMap<String, RouterDesired>, Vec<Unrouted>) {
+pub fn compute(config: &Config, nodes: &[NodeView<'_>], ipam: &Ipam, complete: bool) -> Computed {
     let mut live = LiveNodes::default();
     for node in nodes.iter().filter(|node| node.record.is_listed()) {
         let name = &node.record.name;
         for subnet in ipam.subnets_of(name) {
             live.subnets.insert(*subnet, name.clone());
         }
-        for address in next_hops(node) {
+        for address in known_next_hops(node) {
             live.addresses.insert(address, name.clone());
         }
     }
@@ -124,7 +176,7 @@ pub fn compute(
             (router.name.to_string(), empty)
         })
         .collect();
-    let mut unrouted = Vec::new();
+    let mut computed = Computed::default();
     for node in nodes
         .iter()
         .filter(|node| node.record.standing == Standing::Frozen)
@@ -139,10 +191,12 @@ pub fn compute(
     {
         let name = &node.record.name;
         for subnet in ipam.subnets_of(name) {
-            let Some(via) =
-                next_hops(node).find(|hop| hop.is_ipv4() == matches!(subnet, IpNet::V4(_)))
-            else {
-                unrouted.push(Unrouted {
+            let hop = choose_next_hop(config, node, subnet);
+            if let Some(ignored) = hop.ignored {
+                computed.ignored_overrides.push(ignored);
+            }
+            let Some(via) = hop.via else {
+                computed.unrouted.push(Unrouted {
                     node: name.clone(),
                     subnet: *subnet,
                     why: format!(
@@ -152,28 +206,26 @@ pub fn compute(
                 });
                 continue;
             };
+            if hop.from_override {
+                computed
+                    .overrides_in_use
+                    .entry(name.clone())
+                    .or_default()
+                    .push(via);
+            }
             let mut served = false;
-            for router in &config.routers {
-                let chosen = match &node.settings.routers {
-                    Some(names) => names.iter().any(|n| n == router.name.as_str()),
-                    None => router.serves_next_hop(via),
-                };
-                if !chosen {
-                    continue;
-                }
+            for router in serving_routers(config, node.settings, via) {
                 if let Some(routes) = desired.get_mut(router.name.as_str()) {
-                    routes.routes.insert(
-                        *subnet,
-                        DesiredRoute {
-                            via,
-                            node: name.clone(),
-                        },
-                    );
+                    let route = DesiredRoute {
+                        fallback: hop.fallback,
+                        ..DesiredRoute::new(via, name)
+                    };
+                    routes.routes.insert(*subnet, route);
                     served = true;
                 }
             }
             if !served {
-                unrouted.push(Unrouted {
+                computed.unrouted.push(Unrouted {
                     node: name.clone(),
                     subnet: *subnet,
                     why: format!("no router serves next hop {via} (check the routers' nodeNetworks or the node's nativeroute.io/routers)"),
@@ -181,19 +233,104 @@ pub fn compute(
             }
         }
     }
-    (desired, unrouted)
+    computed.desired = desired;
+    computed
 }
 
-/// The node's next hops: the override annotation where it gives one for a
-/// family, the node's own address otherwise.
-fn next_hops<'a>(node: &'a NodeView<'a>) -> impl Iterator<Item = IpAddr> + 'a {
-    let overrides = &node.settings.next_hops;
-    let defaults = node
-        .record
+/// The routers that carry a node's routes via `via`: those its routers
+/// annotation names, or those whose nodeNetworks contain `via`.
+fn serving_routers<'a>(
+    config: &'a Config,
+    settings: &'a NodeSettings,
+    via: IpAddr,
+) -> impl Iterator<Item = &'a RouterConfig> + 'a {
+    config
+        .routers
+        .iter()
+        .filter(move |router| match &settings.routers {
+            Some(names) => names.iter().any(|n| n == router.name.as_str()),
+            None => router.serves_next_hop(via),
+        })
+}
+
+/// The next hop chosen for one subnet of a node.
+struct NextHop {
+    via: Option<IpAddr>,
+    /// Whether `via` is an override (this one or the last good one).
+    from_override: bool,
+    /// The node's own address, when `via` is an override.
+    fallback: Option<IpAddr>,
+    ignored: Option<IgnoredOverride>,
+}
+
+/// The node's override for the subnet's family if it is usable, else its
+/// last good override, else its own address. An unusable override never
+/// takes the node's route away: it is reported and routing stays as it was.
+fn choose_next_hop(config: &Config, node: &NodeView<'_>, subnet: &IpNet) -> NextHop {
+    let same_family = |hop: &&IpAddr| hop.is_ipv4() == matches!(subnet, IpNet::V4(_));
+    let own = node.record.addresses.iter().find(same_family).copied();
+    let Some(wanted) = node.settings.next_hops.iter().find(same_family).copied() else {
+        return NextHop {
+            via: own,
+            from_override: false,
+            fallback: None,
+            ignored: None,
+        };
+    };
+    let Some(why) = unusable_override(config, node.settings, wanted) else {
+        return NextHop {
+            via: Some(wanted),
+            from_override: true,
+            fallback: own.filter(|own| *own != wanted),
+            ignored: None,
+        };
+    };
+    let last_good = node
+        .last_good_overrides
+        .iter()
+        .find(same_family)
+        .copied()
+        .filter(|hop| unusable_override(config, node.settings, *hop).is_none());
+    let via = last_good.or(own);
+    NextHop {
+        via,
+        from_override: last_good.is_some(),
+        fallback: last_good.and(own).filter(|own| Some(*own) != last_good),
+        ignored: Some(IgnoredOverride {
+            node: node.record.name.clone(),
+            value: wanted,
+            why,
+            instead: via,
+        }),
+    }
+}
+
+/// Why a next-hop override cannot be used, if it cannot: one inside the
+/// pool is a container behind some node, and one no router serves would
+/// leave the node unrouted.
+fn unusable_override(config: &Config, settings: &NodeSettings, hop: IpAddr) -> Option<String> {
+    if let Some(cidr) = config.pool.cidrs.iter().find(|cidr| cidr.contains(&hop)) {
+        return Some(format!(
+            "{hop} lies inside the pool ({cidr}): it is a container address, not a node"
+        ));
+    }
+    if serving_routers(config, settings, hop).next().is_none() {
+        return Some(format!(
+            "no router serves {hop} (no router's nodeNetworks contain it)"
+        ));
+    }
+    None
+}
+
+/// Every address a route of the node may point at: its own, its override
+/// and its last good override.
+fn known_next_hops<'a>(node: &'a NodeView<'a>) -> impl Iterator<Item = IpAddr> + 'a {
+    node.record
         .addresses
         .iter()
-        .filter(move |address| !overrides.iter().any(|o| o.is_ipv4() == address.is_ipv4()));
-    overrides.iter().chain(defaults).copied()
+        .chain(&node.settings.next_hops)
+        .chain(node.last_good_overrides)
+        .copied()
 }
 
 fn family_word(subnet: &IpNet) -> &'static str {

@@ -11,6 +11,7 @@
 pub mod check;
 pub mod config;
 pub mod desired;
+pub mod health;
 pub mod inventory;
 pub mod ipam;
 pub mod lab;
@@ -21,6 +22,7 @@ pub mod reconcile;
 pub mod report;
 pub mod routers;
 pub mod run;
+pub mod signals;
 pub mod status;
 pub mod sync;
 pub mod telemetry;

@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nativeroute::config::Config;
 use nativeroute::leader::LeaseSettings;
 use nativeroute::telemetry::{self, LogFormat};
-use nativeroute::{check, lab, plan, run};
+use nativeroute::{check, lab, plan, run, signals};
 
 /// jemalloc instead of glibc's malloc: at 5,000 nodes it halves the time of
 /// a reconcile (node created → route p99 23 ms → 14 ms), and configured with
@@ -65,6 +64,14 @@ enum Command {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
+    /// Let through the withdrawals the removal guard holds back now, on every
+    /// router (signals the running controller with SIGUSR1).
+    Release {
+        /// The controller's process id; default: every `nativeroute run`
+        /// process on this machine (in a container, the one in it).
+        #[arg(long)]
+        pid: Option<i32>,
+    },
     /// The seed topology in network namespaces on this machine (needs root).
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -102,13 +109,14 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
             lease,
         } => {
             let config = Config::load(&config)?;
-            let shutdown = shutdown_on_signal()?;
+            let signals = signals::listen()?;
             let options = run::RunOptions {
                 metrics_address: metrics_address.0,
                 kubeconfig,
                 lease: lease.settings(),
+                release: signals.release,
             };
-            run::run(config, options, shutdown).await?;
+            run::run(config, options, signals.shutdown).await?;
             Ok(true)
         }
         Command::Plan { config, kubeconfig } => {
@@ -121,6 +129,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
                 Ok(false)
             }
         },
+        Command::Release { pid } => signals::request_release(pid).map(|()| true),
         Command::Lab(command) => lab::run(command).await.map(|()| true),
     }
 }
@@ -180,21 +189,4 @@ fn parse_listen_address(text: &str) -> Result<ListenAddress, String> {
     text.parse()
         .map(|address| ListenAddress(Some(address)))
         .map_err(|_| format!("{text:?} is not an address:port like 0.0.0.0:9763, or off"))
-}
-
-/// A channel that turns true on SIGTERM or SIGINT.
-fn shutdown_on_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let (sender, receiver) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("shutdown requested");
-        let _ = sender.send(true);
-    });
-    Ok(receiver)
 }

@@ -2,13 +2,14 @@
 //! the controller. It owns the IPAM ledger; the caller persists what it
 //! assigned (state file, Node annotations) before the routes are published.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::config::{Config, IpamMode};
-use crate::desired::{self, NodeView, RouterDesired};
+use crate::desired::{self, IgnoredOverride, NodeView, RouterDesired};
 use crate::inventory::annotations::{self, NodeSettings};
 use crate::inventory::{Snapshot, Standing};
 use crate::ipam::{self, Claim, Ipam, Outcome};
@@ -19,6 +20,10 @@ pub struct Reconciler {
     config: Arc<Config>,
     ipam: Ipam,
     reporter: Arc<dyn Reporter>,
+    /// Per node, the next-hop overrides last in use: where a node stays
+    /// routed while its override is unusable (a typo never moves a route
+    /// that worked). Lost on restart; the node's own address then serves.
+    last_good_overrides: HashMap<String, Vec<IpAddr>>,
 }
 
 /// The result of one snapshot.
@@ -29,6 +34,8 @@ pub struct Reconciled {
     pub present: Vec<String>,
     /// Whether and why each usable listed node is routed, for node status.
     pub routing: BTreeMap<String, NodeRouting>,
+    /// Next-hop overrides that were ignored, for `plan`.
+    pub ignored_overrides: Vec<IgnoredOverride>,
 }
 
 impl Reconciler {
@@ -38,6 +45,7 @@ impl Reconciler {
             config,
             ipam,
             reporter,
+            last_good_overrides: HashMap::new(),
         }
     }
 
@@ -125,11 +133,26 @@ impl Reconciler {
             .nodes
             .iter()
             .zip(&settings)
-            .map(|(record, settings)| NodeView { record, settings })
+            .map(|(record, settings)| NodeView {
+                record,
+                settings,
+                last_good_overrides: self
+                    .last_good_overrides
+                    .get(&record.name)
+                    .map_or(&[], Vec::as_slice),
+            })
             .collect();
-        let (desired, unrouted) = desired::compute(&self.config, &views, &self.ipam, complete);
-        let routing = self.routing_of(&views, &desired, &unrouted);
-        for gap in unrouted {
+        let computed = desired::compute(&self.config, &views, &self.ipam, complete);
+        let routing = self.routing_of(&views, &computed.desired, &computed.unrouted);
+        self.last_good_overrides = computed.overrides_in_use.into_iter().collect();
+        for ignored in &computed.ignored_overrides {
+            self.reporter.node_event(
+                &ignored.node,
+                Reason::InvalidAnnotation,
+                &ignored.to_string(),
+            );
+        }
+        for gap in computed.unrouted {
             self.reporter.node_event(
                 &gap.node,
                 Reason::Unroutable,
@@ -137,9 +160,10 @@ impl Reconciler {
             );
         }
         Reconciled {
-            desired,
+            desired: computed.desired,
             present,
             routing,
+            ignored_overrides: computed.ignored_overrides,
         }
     }
 

@@ -1,7 +1,7 @@
 //! `nativeroute run`: the controller. Reads the nodes, assigns subnets,
 //! records them, and hands each router's desired routes to its worker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use kube::Api;
 
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
+use crate::health::Liveness;
 use crate::inventory::NodeSource;
 use crate::inventory::file::{FileInventory, FileSource};
 use crate::inventory::kubernetes::{
@@ -28,13 +29,18 @@ use crate::reconcile::Reconciler;
 use crate::report::kubernetes::{EventPublisher, EventReporter};
 use crate::report::{LogReporter, Reporter};
 use crate::status::{RouteStates, RoutingPlan, StatusSink, run_status};
-use crate::sync::{Observers, WorkerSettings, run_worker};
+use crate::sync::{Observers, WorkerInputs, WorkerSettings, run_worker};
 
 /// How long to wait before asking a failed node source again.
 const SOURCE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long identical node events stay quiet in the log.
 const EVENT_QUIET: Duration = Duration::from_secs(600);
+
+/// How long a stopping term waits for batches in flight. Past it they are
+/// abandoned (the fence already stops them sending more), so that the Lease
+/// is released and a successor can start.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How the controller process is run (command-line settings, not config).
 #[derive(Clone, Debug)]
@@ -46,6 +52,9 @@ pub struct RunOptions {
     /// The Lease that elects one leader; `None`: this instance always leads
     /// (only safe when it is the only one).
     pub lease: Option<LeaseSettings>,
+    /// Bumped when an operator releases the withdrawals the removal guard
+    /// holds (`nativeroute release`, SIGUSR1).
+    pub release: watch::Receiver<u64>,
 }
 
 /// Runs the controller until `shutdown` turns true. Stopping withdraws no route.
@@ -56,6 +65,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    let liveness = Arc::new(Liveness::default());
     let (ready_tx, ready_rx) = watch::channel(false);
     if let Some(address) = options.metrics_address {
         let listener = tokio::net::TcpListener::bind(address)
@@ -64,7 +74,13 @@ pub async fn run(
                 format!("cannot listen for /metrics on {address} (--metrics-address)")
             })?;
         tracing::info!(address = %listener.local_addr().unwrap_or(address), "serving /metrics, /healthz and /readyz");
-        let server = metrics::serve(listener, metrics.clone(), ready_rx, shutdown.clone());
+        let server = metrics::serve(
+            listener,
+            metrics.clone(),
+            ready_rx,
+            liveness.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             if let Err(err) = server.await {
                 tracing::error!(error = %err, "the metrics server stopped");
@@ -79,17 +95,28 @@ pub async fn run(
                 metrics: metrics.clone(),
             };
             metrics.leader(true);
-            run_with_source(config.clone(), source, observers, None, ready_tx, shutdown).await
+            let controls = Controls {
+                ready: ready_tx,
+                shutdown,
+                release: options.release,
+                liveness,
+            };
+            run_with_source(config.clone(), source, observers, None, controls).await
         }
         NodesConfig::Kubernetes { .. } => {
             let cluster = kubernetes::cluster_config(options.kubeconfig.as_deref()).await?;
+            let controls = Controls {
+                ready: ready_tx,
+                shutdown,
+                release: options.release,
+                liveness,
+            };
             run_kubernetes(
                 config.clone(),
                 Clients::new(cluster)?,
                 options.lease,
                 metrics,
-                ready_tx,
-                shutdown,
+                controls,
             )
             .await
         }
@@ -103,15 +130,26 @@ async fn run_kubernetes(
     clients: Clients,
     lease: Option<LeaseSettings>,
     metrics: Arc<Metrics>,
-    ready: watch::Sender<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    controls: Controls,
 ) -> anyhow::Result<()> {
+    let Controls {
+        ready,
+        mut shutdown,
+        release,
+        liveness,
+    } = controls;
     let identity = lease
         .as_ref()
         .map_or_else(|| "nativeroute".to_owned(), |l| l.identity.clone());
     let Some(lease) = lease else {
         metrics.leader(true);
-        return lead(&config, &clients, &identity, &metrics, &ready, shutdown).await;
+        let term = Controls {
+            ready,
+            shutdown,
+            release,
+            liveness,
+        };
+        return lead(&config, &clients, &identity, &metrics, term).await;
     };
     let mut election = LeaderElection::new(clients.lease.clone(), lease);
     loop {
@@ -128,7 +166,13 @@ async fn run_kubernetes(
         metrics.leader(true);
         tracing::info!(lease = election.describe(), "leading");
         let (term_tx, term_rx) = watch::channel(false);
-        let term = lead(&config, &clients, &identity, &metrics, &ready, term_rx);
+        let controls = Controls {
+            ready: ready.clone(),
+            shutdown: term_rx,
+            release: release.clone(),
+            liveness: liveness.clone(),
+        };
+        let term = lead(&config, &clients, &identity, &metrics, controls);
         tokio::pin!(term);
         let ended = tokio::select! {
             result = &mut term => {
@@ -143,6 +187,7 @@ async fn run_kubernetes(
         // batch in hand and stop; the routes stay.
         let _ = term_tx.send(true);
         let result = term.await;
+        liveness.term_ended();
         ready.send_replace(false);
         if ended == TermEnd::Shutdown {
             election.release().await;
@@ -159,9 +204,9 @@ async fn lead(
     clients: &Clients,
     identity: &str,
     metrics: &Arc<Metrics>,
-    ready: &watch::Sender<bool>,
-    shutdown: watch::Receiver<bool>,
+    controls: Controls,
 ) -> anyhow::Result<()> {
+    let shutdown = controls.shutdown.clone();
     let directory = NodeDirectory::default();
     let writer = NodeWriter::new();
     let publisher = EventPublisher::new(
@@ -193,15 +238,7 @@ async fn lead(
         metrics: metrics.clone(),
     };
     let sink: Arc<dyn StatusSink> = Arc::new(writer);
-    run_with_source(
-        config.clone(),
-        source,
-        observers,
-        Some(sink),
-        ready.clone(),
-        shutdown,
-    )
-    .await
+    run_with_source(config.clone(), source, observers, Some(sink), controls).await
 }
 
 fn record_pool_usage(metrics: &Metrics, ipam: &Ipam) {
@@ -221,33 +258,83 @@ struct Routers {
     senders: BTreeMap<String, watch::Sender<Arc<RouterDesired>>>,
     states: BTreeMap<String, watch::Receiver<Arc<RouteStates>>>,
     workers: JoinSet<()>,
+    /// Which router each worker task serves.
+    worker_routers: HashMap<tokio::task::Id, String>,
 }
 
 impl Routers {
-    fn start(config: &Config, observers: &Observers, shutdown: &watch::Receiver<bool>) -> Self {
+    fn start(
+        config: &Config,
+        observers: &Observers,
+        shutdown: &watch::Receiver<bool>,
+        release: &watch::Receiver<u64>,
+    ) -> Self {
         let mut senders = BTreeMap::new();
         let mut states = BTreeMap::new();
         let mut workers = JoinSet::new();
+        let mut worker_routers = HashMap::new();
         let settings = WorkerSettings::new(config.resync_interval, config.removal_guard);
         for router in &config.routers {
             let (sender, receiver) = watch::channel(Arc::new(RouterDesired::default()));
             let (states_tx, states_rx) = watch::channel(Arc::new(RouteStates::new()));
             senders.insert(router.name.to_string(), sender);
             states.insert(router.name.to_string(), states_rx);
-            workers.spawn(run_worker(
+            let inputs = WorkerInputs {
+                desired: receiver,
+                shutdown: shutdown.clone(),
+                release: release.clone(),
+            };
+            let task = workers.spawn(run_worker(
                 router.clone(),
                 config.ownership(),
-                receiver,
+                inputs,
                 settings.clone(),
                 observers.clone(),
                 states_tx,
-                shutdown.clone(),
             ));
+            worker_routers.insert(task.id(), router.name.to_string());
         }
         Routers {
             senders,
             states,
             workers,
+            worker_routers,
+        }
+    }
+
+    /// A worker ended while the term goes on: only a panic does that, and
+    /// its router is no longer synced. `/healthz` fails so that the process
+    /// is restarted; the other routers carry on meanwhile.
+    fn worker_ended(
+        &mut self,
+        ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+        liveness: &Liveness,
+    ) {
+        let (id, why) = match ended {
+            Ok((id, ())) => (id, "it stopped".to_owned()),
+            Err(err) => (err.id(), err.to_string()),
+        };
+        let router = self
+            .worker_routers
+            .remove(&id)
+            .unwrap_or_else(|| "?".to_owned());
+        tracing::error!(router, error = %why, "router worker died; /healthz now fails so that the controller is restarted");
+        liveness.worker_died(&router);
+    }
+
+    /// Waits for the workers to finish the batch in hand, up to
+    /// [`SHUTDOWN_DEADLINE`]; then abandons them.
+    async fn stop(mut self) {
+        let all_stopped = async { while self.workers.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, all_stopped)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                deadline = ?SHUTDOWN_DEADLINE,
+                "router batches still running at the shutdown deadline are abandoned; the next leader's fresh list settles them"
+            );
+            self.workers.shutdown().await;
         }
     }
 
@@ -266,17 +353,33 @@ impl Routers {
     }
 }
 
+/// What steers one term from outside: readiness out, shutdown and
+/// releases of held withdrawals in.
+struct Controls {
+    ready: watch::Sender<bool>,
+    /// Turns true when the term ends.
+    shutdown: watch::Receiver<bool>,
+    release: watch::Receiver<u64>,
+    liveness: Arc<Liveness>,
+}
+
 async fn run_with_source(
     config: Arc<Config>,
     mut source: impl NodeSource,
     observers: Observers,
     status: Option<Arc<dyn StatusSink>>,
-    ready: watch::Sender<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    controls: Controls,
 ) -> anyhow::Result<()> {
+    let Controls {
+        ready,
+        mut shutdown,
+        release,
+        liveness,
+    } = controls;
+    liveness.source_progressed(std::time::Instant::now());
     let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
     reconciler.resume_after(&source.resume_point());
-    let mut routers = Routers::start(&config, &observers, &shutdown);
+    let mut routers = Routers::start(&config, &observers, &shutdown, &release);
     let (plan_tx, plan_rx) = watch::channel(Arc::new(RoutingPlan::default()));
     if let Some(sink) = status {
         tokio::spawn(run_status(
@@ -294,9 +397,18 @@ async fn run_with_source(
     );
     loop {
         let snapshot = tokio::select! {
+            biased;
             _ = shutdown.changed() => break,
+            Some(ended) = routers.workers.join_next_with_id() => {
+                if *shutdown.borrow() {
+                    break;
+                }
+                routers.worker_ended(ended, &liveness);
+                continue;
+            }
             snapshot = source.next_snapshot() => snapshot,
         };
+        liveness.source_progressed(std::time::Instant::now());
         let snapshot = match snapshot {
             Ok(snapshot) => snapshot,
             Err(err) => {
@@ -328,6 +440,6 @@ async fn run_with_source(
         }));
     }
     tracing::info!("stopping; routes stay on the routers");
-    while routers.workers.join_next().await.is_some() {}
+    routers.stop().await;
     Ok(())
 }

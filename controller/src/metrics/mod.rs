@@ -60,6 +60,7 @@ pub struct Metrics {
     router_up: Family<RouterLabels, Gauge>,
     sync_duration: SyncHistogram,
     removals_refused: Family<RouterLabels, Counter>,
+    withdrawals_held: Family<RouterLabels, Gauge>,
     pool_subnets: Family<PoolLabels, Gauge>,
     node_events: Family<OutcomeLabels, Counter>,
     leader: Gauge,
@@ -133,8 +134,14 @@ impl Metrics {
         let removals_refused = Family::default();
         registry.register(
             "nativeroute_removals_refused",
-            "Route removals held back by the mass-removal guard",
+            "Withdrawals (removals and re-pointed routes) held back by the removal guard, each counted once",
             removals_refused.clone(),
+        );
+        let withdrawals_held = Family::default();
+        registry.register(
+            "nativeroute_withdrawals_held",
+            "Withdrawals held back by the removal guard now, waiting for the node list to recover or for `nativeroute release`",
+            withdrawals_held.clone(),
         );
         let pool_subnets = Family::default();
         registry.register(
@@ -165,6 +172,7 @@ impl Metrics {
             router_up,
             sync_duration,
             removals_refused,
+            withdrawals_held,
             pool_subnets,
         }
     }
@@ -220,7 +228,14 @@ impl Metrics {
             .set(saturating_i64(foreign));
     }
 
-    /// The mass-removal guard held back `n` removals on `router`.
+    /// How many withdrawals are held back on `router` now.
+    pub fn withdrawals_held(&self, router: &str, n: usize) {
+        self.withdrawals_held
+            .get_or_create(&self::router(router))
+            .set(saturating_i64(n));
+    }
+
+    /// The removal guard newly held back `n` withdrawals on `router`.
     pub fn removals_refused(&self, router: &str, n: usize) {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         self.removals_refused

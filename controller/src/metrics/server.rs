@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Metrics;
+use crate::health::Liveness;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const NOT_READY: &str = "not ready: waiting for the first complete node list";
@@ -20,17 +21,20 @@ const NOT_READY: &str = "not ready: waiting for the first complete node list";
 struct Endpoint {
     metrics: Arc<Metrics>,
     ready: watch::Receiver<bool>,
+    liveness: Arc<Liveness>,
 }
 
 /// Serves the endpoints on `listener` until `shutdown` turns true (or its
 /// sender is dropped, since then nothing could ever stop the server).
 ///
-/// `/readyz` answers 200 once `ready` is true. Other paths get 404, other
-/// methods on these paths 405.
+/// `/readyz` answers 200 once `ready` is true; `/healthz` answers 500 while
+/// `liveness` says the process should be restarted. Other paths get 404,
+/// other methods on these paths 405.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     ready: watch::Receiver<bool>,
+    liveness: Arc<Liveness>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -38,7 +42,11 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .with_state(Endpoint { metrics, ready });
+        .with_state(Endpoint {
+            metrics,
+            ready,
+            liveness,
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             // An Err means the sender is gone, which is a stop as well.
@@ -54,8 +62,11 @@ async fn scrape(State(endpoint): State<Endpoint>) -> impl IntoResponse {
     )
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz(State(endpoint): State<Endpoint>) -> (StatusCode, String) {
+    match endpoint.liveness.check(std::time::Instant::now()) {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
+    }
 }
 
 async fn readyz(State(endpoint): State<Endpoint>) -> (StatusCode, &'static str) {
@@ -97,7 +108,13 @@ mod tests {
         metrics.router_up("edge-1", true);
         let (ready, ready_rx) = watch::channel(false);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, metrics, ready_rx, shutdown_rx));
+        let task = tokio::spawn(serve(
+            listener,
+            metrics,
+            ready_rx,
+            Arc::new(Liveness::default()),
+            shutdown_rx,
+        ));
         Running {
             addr,
             ready,

@@ -161,10 +161,7 @@ mod tests {
         let mut routes = BTreeMap::new();
         routes.insert(
             net("11.11.1.0/24"),
-            DesiredRoute {
-                via: ip("192.168.2.1"),
-                node: "node1".into(),
-            },
+            DesiredRoute::new(ip("192.168.2.1"), "node1"),
         );
         let desired = RouterDesired {
             complete: true,

@@ -33,16 +33,33 @@ fn desired(routes: &[(u8, u8)], complete: bool, live: LiveNodes) -> RouterDesire
             .map(|&(subnet, via)| {
                 (
                     net(subnet),
-                    DesiredRoute {
-                        via: ip(via),
-                        node: format!("node{subnet}"),
-                    },
+                    DesiredRoute::new(ip(via), &format!("node{subnet}")),
                 )
             })
             .collect(),
         keep: Default::default(),
         live: Arc::new(live),
     }
+}
+
+/// The plan of a sync with no withdrawals in the budget's window yet.
+fn plan(desired: &RouterDesired, held: &Held, foreign: &[ForeignRoute]) -> SyncPlan {
+    let budget = Budget::fresh(&GUARD, held.len());
+    plan_with(desired, held, foreign, &budget)
+}
+
+fn plan_with(
+    desired: &RouterDesired,
+    held: &Held,
+    foreign: &[ForeignRoute],
+    budget: &Budget,
+) -> SyncPlan {
+    let router = RouterState {
+        owned: held.clone(),
+        foreign: foreign.to_vec(),
+        own_addresses: vec![ip(254)],
+    };
+    diff(desired, &router, budget)
 }
 
 fn held(routes: &[(u8, u8)]) -> Held {
@@ -64,11 +81,10 @@ fn live_of(routes: &[(u8, u8)]) -> LiveNodes {
 #[test]
 fn missing_routes_are_added_changed_next_hops_replaced_and_matching_ones_left_alone() {
     let want = [(1, 1), (2, 2), (3, 3)];
-    let plan = diff(
+    let plan = plan(
         &desired(&want, true, live_of(&want)),
         &held(&[(1, 1), (2, 9)]),
         &[],
-        &GUARD,
     );
     assert_eq!(
         plan.changes,
@@ -85,11 +101,10 @@ fn missing_routes_are_added_changed_next_hops_replaced_and_matching_ones_left_al
 #[test]
 fn routes_of_deleted_nodes_are_removed() {
     let want = [(1, 1)];
-    let plan = diff(
+    let plan = plan(
         &desired(&want, true, live_of(&want)),
         &held(&[(1, 1), (2, 2)]),
         &[],
-        &GUARD,
     );
     assert_eq!(
         plan.changes,
@@ -99,11 +114,10 @@ fn routes_of_deleted_nodes_are_removed() {
 
 #[test]
 fn nothing_is_removed_before_the_inventory_is_complete() {
-    let plan = diff(
+    let plan = plan(
         &desired(&[], false, LiveNodes::default()),
         &held(&[(1, 1), (2, 2)]),
         &[],
-        &GUARD,
     );
     assert!(plan.changes.is_empty());
     assert_eq!(plan.postponed_removals, 2);
@@ -117,11 +131,10 @@ fn a_foreign_route_holding_the_destination_blocks_the_add() {
         via: Some(ip(7)),
         detail: "proto boot".into(),
     };
-    let plan = diff(
+    let plan = plan(
         &desired(&want, true, live_of(&want)),
         &held(&[]),
         &[foreign],
-        &GUARD,
     );
     assert!(plan.changes.is_empty());
     assert_eq!(plan.blocked_by_foreign.len(), 1);
@@ -136,11 +149,10 @@ fn plan_of_a_move_beside_a_foreign_route(foreign_via: u8) -> SyncPlan {
         via: Some(ip(foreign_via)),
         detail: format!("ip route 11.11.1.0/24 192.168.3.{foreign_via}"),
     };
-    diff(
+    plan(
         &desired(&want, true, live_of(&want)),
         &held(&[(1, 1)]),
         &[foreign],
-        &GUARD,
     )
 }
 
@@ -172,40 +184,100 @@ fn a_foreign_route_on_another_next_hop_does_not_block_a_replace() {
 fn removing_most_routes_of_nodes_that_still_exist_is_refused() {
     let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
     // Only node1 is still routed here, but all five nodes exist.
-    let plan = diff(
-        &desired(&all[..1], true, live_of(&all)),
-        &held(&all),
-        &[],
-        &GUARD,
-    );
+    let plan = plan(&desired(&all[..1], true, live_of(&all)), &held(&all), &[]);
     assert!(plan.changes.is_empty(), "{plan}");
-    assert_eq!(plan.guarded.len(), 4);
+    assert_eq!(plan.withheld_count(), 4);
     assert_eq!(plan.count(Action::Remove), 0);
 }
 
 #[test]
-fn removing_routes_of_deleted_nodes_is_never_guarded() {
+fn removing_most_routes_of_departed_nodes_is_held_too() {
+    // A selector typo or a relabelled pool: the nodes look deleted.
     let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
     let remaining = &all[..1];
-    let plan = diff(
+    let plan = plan(
         &desired(remaining, true, live_of(remaining)),
         &held(&all),
         &[],
-        &GUARD,
     );
-    assert_eq!(plan.count(Action::Remove), 4);
-    assert!(plan.guarded.is_empty());
+    assert_eq!(plan.count(Action::Remove), 0, "{plan}");
+    let withheld = plan.withheld.expect("held");
+    assert_eq!(withheld.reason, HoldReason::OverBudget { allowed: 2 });
+    assert!(
+        withheld.changes.iter().all(|(_, node)| node.is_none()),
+        "departed nodes have no Node to tell"
+    );
+}
+
+#[test]
+fn a_complete_but_empty_node_list_withdraws_nothing_even_on_a_small_router() {
+    let all = [(1, 1), (2, 2)];
+    let plan = plan(&desired(&[], true, LiveNodes::default()), &held(&all), &[]);
+    assert!(plan.changes.is_empty(), "{plan}");
+    assert_eq!(
+        plan.withheld.map(|held| held.reason),
+        Some(HoldReason::EmptyNodeList)
+    );
+}
+
+#[test]
+fn re_pointing_most_routes_at_once_is_held() {
+    // addressType flipped: every node's next hop changes.
+    let before = [(1, 1), (2, 2), (3, 3), (4, 4)];
+    let after = [(1, 11), (2, 12), (3, 13), (4, 14)];
+    let plan = plan(&desired(&after, true, live_of(&after)), &held(&before), &[]);
+    assert_eq!(plan.count(Action::Replace), 0, "{plan}");
+    assert_eq!(plan.withheld_count(), 4);
+}
+
+#[test]
+fn released_withdrawals_go_whatever_the_budget() {
+    let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
+    let want = desired(&all[..1], true, live_of(&all[..1]));
+    let held_back = plan(&want, &held(&all), &[]).withheld.expect("held");
+    let budget = Budget {
+        allowed: Some(0),
+        released: held_back
+            .changes
+            .iter()
+            .map(|(change, _)| *change)
+            .collect(),
+    };
+    let plan = plan_with(&want, &held(&all), &[], &budget);
+    assert_eq!(plan.count(Action::Remove), 4, "{plan}");
+    assert_eq!(plan.withdrawals, 4);
+    assert!(plan.withheld.is_none());
+}
+
+#[test]
+fn withdrawals_within_the_budget_go_and_are_counted() {
+    let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
+    let want = desired(&all[..4], true, live_of(&all[..4]));
+    let plan = plan(&want, &held(&all), &[]);
+    assert_eq!(plan.count(Action::Remove), 1);
+    assert_eq!(plan.withdrawals, 1);
+}
+
+#[test]
+fn an_override_that_is_the_routers_own_address_routes_via_the_node_instead() {
+    let mut want = desired(&[(1, 254)], true, LiveNodes::default());
+    if let Some(route) = want.routes.get_mut(&net(1)) {
+        route.fallback = Some(ip(1));
+    }
+    let plan = plan(&want, &held(&[(1, 1)]), &[]);
+    assert!(
+        plan.changes.is_empty(),
+        "the route via the node stays: {plan}"
+    );
+    assert_eq!(plan.ignored_overrides.len(), 1);
+    assert_eq!(plan.ignored_overrides[0].instead, Some(ip(1)));
+    assert!(plan.to_string().contains("override ignored"), "{plan}");
 }
 
 #[test]
 fn a_few_removals_of_live_nodes_pass_the_guard() {
     let all = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)];
-    let plan = diff(
-        &desired(&all[..3], true, live_of(&all)),
-        &held(&all),
-        &[],
-        &GUARD,
-    );
+    let plan = plan(&desired(&all[..3], true, live_of(&all)), &held(&all), &[]);
     assert_eq!(plan.count(Action::Remove), 2);
 }
 
@@ -215,13 +287,8 @@ fn a_route_whose_next_hop_is_a_live_nodes_address_counts_as_that_nodes() {
     // The router holds the nodes' routes under subnets nobody holds now
     // (a lost state file): the next hops still name live nodes.
     let stale = [(11, 1), (12, 2), (13, 3), (14, 4)];
-    let plan = diff(
-        &desired(&all, true, live_of(&all)),
-        &held(&stale),
-        &[],
-        &GUARD,
-    );
-    assert_eq!(plan.guarded.len(), 4, "{plan}");
+    let plan = plan(&desired(&all, true, live_of(&all)), &held(&stale), &[]);
+    assert_eq!(plan.withheld_count(), 4, "{plan}");
 }
 
 #[test]
@@ -246,7 +313,7 @@ fn a_second_route_of_ours_to_a_destination_is_removed_and_the_wanted_one_kept() 
     let desired = desired(&want, true, live_of(&want));
 
     let held = Held::from_listed(&listed, &desired);
-    let plan = diff(&desired, &held, &[], &GUARD);
+    let plan = plan(&desired, &held, &[]);
 
     assert_eq!(held.routes.get(&net(1)), Some(&ip(3)));
     assert_eq!(
@@ -263,5 +330,27 @@ fn a_second_route_of_ours_to_a_destination_is_removed_and_the_wanted_one_kept() 
         held.routes.get(&net(1)),
         Some(&ip(3)),
         "the kept route stays"
+    );
+}
+
+#[test]
+fn duplicates_wait_for_the_node_list_and_the_wanted_copy_is_kept_once_it_is_known() {
+    let listed = [Route::new(net(1), ip(3)), Route::new(net(1), ip(9))];
+    let before_the_list = desired(&[], false, LiveNodes::default());
+    let held = Held::from_listed(&listed, &before_the_list);
+    let early = plan(&before_the_list, &held, &[]);
+    assert!(early.changes.is_empty(), "{early}");
+    assert_eq!(
+        early.postponed_removals, 2,
+        "the second copy and the first, which nothing wants yet"
+    );
+
+    let want = [(1, 9)];
+    let known = desired(&want, true, live_of(&want));
+    let plan = plan(&known, &held.sorted_for(&known), &[]);
+    assert_eq!(
+        plan.changes,
+        vec![Change::Remove(Route::new(net(1), ip(3)))],
+        "the copy via the desired next hop stays"
     );
 }

@@ -16,7 +16,8 @@ use nativeroute_router_drivers::{
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
-use super::diff::{Held, SyncPlan, diff};
+use super::budget::RemovalBudget;
+use super::diff::{Held, RouterState, SyncPlan, diff};
 use crate::config::{RemovalGuard, RouterConfig};
 use crate::desired::RouterDesired;
 use crate::metrics::Metrics;
@@ -50,22 +51,31 @@ impl WorkerSettings {
     }
 }
 
-/// What the worker believes the router holds, from its last list plus the
-/// changes applied since.
-struct RouterView {
-    owned: Held,
-    foreign: Vec<ForeignRoute>,
-}
-
 struct Worker {
     router: RouterConfig,
     ownership: Ownership,
     settings: WorkerSettings,
     observers: Observers,
     driver: Option<Box<dyn RouterDriver>>,
-    view: Option<RouterView>,
+    /// What the worker believes the router holds, from its last list plus
+    /// the changes applied since.
+    view: Option<RouterState>,
+    budget: RemovalBudget,
+    /// The withdrawals the last sync held back, and those an operator
+    /// released since (they go at the next sync, whatever the budget).
+    withheld: HashSet<Change>,
+    released: HashSet<Change>,
     /// What each sync confirmed, for node status.
     states: watch::Sender<Arc<RouteStates>>,
+}
+
+/// What a worker listens to.
+pub struct WorkerInputs {
+    pub desired: watch::Receiver<Arc<RouterDesired>>,
+    /// Turns true when the term ends (shutdown or leadership lost).
+    pub shutdown: watch::Receiver<bool>,
+    /// Bumped when an operator releases held withdrawals.
+    pub release: watch::Receiver<u64>,
 }
 
 /// Where a worker tells what it did: node events and metrics.
@@ -80,19 +90,26 @@ pub struct Observers {
 pub async fn run_worker(
     router: RouterConfig,
     ownership: Ownership,
-    mut desired: watch::Receiver<Arc<RouterDesired>>,
+    inputs: WorkerInputs,
     settings: WorkerSettings,
     observers: Observers,
     states: watch::Sender<Arc<RouteStates>>,
-    mut shutdown: watch::Receiver<bool>,
 ) {
+    let WorkerInputs {
+        mut desired,
+        mut shutdown,
+        mut release,
+    } = inputs;
     let mut worker = Worker {
         router,
         ownership,
+        budget: RemovalBudget::new(settings.guard),
         settings,
         observers,
         driver: None,
         view: None,
+        withheld: HashSet::new(),
+        released: HashSet::new(),
         states,
     };
     // The router itself failing (unreachable, session lost) and the router
@@ -109,6 +126,10 @@ pub async fn run_worker(
             biased;
             _ = shutdown.changed() => break,
             changed = desired.changed() => if changed.is_err() { break },
+            released = release.changed() => {
+                if released.is_err() { break }
+                worker.release_withheld();
+            }
             _ = sleep_until(resync_at) => {
                 resync_at = Instant::now() + worker.settings.resync;
                 worker.view = None;
@@ -160,6 +181,23 @@ pub async fn run_worker(
 }
 
 impl Worker {
+    /// An operator let the held withdrawals through: exactly those the last
+    /// sync held go at the next one, and the budget's window starts afresh.
+    fn release_withheld(&mut self) {
+        let router = self.router.name.as_str();
+        if self.withheld.is_empty() {
+            tracing::info!(router, "release requested; nothing is held");
+            return;
+        }
+        tracing::warn!(
+            router,
+            released = self.withheld.len(),
+            "release requested: the held withdrawals go now"
+        );
+        self.released = std::mem::take(&mut self.withheld);
+        self.budget.restart();
+    }
+
     async fn tidy(&mut self) {
         let Some(driver) = self.driver.as_mut() else {
             return;
@@ -187,17 +225,25 @@ impl Worker {
             Some(view) => view,
             None => {
                 let routes = driver.list().await?;
-                let view = RouterView {
+                let view = RouterState {
                     owned: Held::from_listed(&routes.owned, want),
                     foreign: routes.foreign,
+                    own_addresses: driver.own_addresses().await?,
                 };
                 self.view.insert(view)
             }
         };
+        if !view.owned.duplicates.is_empty() {
+            view.owned = view.owned.sorted_for(want);
+        }
         let name = self.router.name.as_str();
         let metrics = &self.observers.metrics;
         metrics.router_up(name, true);
-        let plan = diff(want, &view.owned, &view.foreign, &self.settings.guard);
+        let now = Instant::now();
+        let budget = self
+            .budget
+            .for_sync(now, view.owned.len(), self.released.clone());
+        let plan = diff(want, view, &budget);
         report_held_back(
             &*self.observers.reporter,
             &self.router,
@@ -205,7 +251,14 @@ impl Worker {
             &plan,
             &view.foreign,
         );
-        metrics.removals_refused(name, plan.guarded.len());
+        let withheld: HashSet<Change> = plan
+            .withheld
+            .iter()
+            .flat_map(|held| held.changes.iter().map(|(change, _)| *change))
+            .collect();
+        metrics.removals_refused(name, withheld.difference(&self.withheld).count());
+        metrics.withdrawals_held(name, withheld.len());
+        self.withheld = withheld;
         if plan.has_no_changes() {
             metrics.routes_held(name, view.owned.len(), view.foreign.len());
             metrics.sync_finished(name, started.elapsed());
@@ -220,6 +273,8 @@ impl Worker {
         let outcomes = driver
             .apply_fenced(&plan.changes, &Fence::new(shutdown.clone()))
             .await?;
+        self.budget.spend(now, plan.withdrawals);
+        self.released.clear();
         let tally = take_outcomes(
             &*self.observers.reporter,
             name,
@@ -254,19 +309,30 @@ impl Worker {
 fn publish_states(
     sender: &watch::Sender<Arc<RouteStates>>,
     want: &RouterDesired,
-    view: &RouterView,
+    view: &RouterState,
     plan: &SyncPlan,
 ) {
+    let withheld = plan
+        .withheld
+        .iter()
+        .flat_map(|held| held.changes.iter().map(|(change, _)| change.route().dst));
     let blocked: HashSet<IpNet> = plan
         .blocked_by_foreign
         .iter()
         .map(|(route, _, _)| route.dst)
+        .chain(withheld)
         .collect();
     let states: RouteStates = want
         .routes
         .iter()
         .map(|(dst, route)| {
-            let state = if view.owned.routes.get(dst) == Some(&route.via) {
+            let on_router = plan
+                .ignored_overrides
+                .iter()
+                .find(|ignored| ignored.node == route.node)
+                .and_then(|ignored| ignored.instead)
+                .unwrap_or(route.via);
+            let state = if view.owned.routes.get(dst) == Some(&on_router) {
                 RouteState::Programmed
             } else if blocked.contains(dst) {
                 RouteState::Blocked
@@ -292,7 +358,7 @@ fn take_outcomes(
     reporter: &dyn Reporter,
     router: &str,
     want: &RouterDesired,
-    view: &mut RouterView,
+    view: &mut RouterState,
     changes: &[Change],
     outcomes: Vec<ChangeOutcome>,
 ) -> BTreeMap<Action, (u64, u64)> {
@@ -370,16 +436,32 @@ fn report_held_back(
             tracing::debug!(router = %router.name, route = %blocking, "foreign route inside the pool; left alone");
         }
     }
-    if !plan.guarded.is_empty() {
+    for ignored in &plan.ignored_overrides {
+        reporter.node_event(
+            &ignored.node,
+            Reason::InvalidAnnotation,
+            &format!("router {}: {ignored}", router.name),
+        );
+    }
+    if let Some(withheld) = &plan.withheld {
         tracing::warn!(
             router = %router.name,
-            refused = plan.guarded.len(),
-            "mass-removal guard: refusing to remove routes of nodes that still exist; \
-             check nodeNetworks, the routers annotations and the node addresses"
+            held = withheld.changes.len(),
+            reason = %withheld.reason,
+            "withdrawals held back; check the node list, the selector, nodeNetworks and the \
+             node addresses, and run `nativeroute release` if they are meant"
         );
-        for (route, node) in &plan.guarded {
-            reporter.node_event(node, Reason::FailedToDeleteRoute, &format!(
-                "router {}: removal of {route} refused by the mass-removal guard while the node exists", router.name));
+        for (change, node) in &withheld.changes {
+            if let Some(node) = node {
+                reporter.node_event(
+                    node,
+                    Reason::FailedToDeleteRoute,
+                    &format!(
+                        "router {}: {change} held: {} (nativeroute release lets it through)",
+                        router.name, withheld.reason
+                    ),
+                );
+            }
         }
     }
     if plan.postponed_removals > 0 {
