@@ -34,16 +34,138 @@ pub struct LeaseSettings {
 }
 
 impl LeaseSettings {
+    /// Settings with client-go's timing (see [`LeaseTiming::default`]).
     pub fn new(namespace: String, name: String, identity: String) -> Self {
+        let timing = LeaseTiming::default();
         LeaseSettings {
             namespace,
             name,
             identity,
+            duration: timing.duration,
+            renew_deadline: timing.renew_deadline,
+            retry: timing.retry,
+        }
+    }
+
+    pub fn with_timing(self, timing: LeaseTiming) -> Self {
+        LeaseSettings {
+            duration: timing.duration,
+            renew_deadline: timing.renew_deadline,
+            retry: timing.retry,
+            ..self
+        }
+    }
+
+    /// An identity for an instance that was given none: the host name and a
+    /// random suffix, as kube-controller-manager makes it. The host name
+    /// and process id alone are not unique: two hostNetwork replicas on one
+    /// node share the host name, and each is pid 1 in its container, so
+    /// both would believe they hold the lease.
+    pub fn default_identity() -> String {
+        use std::hash::BuildHasher;
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "nativeroute".into());
+        // std keys every RandomState from the operating system's random
+        // source, so this differs between processes (and between calls).
+        let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        format!("{host}_{random:016x}")
+    }
+}
+
+/// The lease's timing, as the `--leader-elect-*` flags of Kubernetes'
+/// controllers set it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseTiming {
+    pub duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry: Duration,
+}
+
+/// client-go's jitter factor: a follower's tries are spread up to this
+/// much beyond the retry period, so the renew deadline must leave room for
+/// more than one of them.
+const RETRY_JITTER: f64 = 1.2;
+
+impl Default for LeaseTiming {
+    /// client-go's defaults, which kube-controller-manager uses too.
+    fn default() -> Self {
+        LeaseTiming {
             duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry: Duration::from_secs(2),
         }
     }
+}
+
+impl LeaseTiming {
+    /// Checks the three against each other, as client-go does: a leader
+    /// must give up (renew deadline) before anyone else may take over
+    /// (lease duration), and get more than one try at renewing first.
+    pub fn new(
+        duration: Duration,
+        renew_deadline: Duration,
+        retry: Duration,
+    ) -> Result<LeaseTiming, LeaseTimingError> {
+        if duration < Duration::from_secs(1) || duration.subsec_nanos() != 0 {
+            return Err(LeaseTimingError::DurationNotWholeSeconds { duration });
+        }
+        if renew_deadline >= duration {
+            return Err(LeaseTimingError::DeadlineNotBeforeExpiry {
+                renew_deadline,
+                duration,
+            });
+        }
+        if retry.is_zero() {
+            return Err(LeaseTimingError::NoRetryPeriod);
+        }
+        if renew_deadline.as_secs_f64() <= retry.as_secs_f64() * RETRY_JITTER {
+            return Err(LeaseTimingError::DeadlineWithinOneRetry {
+                renew_deadline,
+                retry,
+            });
+        }
+        Ok(LeaseTiming {
+            duration,
+            renew_deadline,
+            retry,
+        })
+    }
+}
+
+/// Lease timing that cannot work; each names the flags to change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseTimingError {
+    #[error(
+        "--leader-elect-lease-duration {} must be a whole number of seconds, at least 1s \
+         (a Lease records its duration in seconds)",
+        humantime::format_duration(*duration)
+    )]
+    DurationNotWholeSeconds { duration: Duration },
+    #[error(
+        "--leader-elect-renew-deadline {} must be shorter than --leader-elect-lease-duration {}: \
+         a leader that cannot renew must stop before another instance may take over",
+        humantime::format_duration(*renew_deadline),
+        humantime::format_duration(*duration)
+    )]
+    DeadlineNotBeforeExpiry {
+        renew_deadline: Duration,
+        duration: Duration,
+    },
+    #[error("--leader-elect-retry-period must be longer than 0s")]
+    NoRetryPeriod,
+    #[error(
+        "--leader-elect-renew-deadline {} must be longer than 1.2 x --leader-elect-retry-period {}: \
+         a leader needs more than one try at renewing before it gives up",
+        humantime::format_duration(*renew_deadline),
+        humantime::format_duration(*retry)
+    )]
+    DeadlineWithinOneRetry {
+        renew_deadline: Duration,
+        retry: Duration,
+    },
 }
 
 /// Why a term as leader ended.
@@ -273,5 +395,80 @@ impl LeaderElection {
                 at: Instant::now(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(seconds: f64) -> Duration {
+        Duration::from_secs_f64(seconds)
+    }
+
+    #[test]
+    fn client_gos_timing_is_accepted() {
+        let timing = LeaseTiming::default();
+        assert_eq!(
+            LeaseTiming::new(timing.duration, timing.renew_deadline, timing.retry),
+            Ok(timing)
+        );
+        assert!(LeaseTiming::new(secs(60.0), secs(40.0), secs(5.0)).is_ok());
+    }
+
+    #[test]
+    fn a_renew_deadline_not_shorter_than_the_lease_is_refused_naming_both_flags() {
+        for deadline in [15.0, 20.0] {
+            let err = LeaseTiming::new(secs(15.0), secs(deadline), secs(2.0))
+                .expect_err("the deadline must come before the lease expires");
+            let message = err.to_string();
+            assert!(
+                message.contains("--leader-elect-renew-deadline")
+                    && message.contains("--leader-elect-lease-duration")
+                    && message.contains("15s"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_retry_period_that_leaves_no_second_try_is_refused_naming_both_flags() {
+        let err = LeaseTiming::new(secs(15.0), secs(10.0), secs(9.0)).expect_err("one try only");
+        let message = err.to_string();
+        assert!(
+            message.contains("--leader-elect-renew-deadline 10s")
+                && message.contains("--leader-elect-retry-period 9s"),
+            "{message}"
+        );
+        assert_eq!(
+            LeaseTiming::new(secs(15.0), secs(10.0), Duration::ZERO),
+            Err(LeaseTimingError::NoRetryPeriod)
+        );
+    }
+
+    #[test]
+    fn a_lease_duration_of_part_seconds_is_refused() {
+        for duration in [0.5, 15.5] {
+            let err = LeaseTiming::new(secs(duration), secs(0.3), secs(0.1))
+                .expect_err("the Lease holds whole seconds");
+            assert!(
+                err.to_string().contains("--leader-elect-lease-duration"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_identities_differ_even_with_one_host_name_and_pid() {
+        let (first, second) = (
+            LeaseSettings::default_identity(),
+            LeaseSettings::default_identity(),
+        );
+        assert_ne!(first, second);
+        let host = nix::unistd::gethostname()
+            .expect("a host name")
+            .into_string()
+            .expect("UTF-8");
+        assert!(first.starts_with(&format!("{host}_")), "{first}");
     }
 }

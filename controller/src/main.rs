@@ -148,9 +148,11 @@ struct LeaseArgs {
     #[arg(long, default_value = "nativeroute")]
     lease_name: String,
     /// This instance's name in the Lease; default: POD_NAME, else the host
-    /// name and process id.
+    /// name and a random suffix.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    #[command(flatten)]
+    timing: LeaseTimingArgs,
 }
 
 impl LeaseArgs {
@@ -168,14 +170,59 @@ impl LeaseArgs {
             })
             .filter(|namespace| !namespace.is_empty())
             .unwrap_or_else(|| "default".into());
-        let identity = self.identity.unwrap_or_else(|| {
-            let host = nix::unistd::gethostname()
-                .ok()
-                .and_then(|name| name.into_string().ok())
-                .unwrap_or_else(|| "nativeroute".into());
-            format!("{host}_{}", std::process::id())
-        });
-        Some(LeaseSettings::new(namespace, self.lease_name, identity))
+        let identity = self
+            .identity
+            .filter(|identity| !identity.is_empty())
+            .unwrap_or_else(LeaseSettings::default_identity);
+        Some(LeaseSettings::new(namespace, self.lease_name, identity).with_timing(self.timing.0))
+    }
+}
+
+/// The lease timing flags, checked against each other while the command
+/// line is parsed, so that a bad combination is a usage error naming the
+/// flags before anything starts.
+struct LeaseTimingArgs(nativeroute::leader::LeaseTiming);
+
+#[derive(clap::Args)]
+struct RawLeaseTiming {
+    /// How long a Lease lasts without renewal before another instance may
+    /// take it (whole seconds).
+    #[arg(long = "leader-elect-lease-duration", value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: std::time::Duration,
+    /// A leader that could not renew for this long stops leading; shorter
+    /// than the lease duration.
+    #[arg(long = "leader-elect-renew-deadline", value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    renew_deadline: std::time::Duration,
+    /// How often a leader renews and a follower tries to take the Lease.
+    #[arg(long = "leader-elect-retry-period", value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    retry_period: std::time::Duration,
+}
+
+impl clap::FromArgMatches for LeaseTimingArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let raw = RawLeaseTiming::from_arg_matches(matches)?;
+        nativeroute::leader::LeaseTiming::new(
+            raw.lease_duration,
+            raw.renew_deadline,
+            raw.retry_period,
+        )
+        .map(LeaseTimingArgs)
+        .map_err(|err| clap::Error::raw(clap::error::ErrorKind::ValueValidation, err.to_string()))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for LeaseTimingArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        RawLeaseTiming::augment_args(command)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        RawLeaseTiming::augment_args_for_update(command)
     }
 }
 

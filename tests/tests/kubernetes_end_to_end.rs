@@ -606,3 +606,133 @@ async fn a_node_that_leaves_the_selector_loses_its_route_but_never_its_subnet() 
     assert_eq!(lab.subnet_of("node3"), Some(subnets["node3"]));
     controller.assert_running();
 }
+
+/// A controller for `api` in a pid namespace of its own, where it is pid 1
+/// (as in a container), on this machine's host name (as with hostNetwork),
+/// with no identity given; its log goes to `log`.
+fn pid_one_controller(
+    config: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let log = std::fs::File::create(log).expect("the log file");
+    std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(nativeroute_tests::lab::nativeroute_binary())
+        .args(["run", "--metrics-address", "off", "--config"])
+        .arg(config)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--lease-namespace", "nativeroute"])
+        .env_remove("POD_NAME")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("the log file"))
+        .stderr(log)
+        .spawn()
+        .expect("unshare starts the controller")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_one_host_with_no_identity_given_never_both_lead() {
+    nativeroute_tests::netns::require_root();
+    let api = nativeroute_tests::apiserver::ApiServer::start()
+        .await
+        .expect("the test API server starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "pool: {cidrs: [11.11.0.0/16]}\n\
+         nodes: {source: kubernetes}\n\
+         routers: [{name: none, driver: plugin, command: [/bin/false]}]\n",
+    )
+    .expect("the config is written");
+    let logs = [dir.path().join("a.log"), dir.path().join("b.log")];
+    let mut replicas: Vec<std::process::Child> = logs
+        .iter()
+        .map(|log| pid_one_controller(&config, &kubeconfig, log))
+        .collect();
+    let holder = || {
+        api.lease("nativeroute", "nativeroute")
+            .and_then(|lease| lease.spec?.holder_identity)
+    };
+    wait_until("one replica leads", Duration::from_secs(10), async || {
+        holder().is_some()
+    })
+    .await;
+    // Several renewals (every 2 s) by both: a shared identity would have
+    // let the second one "renew" the first one's lease by now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let leading: Vec<String> = logs
+        .iter()
+        .map(|log| std::fs::read_to_string(log).unwrap_or_default())
+        .filter(|text| text.lines().any(|line| line.contains(": leading")))
+        .collect();
+    for replica in &mut replicas {
+        assert!(
+            replica.try_wait().expect("the replica's status").is_none(),
+            "a replica exited"
+        );
+        let _ = replica.kill();
+        let _ = replica.wait();
+    }
+    assert_eq!(leading.len(), 1, "exactly one replica leads: {leading:#?}");
+    let identity = holder().expect("a holder");
+    assert!(!identity.ends_with("_1"), "the identity {identity} is pid 1's");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_timing_flags_are_checked_against_each_other_and_used() {
+    let refused = nativeroute(&[
+        "run",
+        "--config",
+        "/nonexistent.yaml",
+        "--leader-elect-lease-duration",
+        "8s",
+    ])
+    .await;
+    assert!(!refused.0, "a renew deadline past the lease was accepted");
+    assert!(
+        refused.1.contains("--leader-elect-renew-deadline 10s")
+            && refused.1.contains("--leader-elect-lease-duration 8s"),
+        "{}",
+        refused.1
+    );
+
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    let timing = [
+        "--leader-elect-lease-duration",
+        "4s",
+        "--leader-elect-renew-deadline",
+        "3s",
+        "--leader-elect-retry-period",
+        "1s",
+    ];
+    let mut extra = vec![
+        "--kubeconfig".to_owned(),
+        lab.kubeconfig.display().to_string(),
+        "--lease-namespace".to_owned(),
+        "nativeroute".to_owned(),
+    ];
+    extra.extend(timing.map(str::to_owned));
+    let mut controller = nativeroute_tests::lab::ControllerProcess::start_with(
+        &lab.config,
+        &lab.log_path(),
+        "off",
+        &extra,
+    );
+    wait_until(
+        "the Lease lasts the 4 s asked for",
+        Duration::from_secs(10),
+        async || {
+            lab.lease("nativeroute", "nativeroute")
+                .and_then(|lease| lease.spec?.lease_duration_seconds)
+                == Some(4)
+        },
+    )
+    .await;
+    controller.assert_running();
+}
