@@ -38,6 +38,8 @@ struct Seen {
     filled: Vec<Instant>,
     /// Notifications the kernel dropped because the socket's buffer was full.
     overruns: usize,
+    /// Every route deleted, and when: a withdrawal.
+    withdrawn: Vec<(Instant, Ipv4Net)>,
 }
 
 impl Seen {
@@ -55,6 +57,7 @@ impl Seen {
         };
         if !added {
             self.present.remove(&dst);
+            self.withdrawn.push((at, dst));
             return;
         }
         self.first.entry(dst).or_insert(at);
@@ -124,6 +127,11 @@ impl RouteMonitor {
         self.seen
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every deletion of a route of the protocol seen so far, in order.
+    pub fn withdrawals(&self) -> Vec<(Instant, Ipv4Net)> {
+        self.seen().withdrawn.clone()
     }
 
     /// When a route to `dst` was first announced.

@@ -193,8 +193,16 @@ async fn a_foreign_route_in_the_pool_is_left_alone() {
     );
     assert_eq!(after[&net("11.11.2.0/24")], before[&net("11.11.2.0/24")]);
 
-    // Removing every node removes nativeroute's routes and nothing else.
+    // Removing every node (on purpose: an empty list alone is held, and a
+    // release lets it through) removes nativeroute's routes and nothing else.
     lab.write_inventory("nodes: []\n");
+    wait_until("the empty list's withdrawals are held", SOON, async || {
+        controller.log().contains("withdrawals held back")
+    })
+    .await;
+    let (released, output) =
+        run_nativeroute(&["release", "--pid", &controller.pid().to_string()]);
+    assert!(released, "{output}");
     wait_for_routes(&lab, 2).await;
     let left = lab.router_routes();
     assert_eq!(
