@@ -200,8 +200,7 @@ async fn a_foreign_route_in_the_pool_is_left_alone() {
         controller.log().contains("withdrawals held back")
     })
     .await;
-    let (released, output) =
-        run_nativeroute(&["release", "--pid", &controller.pid().to_string()]);
+    let (released, output) = run_nativeroute(&["release", "--pid", &controller.pid().to_string()]);
     assert!(released, "{output}");
     wait_for_routes(&lab, 2).await;
     let left = lab.router_routes();

@@ -199,9 +199,11 @@ async fn an_unusable_next_hop_in_the_node_file_keeps_the_route_and_a_valid_one_m
         "a typo moved the route off its last good override"
     );
     lab.write_inventory(&inventory(0, &[]));
-    wait_until("node3 is routed via its own address again", SOON, async || {
-        via_of(&lab) == Some(ip("192.168.3.4"))
-    })
+    wait_until(
+        "node3 is routed via its own address again",
+        SOON,
+        async || via_of(&lab) == Some(ip("192.168.3.4")),
+    )
     .await;
     assert_no_withdrawal(&monitor, "moving the override");
     controller.assert_running();
@@ -212,8 +214,7 @@ async fn unusable_next_hop_annotations_are_warnings_and_the_node_stays_routed() 
     let converged = KubeLab::converged(KubeConfig::default()).await;
     let (lab, mut controller, subnets) = (converged.lab, converged.controller, converged.subnets);
     let mut want: BTreeMap<IpNet, IpAddr> = converged.routes;
-    let monitor =
-        RouteMonitor::start(lab.lab.router_netns(), OUR_PROTOCOL).expect("route monitor");
+    let monitor = RouteMonitor::start(lab.lab.router_netns(), OUR_PROTOCOL).expect("route monitor");
 
     for (node, value, why) in [
         ("node2", "8.8.8.8", "no router serves 8.8.8.8"),
@@ -251,8 +252,7 @@ async fn a_restart_with_a_selector_that_matches_nothing_withdraws_nothing() {
     let converged = KubeLab::converged(KubeConfig::default()).await;
     let (lab, controller) = (converged.lab, converged.controller);
     let want = converged.routes;
-    let monitor =
-        RouteMonitor::start(lab.lab.router_netns(), OUR_PROTOCOL).expect("route monitor");
+    let monitor = RouteMonitor::start(lab.lab.router_netns(), OUR_PROTOCOL).expect("route monitor");
     controller.stop(SOON);
 
     let config = std::fs::read_to_string(&lab.config).expect("config");
