@@ -10,9 +10,10 @@ use std::time::Instant;
 use ipnet::IpNet;
 use nativeroute_router_drivers::netlink::{NetlinkDriver, NetlinkRouter};
 use nativeroute_router_drivers::{
-    Change, ChangeError, DriverError, ForeignRoute, Ownership, Route, RouterDriver,
+    Change, ChangeError, DriverError, Fence, ForeignRoute, Ownership, Route, RouterDriver,
 };
 use nativeroute_tests::netns::Netns;
+use nativeroute_tests::route_monitor::RouteMonitor;
 
 const MAIN: u32 = 254;
 
@@ -560,4 +561,65 @@ async fn a_replace_never_takes_a_foreign_route_that_shares_the_destination_with_
         vec![Err(ChangeError::ForeignRouteInTheWay { dst: moved.dst })]
     );
     assert_eq!(ns.ip("route show table main 11.11.1.0/24"), both);
+}
+
+/// The kernel takes a batch in chunks, one sendmsg each, and the driver
+/// looks at the fence before each. Here the term ends as soon as the
+/// kernel announces the first route of a large batch: the changes reported
+/// done are exactly the routes the kernel holds, the rest are fenced, and
+/// there are some of each.
+#[tokio::test]
+async fn a_term_ending_mid_batch_stops_it_between_chunks() {
+    let ns = router_namespace();
+    let mut driver = driver_with(&ns, MAIN, &["11.11.0.0/16"]).await;
+    let routes: Vec<Route> = (0..20_000u32)
+        .map(|i| {
+            let dst = format!("11.11.{}.{}/32", i / 256, i % 256);
+            route(&dst, &format!("192.168.2.{}", i % 200 + 3))
+        })
+        .collect();
+    let adds: Vec<Change> = routes.iter().copied().map(Change::Add).collect();
+    let monitor = RouteMonitor::start(ns.name(), Ownership::DEFAULT_NETLINK_PROTOCOL)
+        .expect("the route monitor starts");
+    let (ended, term) = tokio::sync::watch::channel(false);
+    let watcher = std::thread::spawn(move || {
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while monitor.present() == 0 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        ended.send_replace(true);
+    });
+
+    let outcomes = driver
+        .apply_fenced(&adds, &Fence::new(term))
+        .await
+        .expect("a fenced batch is no failure of the router");
+    let _ = watcher.join();
+
+    let mut done = Vec::new();
+    let mut fenced = 0;
+    for (route, outcome) in routes.iter().zip(&outcomes) {
+        match outcome {
+            Ok(()) => done.push(*route),
+            Err(ChangeError::Fenced { dst }) if *dst == route.dst => fenced += 1,
+            Err(other) => panic!("{route}: {other}"),
+        }
+    }
+    println!(
+        "{} of {} routes went in before the term ended",
+        done.len(),
+        routes.len()
+    );
+    assert!(
+        !done.is_empty(),
+        "nothing went in: the term ended too early"
+    );
+    assert!(
+        fenced > 0,
+        "the whole batch went in: the fence was never seen"
+    );
+    let mut held = owned(&mut driver).await;
+    held.sort();
+    done.sort();
+    assert_eq!(held, done);
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use nativeroute_router_drivers::plugin::{PluginDriver, PluginRouter};
 use nativeroute_router_drivers::{
-    Change, ChangeError, ChangeOutcome, DriverError, ForeignRoute, Ownership, Route, RouterDriver,
+    Change, ChangeError, ChangeOutcome, DriverError, Fence, ForeignRoute, Ownership, Route,
+    RouterDriver,
 };
 use nativeroute_tests::lab::run_nativeroute;
 use nativeroute_tests::netns::{Netns, require_root, run};
@@ -535,6 +536,64 @@ wait"#,
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(has_exited(pid), "{name} {pid} still runs after the timeout");
+    }
+}
+
+/// The leadership term ends while a slow plugin is applying a batch: it is
+/// killed at once with what it started, long before its timeout, and every
+/// change comes back fenced (the next leader's list shows what it did).
+#[tokio::test]
+async fn a_plugin_running_when_the_term_ends_is_killed_and_its_changes_are_fenced() {
+    let script = Script::new(
+        r#"echo $$ > "$DIR/plugin.pid"
+sleep 60 &
+echo $! > "$DIR/sleep.pid"
+touch "$DIR/ready"
+wait"#,
+    );
+    let (ended, term) = tokio::sync::watch::channel(false);
+    let ready = script.file("ready");
+    let ender = std::thread::spawn(move || {
+        let deadline = Instant::now() + TIMEOUT;
+        while !ready.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ended.send_replace(true);
+    });
+    let started = Instant::now();
+    let outcomes = script
+        .driver(TIMEOUT)
+        .apply_fenced(&a_batch(), &Fence::new(term))
+        .await
+        .expect("a fenced batch is no failure of the router");
+    let took = started.elapsed();
+    let _ = ender.join();
+
+    let fenced: Vec<ChangeOutcome> = a_batch()
+        .iter()
+        .map(|change| {
+            Err(ChangeError::Fenced {
+                dst: change.route().dst,
+            })
+        })
+        .collect();
+    assert_eq!(outcomes, fenced);
+    assert!(
+        script.file("ready").exists(),
+        "the term ended before the plugin ran"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    for name in ["plugin.pid", "sleep.pid"] {
+        let pid = std::fs::read_to_string(script.file(name)).expect("the plugin wrote its pids");
+        let pid = pid.trim();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !has_exited(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            has_exited(pid),
+            "{name} {pid} still runs after the term ended"
+        );
     }
 }
 

@@ -12,7 +12,7 @@ use nativeroute_router_drivers::ssh::{
     HostKeyPolicy, SshDriver, SshRouter as SshRouterConfig, Timeouts, VendorName,
 };
 use nativeroute_router_drivers::{
-    Change, ChangeError, DriverError, Ownership, Route, RouterDriver,
+    Change, ChangeError, DriverError, Fence, Ownership, Route, RouterDriver,
 };
 use nativeroute_tests::netns::run;
 use nativeroute_tests::ssh_router::SshRouter;
@@ -198,6 +198,30 @@ async fn frr_replace_and_remove_leave_a_foreign_static_route_alone() {
         frr.static_route_lines().expect("config"),
         vec!["ip route 11.11.9.0/24 192.168.3.4".to_owned()]
     );
+}
+
+/// A controller whose term has ended sends nothing: the batch comes back
+/// fenced and FRR holds none of it.
+#[tokio::test]
+async fn frr_gets_no_batch_once_the_term_has_ended() {
+    let router = SshRouter::start_frr().expect("FRR behind sshd");
+    let mut driver = connect(&router, VendorName::Frr).await;
+    let (ended, term) = tokio::sync::watch::channel(false);
+    ended.send_replace(true);
+    let added = route("11.11.1.0/24", "192.168.3.3");
+
+    let outcomes = driver
+        .apply_fenced(&[Change::Add(added)], &Fence::new(term))
+        .await
+        .expect("a fenced batch is no failure of the router");
+
+    assert_eq!(outcomes, vec![Err(ChangeError::Fenced { dst: added.dst })]);
+    let frr = router.frr().expect("frr");
+    assert_eq!(
+        frr.static_route_lines().expect("config"),
+        Vec::<String>::new()
+    );
+    assert_eq!(kernel_routes(&router, ZEBRA_STATIC), vec![]);
 }
 
 #[tokio::test]

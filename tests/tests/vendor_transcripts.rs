@@ -24,7 +24,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use nativeroute_router_drivers::ssh::{HostKeyPolicy, SshDriver, SshRouter, Timeouts, VendorName};
 use nativeroute_router_drivers::{
-    Change, ChangeError, ChangeOutcome, Ownership, Route, RouterDriver, RouterRoutes,
+    Change, ChangeError, ChangeOutcome, Fence, Ownership, Route, RouterDriver, RouterRoutes,
 };
 use nativeroute_tests::scripted_ssh::{Script, ScriptedSshServer, Step, client_key};
 use tempfile::TempDir;
@@ -133,6 +133,18 @@ impl Transcript {
         summary(&outcomes)
     }
 
+    /// As [`Transcript::apply_batch`], within a leadership term that the
+    /// transcript ends with [`term_ends`].
+    async fn apply_batch_fenced(self, fence: &Fence) -> Vec<String> {
+        let mut driver = self.connect().await;
+        let outcomes = driver
+            .apply_fenced(&batch(), fence)
+            .await
+            .unwrap_or_else(|err| panic!("the batch is attempted: {err}"));
+        self.assert_followed(driver).await;
+        summary(&outcomes)
+    }
+
     /// As [`Transcript::apply_batch`], after one list.
     async fn list_and_apply_batch(self) -> Vec<String> {
         let mut driver = self.connect().await;
@@ -213,6 +225,16 @@ async fn apply(driver: &mut SshDriver, changes: &[Change]) -> Vec<ChangeOutcome>
         .unwrap_or_else(|err| panic!("the batch is attempted: {err}"))
 }
 
+/// A leadership term, and the step at which the transcript ends it: once
+/// the line before that step is matched, before its reply leaves.
+fn term_ends() -> (Fence, Step) {
+    let (ended, term) = tokio::sync::watch::channel(false);
+    let end = Step::call(move || {
+        ended.send_replace(true);
+    });
+    (Fence::new(term), end)
+}
+
 /// Outcomes as one short line each, so a test states them in one list.
 fn summary(outcomes: &[ChangeOutcome]) -> Vec<String> {
     outcomes
@@ -221,6 +243,7 @@ fn summary(outcomes: &[ChangeOutcome]) -> Vec<String> {
             Ok(()) => "ok".to_owned(),
             Err(ChangeError::Refused { dst, message }) => format!("refused {dst}: {message}"),
             Err(ChangeError::NotAttempted { dst, .. }) => format!("not attempted {dst}"),
+            Err(ChangeError::Fenced { dst }) => format!("fenced {dst}"),
             Err(other) => other.to_string(),
         })
         .collect()
@@ -241,6 +264,15 @@ fn replace_refused(message: &str, transactional: bool) -> Vec<String> {
         "not attempted 11.11.2.0/24".to_owned(),
         "not attempted fd11:11:0:7::/64".to_owned(),
     ]
+}
+
+/// Every change of [`batch`] fenced: nothing of a transactional batch took
+/// effect.
+fn all_fenced() -> Vec<String> {
+    batch()
+        .iter()
+        .map(|change| format!("fenced {}", change.route().dst))
+        .collect()
 }
 
 /// Every change of [`batch`] refused with one message (a failed commit).

@@ -20,7 +20,8 @@ use super::nexthop::NexthopMessage;
 use super::objects::{NexthopKey, Objects};
 use super::socket::Socket;
 use super::view::View;
-use crate::{Change, ChangeError, ChangeOutcome, DriverError};
+use crate::fence::all_fenced;
+use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence};
 
 /// What one change comes down to on this router.
 enum Step {
@@ -42,11 +43,17 @@ enum Step {
 /// nexthop objects that no route uses any more are left for [`tidy`]: that
 /// work is not needed for the routes to be right, and doing it here would
 /// double the cost of withdrawing nodes.
+///
+/// The batch goes to the kernel in several sendmsg calls (the nexthops,
+/// then the routes, each in chunks the receive buffer can answer): `fence`
+/// is looked at before each, and the changes whose message was not sent
+/// are fenced.
 pub(super) async fn apply(
     socket: &mut Socket,
     router: &NetlinkRouter,
     view: &mut View,
     changes: &[Change],
+    fence: &Fence,
 ) -> Result<Vec<ChangeOutcome>, DriverError> {
     let mut steps: Vec<Step> = changes
         .iter()
@@ -68,7 +75,11 @@ pub(super) async fn apply(
         Step::Install { key, .. } => Some(*key),
         _ => None,
     });
-    let refused_nexthops = view.objects.create(socket, wanted).await?;
+    let refused_nexthops = view.objects.create(socket, wanted, fence).await?;
+    if fence.is_raised() {
+        // New nexthop objects without routes are harmless: tidy removes them.
+        return Ok(all_fenced(changes));
+    }
 
     let mut outcomes: Vec<Option<ChangeOutcome>> = vec![None; changes.len()];
     let (sent, requests): (Vec<usize>, Vec<_>) = route_requests(
@@ -80,9 +91,18 @@ pub(super) async fn apply(
     )
     .into_iter()
     .unzip();
-    let answers = socket.batch("changing routes", requests).await?;
-    for (index, answer) in sent.into_iter().zip(answers) {
+    let answers = socket.batch("changing routes", requests, fence).await?;
+    let mut sent = sent.into_iter();
+    // Answers first: zip takes from its first side before it sees the
+    // second run out, and an index taken that way would be lost.
+    for (answer, index) in answers.into_iter().zip(sent.by_ref()) {
         outcomes[index] = Some(outcome(&steps[index], answer, view));
+    }
+    // Messages the fence kept from being sent.
+    for index in sent {
+        outcomes[index] = Some(Err(ChangeError::Fenced {
+            dst: changes[index].route().dst,
+        }));
     }
     Ok(outcomes
         .into_iter()
@@ -114,7 +134,10 @@ pub(super) async fn tidy(
         .iter()
         .map(|id| (RtnlMessage::Nexthop(NexthopMessage::delete(*id)), 0))
         .collect();
-    let answers = socket.batch("deleting unused nexthops", requests).await?;
+    // Unused objects of ours only, read afresh: no fence needed for that.
+    let answers = socket
+        .batch("deleting unused nexthops", requests, &Fence::never())
+        .await?;
     for (id, answer) in unused.into_iter().zip(answers) {
         match answer {
             Ok(())

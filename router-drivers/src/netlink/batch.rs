@@ -14,7 +14,7 @@ use nix::errno::Errno;
 
 use super::message::RtnlMessage;
 use super::socket::Socket;
-use crate::DriverError;
+use crate::{DriverError, Fence};
 
 /// How long the kernel may stay silent before the request counts as lost.
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
@@ -109,15 +109,21 @@ impl Socket {
 
     /// Sends `requests` (each with its netlink flags besides REQUEST and
     /// ACK) in chunks of one sendmsg each, and returns one answer per
-    /// request, in order. `Err` when the socket failed: answers may be lost.
+    /// request sent, in order. Before each chunk it looks at `fence`: once
+    /// that is raised no further chunk goes, and the answers stop short of
+    /// the requests. `Err` when the socket failed: answers may be lost.
     pub(super) async fn batch(
         &mut self,
         operation: &'static str,
         requests: Vec<(RtnlMessage, u16)>,
+        fence: &Fence,
     ) -> Result<Vec<Answer>, DriverError> {
         let mut answers = Vec::with_capacity(requests.len());
         let mut requests = requests.into_iter().peekable();
         while requests.peek().is_some() {
+            if fence.is_raised() {
+                break;
+            }
             let chunk: Vec<_> = requests
                 .by_ref()
                 .take(self.chunk)

@@ -100,12 +100,13 @@ impl NetlinkDriver {
         router: &NetlinkRouter,
         view: &mut Option<View>,
         changes: &[Change],
+        fence: &Fence,
     ) -> Result<Vec<ChangeOutcome>, DriverError> {
         let view = match view {
             Some(view) => view,
             None => view.insert(View::new(&Snapshot::take(socket).await?, router)),
         };
-        apply::apply(socket, router, view, changes).await
+        apply::apply(socket, router, view, changes, fence).await
     }
 
     /// A socket that failed once (lost acks, closed connection) is not
@@ -145,7 +146,8 @@ impl RouterDriver for NetlinkDriver {
             return Ok(all_fenced(changes));
         }
         let socket = Self::socket(&mut self.socket, &self.router).await?;
-        let result = Self::apply_with_view(socket, &self.router, &mut self.view, changes).await;
+        let result =
+            Self::apply_with_view(socket, &self.router, &mut self.view, changes, fence).await;
         self.forget_socket_on_error(&result);
         result
     }

@@ -13,7 +13,7 @@ use super::dump::Snapshot;
 use super::message::RtnlMessage;
 use super::nexthop::NexthopMessage;
 use super::socket::Socket;
-use crate::DriverError;
+use crate::{DriverError, Fence};
 
 /// Where our ids start: high, away from the small ids `ip nexthop add` users
 /// and FRR pick.
@@ -77,11 +77,13 @@ impl Objects {
     }
 
     /// Creates a nexthop object for each key that has none. Returns the keys
-    /// the kernel refused, with its reason; the others now have an id.
+    /// the kernel refused, with its reason; the others now have an id,
+    /// unless `fence` stopped the creation first.
     pub(super) async fn create(
         &mut self,
         socket: &mut Socket,
         keys: impl IntoIterator<Item = NexthopKey>,
+        fence: &Fence,
     ) -> Result<HashMap<NexthopKey, KernelError>, DriverError> {
         let mut pending: Vec<NexthopKey> = keys
             .into_iter()
@@ -105,7 +107,7 @@ impl Objects {
                     (RtnlMessage::Nexthop(message), NLM_F_CREATE | NLM_F_EXCL)
                 })
                 .collect();
-            let answers = socket.batch("creating nexthops", requests).await?;
+            let answers = socket.batch("creating nexthops", requests, fence).await?;
             for ((key, id), answer) in attempts.into_iter().zip(answers) {
                 match answer {
                     Ok(()) => {

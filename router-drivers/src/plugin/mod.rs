@@ -9,6 +9,9 @@
 //! the end of its stderr); a change it reports as failed fails alone
 //! ([`ChangeError::Refused`](crate::ChangeError::Refused)).
 //!
+//! A run still going when the leadership term ends is killed, with every
+//! process it started, and its changes are reported as fenced.
+//!
 //! Ownership is the plugin's business, since only it knows how its router
 //! marks routes: it must list and change only its own. The driver checks
 //! what it can: routes listed outside the pool are ignored.
@@ -67,17 +70,20 @@ impl PluginDriver {
         &self.router
     }
 
-    /// Runs the plugin once with `request`, then reads its stdout with `read`.
+    /// Runs the plugin once with `request`, then reads its stdout with
+    /// `read`; `Ok(None)` when the fence stopped it.
     async fn call<T>(
         &self,
         op: &'static str,
         request: Result<Vec<u8>, String>,
         read: impl FnOnce(&[u8]) -> Result<T, String>,
-    ) -> Result<T, DriverError> {
+        fence: &Fence,
+    ) -> Result<Option<T>, DriverError> {
         let request = request.map_err(|message| self.failure(op, message))?;
-        let answer = run::run(&self.router.command, &request, self.router.timeout).await;
+        let answer = run::run(&self.router.command, &request, self.router.timeout, fence).await;
         let (result, stderr) = match answer {
-            Ok(answer) => (read(&answer.stdout), answer.stderr),
+            Ok(answer) => (read(&answer.stdout).map(Some), answer.stderr),
+            Err(failure) if failure.fenced => (Ok(None), failure.stderr),
             Err(failure) => (Err(failure.message), failure.stderr),
         };
         if !stderr.text().is_empty() {
@@ -109,10 +115,10 @@ impl RouterDriver for PluginDriver {
 
     async fn list(&mut self) -> Result<RouterRoutes, DriverError> {
         let request = protocol::list_request(&self.router);
-        self.call("list", request, |stdout| {
-            protocol::read_list(stdout, &self.router)
-        })
-        .await
+        let read = |stdout: &[u8]| protocol::read_list(stdout, &self.router);
+        self.call("list", request, read, &Fence::never())
+            .await?
+            .ok_or_else(|| self.failure("list", "stopped by a fence".to_owned()))
     }
 
     async fn apply_fenced(
@@ -127,10 +133,13 @@ impl RouterDriver for PluginDriver {
             return Ok(all_fenced(changes));
         }
         let request = protocol::apply_request(&self.router, changes);
-        self.call("apply", request, |stdout| {
-            protocol::read_results(stdout, changes)
-        })
-        .await
+        let read = |stdout: &[u8]| protocol::read_results(stdout, changes);
+        // Killed half-way, the plugin may have made some of the changes:
+        // the next leader's fresh list shows which.
+        Ok(self
+            .call("apply", request, read, fence)
+            .await?
+            .unwrap_or_else(|| all_fenced(changes)))
     }
 
     fn describe(&self) -> String {

@@ -2,9 +2,10 @@
 //! stdin and close it, read its stdout and stderr to the end while it works,
 //! and wait for it to exit, all within the router's timeout.
 //!
-//! The plugin runs in a process group of its own, so that a timeout, or the
-//! controller dropping the call, kills whatever it started too: a shell
-//! script's `sleep` or `ssh` would otherwise hold the pipes open, and live on.
+//! The plugin runs in a process group of its own, so that a timeout, the
+//! end of the leadership term, or the controller dropping the call, kills
+//! whatever it started too: a shell script's `sleep` or `ssh` would
+//! otherwise hold the pipes open, and live on.
 
 use std::io::ErrorKind;
 use std::process::{ExitStatus, Stdio};
@@ -14,6 +15,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
+
+use crate::Fence;
 
 /// More than this on stdout is no answer nativeroute will read.
 pub(super) const STDOUT_LIMIT: usize = 64 << 20;
@@ -36,6 +39,9 @@ pub(super) struct Answer {
 pub(super) struct Failure {
     pub message: String,
     pub stderr: Stderr,
+    /// The fence was raised while it ran: it was killed for that, not for
+    /// anything it did.
+    pub fenced: bool,
 }
 
 /// The last lines of a plugin's stderr, trimmed.
@@ -72,16 +78,19 @@ impl Stderr {
     }
 }
 
-/// Runs `command` once with `request` on its stdin.
+/// Runs `command` once with `request` on its stdin; kills it if `fence`
+/// is raised before it has finished.
 pub(super) async fn run(
     command: &[String],
     request: &[u8],
     timeout: Duration,
+    fence: &Fence,
 ) -> Result<Answer, Failure> {
     let Some((program, args)) = command.split_first() else {
         return Err(Failure {
             message: "no command is configured".to_owned(),
             stderr: Stderr::default(),
+            fenced: false,
         });
     };
     let mut child = Command::new(program)
@@ -95,12 +104,20 @@ pub(super) async fn run(
         .map_err(|error| Failure {
             message: not_started(program, &error),
             stderr: Stderr::default(),
+            fenced: false,
         })?;
     let mut group = ProcessGroup::of(&child);
 
     // Outside the exchange, so that what it said before a timeout is kept.
     let mut tail = Tail::default();
-    let outcome = tokio::time::timeout(timeout, exchange(&mut child, request, &mut tail)).await;
+    let mut fenced = false;
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(timeout, exchange(&mut child, request, &mut tail)) => outcome,
+        () = fence.raised() => {
+            fenced = true;
+            Ok(Err("stopped: this controller's leadership term ended; it was killed".to_owned()))
+        }
+    };
     let result = match outcome {
         Ok(Ok((status, stdout))) if status.success() => Ok(stdout),
         Ok(Ok((status, _))) => Err(format!("failed ({status})")),
@@ -120,7 +137,11 @@ pub(super) async fn run(
     let stderr = tail.into_stderr();
     match result {
         Ok(stdout) => Ok(Answer { stdout, stderr }),
-        Err(message) => Err(Failure { message, stderr }),
+        Err(message) => Err(Failure {
+            message,
+            stderr,
+            fenced,
+        }),
     }
 }
 

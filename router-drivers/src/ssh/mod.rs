@@ -179,7 +179,11 @@ impl SshDriver {
     }
 
     /// One batch, in one session of its own.
-    async fn send(&mut self, changes: &[Change]) -> Result<Vec<ChangeOutcome>, DriverError> {
+    async fn send(
+        &mut self,
+        changes: &[Change],
+        fence: &Fence,
+    ) -> Result<Vec<ChangeOutcome>, DriverError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
@@ -193,6 +197,7 @@ impl SshDriver {
                 &self.router,
                 changes,
                 session_name,
+                fence,
             )
             .await
         };
@@ -243,7 +248,7 @@ impl RouterDriver for SshDriver {
             .filter(|(_, outcome)| outcome.is_none())
             .map(|(change, _)| *change)
             .collect();
-        let mut sent = self.send(&to_send).await?.into_iter();
+        let mut sent = self.send(&to_send, fence).await?.into_iter();
         for (outcome, change) in outcomes.iter_mut().zip(changes) {
             if outcome.is_none() {
                 *outcome = Some(sent.next().unwrap_or_else(|| {

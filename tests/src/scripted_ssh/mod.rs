@@ -54,6 +54,10 @@ pub enum Step {
     /// The client opens a new shell channel here; the server sends the
     /// greeting. The first shell of all needs no such step.
     NewShell,
+    /// Runs once the line before it has been matched, before that line's
+    /// reply leaves: whatever it does has happened by the time the client
+    /// reads the prompt (a test ends a leadership term here).
+    Call(Hook),
 }
 
 impl Step {
@@ -63,7 +67,36 @@ impl Step {
             reply: reply.into(),
         }
     }
+
+    pub fn call(action: impl Fn() + Send + Sync + 'static) -> Self {
+        Step::Call(Hook(Arc::new(action)))
+    }
 }
+
+/// Something a script does on its own, between two lines.
+#[derive(Clone)]
+pub struct Hook(Arc<dyn Fn() + Send + Sync>);
+
+impl Hook {
+    fn run(&self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+/// The same hook, not merely one that does the same.
+impl PartialEq for Hook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Hook {}
 
 /// A running scripted server; it stops when dropped.
 pub struct ScriptedSshServer {

@@ -59,13 +59,28 @@ impl Replay {
     pub(super) fn open_shell(&mut self) {
         let first = !std::mem::replace(&mut self.shell_opened, true);
         match self.script.steps.get(self.next) {
-            Some(Step::NewShell) => self.next += 1,
+            Some(Step::NewShell) => {
+                self.next += 1;
+                self.run_hooks();
+            }
             _ if first => {}
             Some(Step::Line { expect, .. }) => {
                 let problem = format!("step {}: expected {expect:?}, got a new shell", self.next);
                 self.mismatch(problem);
             }
+            Some(Step::Call(_)) => {
+                let problem = format!("step {}: a hook where a new shell came", self.next);
+                self.mismatch(problem);
+            }
             None => self.mismatch("a new shell after the script ended".to_owned()),
+        }
+    }
+
+    /// Runs the hooks that follow the step just taken.
+    fn run_hooks(&mut self) {
+        while let Some(Step::Call(hook)) = self.script.steps.get(self.next) {
+            hook.run();
+            self.next += 1;
         }
     }
 
@@ -76,11 +91,12 @@ impl Replay {
         let mut output = format!("{line}\r\n");
         let problem = match self.script.steps.get(self.next) {
             Some(Step::Line { expect, reply }) if matches_expected(expect, line) => {
-                self.next += 1;
                 output.push_str(reply);
                 // A scripted logout with nothing to say ends the session;
                 // one that prints a prompt (leaving config mode) does not.
                 let close = reply.is_empty() && is_logout(line);
+                self.next += 1;
+                self.run_hooks();
                 return Answer { output, close };
             }
             // Clients commonly leave a shell this way when they are done.
@@ -95,6 +111,12 @@ impl Replay {
             }
             Some(Step::NewShell) => {
                 format!("step {}: expected a new shell, got {line:?}", self.next)
+            }
+            Some(Step::Call(_)) => {
+                format!(
+                    "step {}: a hook where a line was expected, got {line:?}",
+                    self.next
+                )
             }
             None => format!("after the script ended, got {line:?}"),
         };
@@ -215,6 +237,30 @@ mod tests {
         assert!(!replay.line("exit").close);
         assert!(replay.line("exit").close);
         assert!(replay.finished());
+    }
+
+    #[test]
+    fn a_hook_runs_before_the_reply_to_the_line_before_it_leaves() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let mut replay = replay(vec![
+            line("a", "#"),
+            Step::call(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+            line("b", "#"),
+        ]);
+        replay.open_shell();
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "ran before its line");
+        let answer = replay.line("a");
+        assert_eq!(answer.output, "a\r\n#");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        replay.line("b");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "ran twice");
+        assert!(replay.finished());
+        assert!(replay.mismatches().is_empty());
     }
 
     #[test]

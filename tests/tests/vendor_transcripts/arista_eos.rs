@@ -8,8 +8,8 @@ use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
-    Transcript, USER, address, answered, apply, batch, foreign, list, net, owned,
-    owned_in_every_list, quiet, replace_refused, summary,
+    Transcript, USER, address, all_fenced, answered, apply, batch, foreign, list, net, owned,
+    owned_in_every_list, quiet, replace_refused, summary, term_ends,
 };
 
 const EXEC: &str = "leaf-1#";
@@ -222,4 +222,46 @@ async fn eos_refusal_aborts_the_session_and_commits_nothing() {
     let outcomes = lab.apply_batch().await;
 
     assert_eq!(outcomes, replace_refused("Invalid input", true));
+}
+
+#[tokio::test]
+async fn eos_term_ending_mid_batch_aborts_the_session() {
+    let (fence, term_ends) = term_ends();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.extend(enter_session());
+    steps.push(Step::line(
+        "ip route 11.11.5.0/24 192.168.3.5 tag 1111 name nativeroute",
+        SESSION,
+    ));
+    steps.push(term_ends);
+    steps.push(Step::line("abort", EXEC));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
+        .await
+        .saving();
+    let outcomes = lab.apply_batch_fenced(&fence).await;
+
+    assert_eq!(outcomes, all_fenced());
+}
+
+/// The session is committed with a timer when the term ends: the driver
+/// does not confirm it, and EOS rolls it back when the timer runs out.
+#[tokio::test]
+async fn eos_term_ending_before_the_confirmation_leaves_the_commit_to_roll_back() {
+    let (fence, term_ends) = term_ends();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.extend(enter_session());
+    steps.extend(batch_lines());
+    steps.push(Step::line("commit timer 00:05:00", EXEC));
+    steps.push(term_ends);
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps)
+        .await
+        .saving()
+        .confirming(Duration::from_secs(300));
+    let outcomes = lab.apply_batch_fenced(&fence).await;
+
+    assert_eq!(outcomes, all_fenced());
 }

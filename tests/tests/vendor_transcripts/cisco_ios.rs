@@ -6,7 +6,7 @@ use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
     Transcript, USER, address, answered, foreign, list, net, owned, owned_in_every_list, quiet,
-    replace_refused,
+    replace_refused, term_ends,
 };
 
 const EXEC: &str = "core-1#";
@@ -163,6 +163,38 @@ async fn ios_batch_leaves_out_a_replace_onto_a_foreign_route_written_meanwhile()
             "11.11.3.0/24 is already routed on this router by a route nativeroute does not own",
             "ok",
             "ok"
+        ]
+    );
+}
+
+/// The term ends after the first line: IOS has taken that line, so its
+/// change stands; no further route line is typed, `end` leaves
+/// configuration and nothing is saved.
+#[tokio::test]
+async fn ios_term_ending_mid_batch_types_no_further_line_and_does_not_save() {
+    let (fence, term_ends) = term_ends();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.push(configure());
+    steps.push(Step::line(
+        "ip route 11.11.5.0 255.255.255.0 192.168.3.5 tag 1111 name nativeroute",
+        CONFIG,
+    ));
+    steps.push(term_ends);
+    steps.push(Step::line("end", EXEC));
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
+        .await
+        .saving();
+    let outcomes = lab.apply_batch_fenced(&fence).await;
+
+    assert_eq!(
+        outcomes,
+        [
+            "ok",
+            "fenced 11.11.3.0/24",
+            "fenced 11.11.2.0/24",
+            "fenced fd11:11:0:7::/64"
         ]
     );
 }

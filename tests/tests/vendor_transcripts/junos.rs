@@ -8,8 +8,8 @@ use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
-    Transcript, USER, address, all_refused, answered, foreign, list, net, owned,
-    owned_in_every_list, replace_refused,
+    Transcript, USER, address, all_fenced, all_refused, answered, foreign, list, net, owned,
+    owned_in_every_list, replace_refused, term_ends,
 };
 
 const OPERATIONAL: &str = "netops@mx1> ";
@@ -227,4 +227,47 @@ async fn junos_failed_commit_fails_every_change() {
              error: configuration check-out failed"
         )
     );
+}
+
+/// The term ends between the two lines of the first change: the candidate
+/// is rolled back and left, nothing is committed.
+#[tokio::test]
+async fn junos_term_ending_mid_batch_rolls_back_and_commits_nothing() {
+    let (fence, term_ends) = term_ends();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(enter("configure private"));
+    steps.extend(batch_lines().into_iter().take(1));
+    steps.push(term_ends);
+    steps.extend(roll_back());
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
+    let outcomes = lab.apply_batch_fenced(&fence).await;
+
+    assert_eq!(outcomes, all_fenced());
+}
+
+/// The term ends after `commit confirmed`: the driver types no confirming
+/// `commit`, and Junos rolls the batch back when the window closes.
+#[tokio::test]
+async fn junos_term_ending_before_the_confirmation_leaves_the_commit_to_roll_back() {
+    let (fence, term_ends) = term_ends();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(enter("configure exclusive"));
+    steps.extend(batch_lines());
+    steps.push(answered(
+        "commit confirmed 5",
+        "commit confirmed will be automatically rolled back in 5 minutes unless confirmed\r\n\
+         commit complete\r\n",
+        EDIT,
+    ));
+    steps.push(term_ends);
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps)
+        .await
+        .confirming(Duration::from_secs(300));
+    let outcomes = lab.apply_batch_fenced(&fence).await;
+
+    assert_eq!(outcomes, all_fenced());
 }

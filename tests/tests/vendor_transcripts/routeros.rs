@@ -6,7 +6,7 @@ use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
     Transcript, address, answered, foreign, list, net, owned, owned_in_every_list, quiet,
-    replace_refused,
+    replace_refused, term_ends,
 };
 
 /// `netops` with colours and terminal detection off, dumb terminal on.
@@ -116,5 +116,32 @@ async fn routeros_failure_keeps_the_lines_before_it() {
     assert_eq!(
         outcomes,
         replace_refused("failure: already have such route", false)
+    );
+}
+
+/// The term ends after the new next hop of the replace went in and before
+/// the old one was removed: that replace is half done, so it is fenced with
+/// the rest, and the next leader's list finds both next hops.
+#[tokio::test]
+async fn routeros_term_ending_mid_batch_types_no_further_line() {
+    let (fence, term_ends) = term_ends();
+    let lines = batch_lines();
+    let steps = vec![
+        Step::NewShell,
+        Step::line(lines[0], PROMPT),
+        Step::line(lines[1], PROMPT),
+        term_ends,
+    ];
+    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps).await;
+    let outcomes = lab.apply_batch_fenced(&fence).await;
+
+    assert_eq!(
+        outcomes,
+        [
+            "ok",
+            "fenced 11.11.3.0/24",
+            "fenced 11.11.2.0/24",
+            "fenced fd11:11:0:7::/64"
+        ]
     );
 }

@@ -6,8 +6,8 @@ use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
 use super::{
-    Transcript, USER, address, all_refused, answered, foreign, list, net, owned,
-    owned_in_every_list, quiet, replace_refused,
+    Transcript, USER, address, all_fenced, all_refused, answered, foreign, list, net, owned,
+    owned_in_every_list, quiet, replace_refused, term_ends,
 };
 
 const OPERATIONAL: &str = "vyos@edge-1:~$ ";
@@ -191,4 +191,40 @@ async fn vyos_failed_commit_fails_every_change() {
              [[protocols static]] failed; Commit failed"
         )
     );
+}
+
+#[tokio::test]
+async fn vyos_term_ending_mid_batch_discards_it() {
+    let (fence, term_ends) = term_ends();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(Step::line("configure", EDIT));
+    steps.extend(batch_lines().into_iter().take(4));
+    steps.push(term_ends);
+    steps.extend(discard());
+    let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps).await;
+    let outcomes = lab.apply_batch_fenced(&fence).await;
+
+    assert_eq!(outcomes, all_fenced());
+}
+
+/// The commit went through before the term ended: the changes stand, and
+/// the driver neither saves nor types anything more.
+#[tokio::test]
+async fn vyos_term_ending_after_the_commit_keeps_the_changes_and_does_not_save() {
+    let (fence, term_ends) = term_ends();
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(Step::line("configure", EDIT));
+    steps.extend(batch_lines());
+    steps.push(Step::line("commit", EDIT));
+    steps.push(term_ends);
+    let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps)
+        .await
+        .saving();
+    let outcomes = lab.apply_batch_fenced(&fence).await;
+
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }

@@ -1,36 +1,70 @@
 //! Listing and applying through a vendor's CLI, the same for every vendor:
 //! the lines come from the [`Vendor`], every error is mapped back to the
 //! change whose line caused it, and the changes after a stop are reported
-//! as not attempted.
+//! as not attempted. `prompted` drives a terminal line by line; batch CLIs
+//! take the whole script on one exec here.
+//!
+//! The fence is checked before every line typed and before every exec: once
+//! the leadership term has ended nothing more is sent (but the vendor's way
+//! of abandoning a batch), and the changes not sent are reported as fenced.
+
+mod prompted;
 
 use super::SshRouter;
 use super::session::{Connection, SshTarget};
 use super::terminal::Terminal;
 use super::vendor::{ApplyOptions, BatchReport, Dialogue, Vendor};
-use crate::{Change, ChangeError, ChangeOutcome, DriverError, ForeignRoute, RouterRoutes};
+use crate::fence::all_fenced;
+use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence, ForeignRoute, RouterRoutes};
 
 /// The lines of a batch, each with the change it belongs to (`None` for
 /// entering configuration, commit and the like).
 struct Script {
     lines: Vec<String>,
     owners: Vec<Option<usize>>,
+    /// The first line of the vendor's `finish` (commit, or leaving
+    /// configuration): every change's lines come before it.
+    finish_at: usize,
     /// The first line after the commit (`lines.len()` when none follows):
     /// the batch has taken effect before it.
     committed_at: usize,
 }
 
 impl Script {
-    fn new() -> Self {
-        Script {
+    fn new(
+        vendor: &dyn Vendor,
+        router: &SshRouter,
+        changes: &[Change],
+        options: &ApplyOptions,
+    ) -> Self {
+        let mut script = Script {
             lines: Vec::new(),
             owners: Vec::new(),
+            finish_at: 0,
             committed_at: 0,
+        };
+        script.push(vendor.begin(options), None);
+        for (index, change) in changes.iter().enumerate() {
+            script.push(vendor.render(change, &router.ownership), Some(index));
         }
+        script.finish_at = script.lines.len();
+        script.push(vendor.finish(options), None);
+        script.committed_at = script.lines.len();
+        script.push(vendor.after_commit(options), None);
+        script
     }
 
     fn push(&mut self, lines: Vec<String>, owner: Option<usize>) {
         self.owners.extend(std::iter::repeat_n(owner, lines.len()));
         self.lines.extend(lines);
+    }
+
+    /// Whether every line of change `index` comes before line `at`.
+    fn sent_before(&self, index: usize, at: usize) -> bool {
+        self.owners
+            .iter()
+            .rposition(|owner| *owner == Some(index))
+            .is_none_or(|last| last < at)
     }
 }
 
@@ -93,6 +127,7 @@ pub(super) async fn apply(
     router: &SshRouter,
     changes: &[Change],
     session_name: String,
+    fence: &Fence,
 ) -> Result<Vec<ChangeOutcome>, DriverError> {
     let vendor = router.vendor.profile();
     let options = ApplyOptions {
@@ -100,18 +135,19 @@ pub(super) async fn apply(
         commit_confirm: router.commit_confirm,
         session_name,
     };
-    let mut script = Script::new();
-    script.push(vendor.begin(&options), None);
-    for (index, change) in changes.iter().enumerate() {
-        script.push(vendor.render(change, &router.ownership), Some(index));
-    }
-    script.push(vendor.finish(&options), None);
-    script.committed_at = script.lines.len();
-    script.push(vendor.after_commit(&options), None);
+    let script = Script::new(vendor, router, changes, &options);
     match vendor.dialogue() {
-        Dialogue::Batch => apply_batch(connection, target, router, changes, &script).await,
+        Dialogue::Batch => apply_batch(connection, target, router, changes, &script, fence).await,
         Dialogue::Prompted => {
-            apply_prompted(connection, target, vendor, &options, changes, &script).await
+            let run = prompted::Run {
+                target,
+                vendor,
+                options: &options,
+                changes,
+                script: &script,
+                fence,
+            };
+            run.apply(connection).await
         }
     }
 }
@@ -122,8 +158,12 @@ async fn apply_batch(
     router: &SshRouter,
     changes: &[Change],
     script: &Script,
+    fence: &Fence,
 ) -> Result<Vec<ChangeOutcome>, DriverError> {
     let vendor = router.vendor.profile();
+    if fence.is_raised() {
+        return Ok(all_fenced(changes));
+    }
     let mut stdin = script.lines.join("\n");
     stdin.push('\n');
     let command = vendor.batch_command(router.cli());
@@ -133,8 +173,10 @@ async fn apply_batch(
         .map_err(|message| output_error(target, "applying a batch", message))?;
     let outcomes = outcomes_of(target, changes, script, &report)?;
     let all_taken = outcomes.iter().all(Result::is_ok);
+    // A save is one more write: a deposed leader leaves it to the next one.
     if router.save_config
         && all_taken
+        && !fence.is_raised()
         && let Some(save) = vendor.save_command(router.cli())
     {
         let saved = connection.exec(target, &save, "").await?;
@@ -233,116 +275,6 @@ fn outcomes_of(
         }
     }
     Ok(outcomes)
-}
-
-async fn apply_prompted(
-    connection: &Connection,
-    target: &SshTarget,
-    vendor: &dyn Vendor,
-    options: &ApplyOptions,
-    changes: &[Change],
-    script: &Script,
-) -> Result<Vec<ChangeOutcome>, DriverError> {
-    let mut terminal = open_terminal(connection, target, vendor).await?;
-    let mut failure: Option<(usize, String)> = None;
-    for (at, (line, owner)) in script.lines.iter().zip(&script.owners).enumerate() {
-        let answer = terminal.send(line, vendor.prompt()).await?;
-        let Some(error) = vendor.error_in(&answer) else {
-            continue;
-        };
-        if at >= script.committed_at {
-            warn_after_commit(target, line, &error);
-            continue;
-        }
-        match owner {
-            Some(index) => {
-                failure = Some((*index, error));
-                break;
-            }
-            None => {
-                abandon(&mut terminal, vendor, options).await;
-                terminal.close().await;
-                let message = format!("the router refused {line:?}: {error}");
-                if vendor.transactional() {
-                    // Nothing was committed: every change failed with it.
-                    return Ok(changes
-                        .iter()
-                        .map(|change| {
-                            Err(ChangeError::Refused {
-                                dst: change.route().dst,
-                                message: message.clone(),
-                            })
-                        })
-                        .collect());
-                }
-                return Err(output_error(target, "applying a batch", message));
-            }
-        }
-    }
-    let Some((failed, error)) = failure else {
-        terminal.close().await;
-        return Ok(vec![Ok(()); changes.len()]);
-    };
-    let transactional = vendor.transactional();
-    if transactional {
-        abandon(&mut terminal, vendor, options).await;
-    } else {
-        // The lines before the error took effect: leave configuration
-        // (and save) as after a whole batch.
-        for line in vendor
-            .finish(options)
-            .into_iter()
-            .chain(vendor.after_commit(options))
-        {
-            let answer = terminal.send(&line, vendor.prompt()).await?;
-            if let Some(error) = vendor.error_in(&answer) {
-                warn_after_commit(target, &line, &error);
-            }
-        }
-    }
-    terminal.close().await;
-    let reason = format!("{} was refused: {error}", changes[failed]);
-    Ok(changes
-        .iter()
-        .enumerate()
-        .map(|(index, change)| {
-            let dst = change.route().dst;
-            if index == failed {
-                Err(ChangeError::Refused {
-                    dst,
-                    message: error.clone(),
-                })
-            } else if index < failed && !transactional {
-                Ok(())
-            } else {
-                Err(ChangeError::NotAttempted {
-                    dst,
-                    reason: reason.clone(),
-                })
-            }
-        })
-        .collect())
-}
-
-/// A save or a leave that failed after the changes took effect: they stay
-/// applied (and the next batch saves again), so this is no change's failure.
-fn warn_after_commit(target: &SshTarget, line: &str, error: &str) {
-    tracing::warn!(
-        router = %target.router,
-        line,
-        error,
-        "the router refused a line after the changes took effect; they stand"
-    );
-}
-
-/// Sends the vendor's abort lines; their answers do not matter, since the
-/// terminal is closed right after.
-async fn abandon(terminal: &mut Terminal, vendor: &dyn Vendor, options: &ApplyOptions) {
-    for line in vendor.abort(options) {
-        if terminal.send(&line, vendor.prompt()).await.is_err() {
-            break;
-        }
-    }
 }
 
 async fn open_terminal(

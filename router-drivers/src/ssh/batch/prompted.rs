@@ -1,0 +1,199 @@
+//! A batch typed into a terminal, one line at a time, each answered by a
+//! prompt before the next is sent: an error stops the batch on the line
+//! that caused it, and the fence is looked at before every line.
+
+use super::{Script, open_terminal, output_error};
+use crate::ssh::session::{Connection, SshTarget};
+use crate::ssh::terminal::Terminal;
+use crate::ssh::vendor::{ApplyOptions, Vendor};
+use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence};
+
+/// One batch, and everything needed to type it.
+pub(super) struct Run<'a> {
+    pub(super) target: &'a SshTarget,
+    pub(super) vendor: &'a dyn Vendor,
+    pub(super) options: &'a ApplyOptions,
+    pub(super) changes: &'a [Change],
+    pub(super) script: &'a Script,
+    pub(super) fence: &'a Fence,
+}
+
+/// Where typing the script stopped.
+enum Stop {
+    /// Every line was answered without an error.
+    Done,
+    /// The router refused line `at`.
+    Refused { at: usize, error: String },
+    /// The term ended before line `at` was sent.
+    Fenced { at: usize },
+}
+
+impl Run<'_> {
+    pub(super) async fn apply(
+        &self,
+        connection: &Connection,
+    ) -> Result<Vec<ChangeOutcome>, DriverError> {
+        let mut terminal = open_terminal(connection, self.target, self.vendor).await?;
+        let outcomes = match self.type_lines(&mut terminal, 0).await {
+            Ok(Stop::Done) => Ok(vec![Ok(()); self.changes.len()]),
+            Ok(Stop::Refused { at, error }) => self.refused(&mut terminal, at, error).await,
+            Ok(Stop::Fenced { at }) => Ok(self.fenced(&mut terminal, at).await),
+            Err(error) => Err(error),
+        };
+        // Closed, not dropped: russh sends no close for a dropped channel.
+        terminal.close().await;
+        outcomes
+    }
+
+    /// Types the script from line `from` on, until its end, a refusal or
+    /// the fence. A refusal after the commit is only a warning: the changes
+    /// have taken effect by then.
+    async fn type_lines(&self, terminal: &mut Terminal, from: usize) -> Result<Stop, DriverError> {
+        for (at, line) in self.script.lines.iter().enumerate().skip(from) {
+            if self.fence.is_raised() {
+                return Ok(Stop::Fenced { at });
+            }
+            let answer = terminal.send(line, self.vendor.prompt()).await?;
+            let Some(error) = self.vendor.error_in(&answer) else {
+                continue;
+            };
+            if at >= self.script.committed_at {
+                warn_after_commit(self.target, line, &error);
+                continue;
+            }
+            return Ok(Stop::Refused { at, error });
+        }
+        Ok(Stop::Done)
+    }
+
+    async fn refused(
+        &self,
+        terminal: &mut Terminal,
+        at: usize,
+        error: String,
+    ) -> Result<Vec<ChangeOutcome>, DriverError> {
+        let line = &self.script.lines[at];
+        let Some(failed) = self.script.owners[at] else {
+            // A line of our own (entering configuration, the commit).
+            self.abandon(terminal).await;
+            let message = format!("the router refused {line:?}: {error}");
+            if self.vendor.transactional() {
+                // Nothing was committed: every change failed with it.
+                return Ok(self.every_change(|dst| ChangeError::Refused {
+                    dst,
+                    message: message.clone(),
+                }));
+            }
+            return Err(output_error(self.target, "applying a batch", message));
+        };
+        let transactional = self.vendor.transactional();
+        if transactional {
+            self.abandon(terminal).await;
+        } else {
+            // The lines before the error took effect: leave configuration
+            // (and save) as after a whole batch, unless the term ended.
+            match self.type_lines(terminal, self.script.finish_at).await? {
+                Stop::Fenced { at } if at == self.script.finish_at => self.abandon(terminal).await,
+                Stop::Done | Stop::Fenced { .. } => {}
+                Stop::Refused { at, error } => {
+                    warn_after_commit(self.target, &self.script.lines[at], &error);
+                }
+            }
+        }
+        let reason = format!("{} was refused: {error}", self.changes[failed]);
+        Ok(self
+            .changes
+            .iter()
+            .enumerate()
+            .map(|(index, change)| {
+                let dst = change.route().dst;
+                if index == failed {
+                    Err(ChangeError::Refused {
+                        dst,
+                        message: error.clone(),
+                    })
+                } else if index < failed && !transactional {
+                    Ok(())
+                } else {
+                    Err(ChangeError::NotAttempted {
+                        dst,
+                        reason: reason.clone(),
+                    })
+                }
+            })
+            .collect())
+    }
+
+    /// The term ended before line `at`: nothing more is typed but the
+    /// vendor's way of abandoning a batch, and the changes that did not take
+    /// effect are fenced. The next leader lists afresh and settles them.
+    async fn fenced(&self, terminal: &mut Terminal, at: usize) -> Vec<ChangeOutcome> {
+        if at >= self.script.committed_at {
+            // Only the save and leaving configuration were left.
+            tracing::warn!(
+                router = %self.target.router,
+                "the leadership term ended after the commit: the changes stand, the configuration is not saved"
+            );
+            return vec![Ok(()); self.changes.len()];
+        }
+        if at > self.script.finish_at {
+            // A confirmed commit waits for its confirmation (Junos `commit
+            // confirmed`, EOS `commit timer`): left unconfirmed, the router
+            // rolls it back by itself, so nothing more is typed.
+            tracing::warn!(
+                router = %self.target.router,
+                "the leadership term ended before the commit was confirmed: the router rolls it back"
+            );
+        } else {
+            tracing::warn!(
+                router = %self.target.router,
+                line = at,
+                lines = self.script.lines.len(),
+                "the leadership term ended during a batch: abandoning it"
+            );
+            self.abandon(terminal).await;
+        }
+        let transactional = self.vendor.transactional();
+        self.changes
+            .iter()
+            .enumerate()
+            .map(|(index, change)| {
+                if !transactional && self.script.sent_before(index, at) {
+                    Ok(())
+                } else {
+                    Err(ChangeError::Fenced {
+                        dst: change.route().dst,
+                    })
+                }
+            })
+            .collect()
+    }
+
+    fn every_change(&self, error: impl Fn(ipnet::IpNet) -> ChangeError) -> Vec<ChangeOutcome> {
+        self.changes
+            .iter()
+            .map(|change| Err(error(change.route().dst)))
+            .collect()
+    }
+
+    /// Sends the vendor's abort lines; their answers do not matter, since
+    /// the terminal is closed right after.
+    async fn abandon(&self, terminal: &mut Terminal) {
+        for line in self.vendor.abort(self.options) {
+            if terminal.send(&line, self.vendor.prompt()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// A save or a leave that failed after the changes took effect: they stay
+/// applied (and the next batch saves again), so this is no change's failure.
+fn warn_after_commit(target: &SshTarget, line: &str, error: &str) {
+    tracing::warn!(
+        router = %target.router,
+        line,
+        error,
+        "the router refused a line after the changes took effect; they stand"
+    );
+}
