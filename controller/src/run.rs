@@ -322,20 +322,8 @@ impl Routers {
         liveness.worker_died(&router);
     }
 
-    /// Waits for the workers to finish the batch in hand, up to
-    /// [`SHUTDOWN_DEADLINE`]; then abandons them.
     async fn stop(mut self) {
-        let all_stopped = async { while self.workers.join_next().await.is_some() {} };
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, all_stopped)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                deadline = ?SHUTDOWN_DEADLINE,
-                "router batches still running at the shutdown deadline are abandoned; the next leader's fresh list settles them"
-            );
-            self.workers.shutdown().await;
-        }
+        stop_within(&mut self.workers, SHUTDOWN_DEADLINE).await;
     }
 
     fn publish(&self, desired: &BTreeMap<String, Arc<RouterDesired>>) {
@@ -361,6 +349,21 @@ struct Controls {
     shutdown: watch::Receiver<bool>,
     release: watch::Receiver<u64>,
     liveness: Arc<Liveness>,
+}
+
+/// Waits for the workers to finish the batch in hand, up to `deadline`;
+/// then abandons them. Returns whether they all stopped in time.
+async fn stop_within(workers: &mut JoinSet<()>, deadline: Duration) -> bool {
+    let all_stopped = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout(deadline, all_stopped).await.is_ok() {
+        return true;
+    }
+    tracing::warn!(
+        ?deadline,
+        "router batches still running at the shutdown deadline are abandoned; the next leader's fresh list settles them"
+    );
+    workers.shutdown().await;
+    false
 }
 
 async fn run_with_source(
@@ -442,4 +445,27 @@ async fn run_with_source(
     tracing::info!("stopping; routes stay on the routers");
     routers.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_that_never_ends_is_abandoned_at_the_shutdown_deadline() {
+        let mut workers = JoinSet::new();
+        workers.spawn(async {});
+        workers.spawn(std::future::pending::<()>());
+        let started = tokio::time::Instant::now();
+        assert!(!stop_within(&mut workers, SHUTDOWN_DEADLINE).await);
+        assert_eq!(started.elapsed(), SHUTDOWN_DEADLINE);
+        assert!(workers.is_empty(), "the hung worker was left running");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_that_finish_their_batch_are_waited_for() {
+        let mut workers = JoinSet::new();
+        workers.spawn(tokio::time::sleep(Duration::from_secs(3)));
+        assert!(stop_within(&mut workers, SHUTDOWN_DEADLINE).await);
+    }
 }
