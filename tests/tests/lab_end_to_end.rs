@@ -584,3 +584,80 @@ async fn a_node_whose_entry_broke_while_the_controller_was_down_keeps_its_route_
         "the bad entry is not reported:\n{log}"
     );
 }
+
+/// The controller with the inventory's folder mounted read-only (as a
+/// ConfigMap volume is), in a mount namespace of its own; output to `log`.
+fn controller_beside_a_read_only_inventory(
+    lab: &TestLab,
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let folder = lab.inventory_path();
+    let folder = folder.parent().expect("the inventory's folder");
+    let log = std::fs::File::create(log).expect("the log file");
+    std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@""#)
+        .arg("sh")
+        .arg(folder)
+        .arg(nativeroute_tests::lab::nativeroute_binary())
+        .args(["run", "--metrics-address", "off", "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("the log file"))
+        .stderr(log)
+        .spawn()
+        .expect("unshare starts the controller")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inventory_on_a_read_only_mount_needs_a_state_file_elsewhere_and_says_so() {
+    let lab = pinned_lab().await;
+    let elsewhere = tempfile::tempdir().expect("a writable folder");
+    let log = elsewhere.path().join("controller.log");
+    let folder = lab.inventory_path();
+    let folder = folder.parent().expect("the inventory's folder").to_owned();
+
+    // The state file beside the inventory: refused at once, with the field
+    // and the folder named, instead of retrying a write that cannot work.
+    let mut refused = controller_beside_a_read_only_inventory(&lab, &lab.config, &log);
+    let mut status = None;
+    wait_until("the controller exits", SOON, async || {
+        status = refused.try_wait().expect("the controller's status");
+        status.is_some()
+    })
+    .await;
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.expect("exited").success(), "{output}");
+    for piece in [
+        "nodes.stateFile",
+        &folder.display().to_string(),
+        "Read-only file system",
+    ] {
+        assert!(output.contains(piece), "{piece:?} not in:\n{output}");
+    }
+    assert!(lab.router_routes().is_empty(), "nothing was programmed");
+
+    // nodes.stateFile on a writable volume: the controller runs, programs
+    // the router and records the assignments there.
+    let state = elsewhere.path().join("state.json");
+    let mut config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&lab.config).expect("the lab config"))
+            .expect("YAML");
+    config["nodes"]["stateFile"] = state.display().to_string().into();
+    let moved = elsewhere.path().join("config.yaml");
+    std::fs::write(
+        &moved,
+        serde_yaml_ng::to_string(&config).expect("the config as YAML"),
+    )
+    .expect("the config is written");
+    let mut running = controller_beside_a_read_only_inventory(&lab, &moved, &log);
+    wait_for_routes(&lab, 3).await;
+    let recorded = std::fs::read_to_string(&state).unwrap_or_default();
+    let exited = running.try_wait().expect("the controller's status");
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(exited.is_none(), "the controller exited");
+    assert!(recorded.contains("node3"), "state file: {recorded}");
+    assert!(!lab.state_path().exists(), "no state beside the inventory");
+}

@@ -61,9 +61,52 @@ pub enum NodesConfig {
         selector: String,
         address_type: String,
     },
-    File {
-        path: PathBuf,
-    },
+    /// A file inventory. `path` names both the inventory and the state
+    /// file its assignments are kept in.
+    File { path: InventoryFiles },
+}
+
+/// A file inventory (`nodes.file`) and its state file (`nodes.stateFile`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryFiles {
+    pub inventory: PathBuf,
+    pub state: PathBuf,
+}
+
+impl InventoryFiles {
+    /// The inventory with its state file beside it, `<file>.state.json`
+    /// (the default of `nodes.stateFile`).
+    pub fn beside(inventory: &Path) -> InventoryFiles {
+        let mut name = inventory.file_name().unwrap_or_default().to_os_string();
+        name.push(".state.json");
+        InventoryFiles {
+            inventory: inventory.to_path_buf(),
+            state: inventory.with_file_name(name),
+        }
+    }
+
+    /// The inventory's path, for messages.
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.inventory.display()
+    }
+}
+
+impl From<&Path> for InventoryFiles {
+    fn from(inventory: &Path) -> Self {
+        InventoryFiles::beside(inventory)
+    }
+}
+
+impl From<&PathBuf> for InventoryFiles {
+    fn from(inventory: &PathBuf) -> Self {
+        InventoryFiles::beside(inventory)
+    }
+}
+
+impl From<&InventoryFiles> for InventoryFiles {
+    fn from(files: &InventoryFiles) -> Self {
+        files.clone()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -64,6 +64,8 @@ pub(super) struct RawNodes {
     pub address_type: Option<String>,
     #[serde(default)]
     pub file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

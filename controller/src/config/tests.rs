@@ -373,3 +373,51 @@ fn pod_cidr_mode_with_a_file_inventory_is_refused_naming_both_fields() {
     let config = Config::parse(&kubernetes).expect("podCIDR with Kubernetes Nodes");
     assert_eq!(config.ipam, IpamMode::PodCidr);
 }
+
+#[test]
+fn the_state_file_sits_beside_the_inventory_unless_nodes_state_file_says_elsewhere() {
+    let config = Config::parse(VALID).expect("valid config");
+    let NodesConfig::File { path } = &config.nodes else {
+        panic!("a file inventory: {:?}", config.nodes);
+    };
+    assert_eq!(
+        path.state,
+        Path::new("/etc/nativeroute/nodes.yaml.state.json")
+    );
+    let moved = VALID.replace(
+        "  file: /etc/nativeroute/nodes.yaml\n",
+        "  file: /etc/nativeroute/nodes.yaml\n  stateFile: /var/lib/nativeroute/state.json\n",
+    );
+    let config = Config::parse(&moved).expect("valid config");
+    let NodesConfig::File { path } = &config.nodes else {
+        panic!("a file inventory: {:?}", config.nodes);
+    };
+    assert_eq!(path.inventory, Path::new("/etc/nativeroute/nodes.yaml"));
+    assert_eq!(path.state, Path::new("/var/lib/nativeroute/state.json"));
+}
+
+#[test]
+fn a_state_file_that_is_the_inventory_or_no_file_or_without_a_file_source_is_refused() {
+    let with_state = |state: &str| {
+        VALID.replace(
+            "  file: /etc/nativeroute/nodes.yaml\n",
+            &format!("  file: /etc/nativeroute/nodes.yaml\n  stateFile: {state}\n"),
+        )
+    };
+    let message = problems_of(&with_state("/etc/nativeroute/nodes.yaml"));
+    assert!(message.contains("nodes.stateFile"), "{message}");
+    assert!(message.contains("overwrite the inventory"), "{message}");
+    let message = problems_of(&with_state("/var/lib/nativeroute/"));
+    assert!(message.contains("nodes.stateFile"), "{message}");
+    assert!(message.contains("/var/lib/nativeroute/"), "{message}");
+    let message = problems_of(
+        &with_state("/var/lib/nativeroute/state.json")
+            .replace("source: file", "source: kubernetes")
+            .replace("  file: /etc/nativeroute/nodes.yaml\n", ""),
+    );
+    assert!(message.contains("nodes.stateFile"), "{message}");
+    assert!(
+        message.contains("/var/lib/nativeroute/state.json"),
+        "{message}"
+    );
+}

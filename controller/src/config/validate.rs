@@ -10,7 +10,8 @@ use super::raw::{RawConfig, RawIpam, RawNodeSource, RawNodes, RawPool};
 use super::routers::check_routers;
 use super::values::check_label_selector;
 use super::{
-    Config, IpamMode, NodesConfig, OwnershipConfig, PoolConfig, Problem, Problems, RemovalGuard,
+    Config, InventoryFiles, IpamMode, NodesConfig, OwnershipConfig, PoolConfig, Problem, Problems,
+    RemovalGuard,
 };
 
 const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
@@ -208,14 +209,19 @@ fn check_pool(raw: RawPool, report: &mut impl FnMut(String, String)) -> PoolConf
 fn check_nodes(raw: RawNodes, report: &mut impl FnMut(String, String)) -> NodesConfig {
     match raw.source {
         RawNodeSource::Kubernetes => {
-            if let Some(file) = &raw.file {
-                report(
-                    "nodes.file".into(),
-                    format!(
-                        "{} is set but nodes.source is kubernetes; remove it or use source: file",
-                        file.display()
-                    ),
-                );
+            for (field, path) in [
+                ("nodes.file", &raw.file),
+                ("nodes.stateFile", &raw.state_file),
+            ] {
+                if let Some(path) = path {
+                    report(
+                        field.into(),
+                        format!(
+                            "{} is set but nodes.source is kubernetes; remove it or use source: file",
+                            path.display()
+                        ),
+                    );
+                }
             }
             let address_type = raw.address_type.unwrap_or_else(|| "InternalIP".into());
             if !matches!(address_type.as_str(), "InternalIP" | "ExternalIP") {
@@ -257,7 +263,29 @@ fn check_nodes(raw: RawNodes, report: &mut impl FnMut(String, String)) -> NodesC
                     "nodes.source is file, so nodes.file must name the inventory (e.g. /etc/nativeroute/nodes.yaml)".into(),
                 );
             }
-            NodesConfig::File { path }
+            let mut files = InventoryFiles::beside(&path);
+            if let Some(state) = raw.state_file {
+                if state.file_name().is_none() || state.as_os_str().to_string_lossy().ends_with('/')
+                {
+                    report(
+                        "nodes.stateFile".into(),
+                        format!(
+                            "{:?} names no file: give the state file's path, e.g. /var/lib/nativeroute/nodes.state.json",
+                            state.display()
+                        ),
+                    );
+                } else if state == path {
+                    report(
+                        "nodes.stateFile".into(),
+                        format!(
+                            "{} is nodes.file itself: the state would overwrite the inventory",
+                            state.display()
+                        ),
+                    );
+                }
+                files.state = state;
+            }
+            NodesConfig::File { path: files }
         }
     }
 }

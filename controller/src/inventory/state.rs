@@ -73,12 +73,28 @@ pub enum StateError {
     },
 }
 
-/// The state file that belongs to an inventory file: beside it, same name
-/// plus `.state.json`.
-pub fn path_for(inventory: &Path) -> PathBuf {
-    let mut name = inventory.file_name().unwrap_or_default().to_os_string();
-    name.push(".state.json");
-    inventory.with_file_name(name)
+/// Where a new state is written before it replaces the file at `path`:
+/// beside it, so that the rename is atomic.
+pub fn temp_path_for(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Whether a state file can be written at `path`, found out by creating and
+/// removing a file beside it: permission bits say nothing to root, and a
+/// read-only mount (a ConfigMap) or a full disk only shows when writing.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    let probe = {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".writable");
+        path.with_file_name(name)
+    };
+    let mut file = File::create(&probe)?;
+    let written = file.write_all(b"nativeroute checks that it can write here\n");
+    drop(file);
+    let removed = fs::remove_file(&probe);
+    written.and(removed)
 }
 
 impl State {
@@ -114,7 +130,7 @@ impl State {
         let mut text = serde_json::to_vec_pretty(self)
             .map_err(|err| write_error(std::io::Error::other(err)))?;
         text.push(b'\n');
-        let temp = path.with_extension("json.tmp");
+        let temp = temp_path_for(path);
         let mut file = File::create(&temp).map_err(write_error)?;
         file.write_all(&text).map_err(write_error)?;
         file.sync_all().map_err(write_error)?;
@@ -134,8 +150,7 @@ mod tests {
     #[test]
     fn state_survives_a_round_trip_through_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = path_for(&dir.path().join("nodes.yaml"));
-        assert!(path.ends_with("nodes.yaml.state.json"));
+        let path = dir.path().join("nodes.yaml.state.json");
         assert_eq!(State::load(&path).expect("missing is empty").nodes.len(), 0);
         let state = State {
             version: VERSION,
@@ -152,7 +167,22 @@ mod tests {
         };
         state.save(&path).expect("save");
         assert_eq!(State::load(&path).expect("load"), state);
-        assert!(!path.with_extension("json.tmp").exists());
+        assert!(!temp_path_for(&path).exists());
+    }
+
+    #[test]
+    fn a_writable_folder_passes_the_check_and_keeps_nothing_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        check_writable(&dir.path().join("state.json")).expect("writable");
+        let left: Vec<_> = fs::read_dir(dir.path()).expect("read dir").collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_missing_folder_fails_the_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = check_writable(&dir.path().join("gone/state.json")).expect_err("no folder");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::state::{self, DepartedNode, NodeState, State, StateError};
 use super::{NodeRecord, Snapshot, SourceProblem, Standing};
+use crate::config::InventoryFiles;
 use crate::ipam::{Family, Ipam};
 use crate::report::Reason;
 
@@ -37,6 +38,20 @@ pub enum FileError {
     Watch { path: PathBuf, message: String },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "nodes.stateFile: cannot write in {} (the folder of the state file {}): {source}. \
+         The state file records which node holds which subnet, so it must be writable: \
+         set nodes.stateFile to a path on a writable volume that outlives the process \
+         (an inventory on a ConfigMap is read-only, and so is the folder beside it)",
+        folder.display(),
+        state.display()
+    )]
+    StateNotWritable {
+        state: PathBuf,
+        folder: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How long a node that left the inventory keeps its subnets reserved, so
@@ -67,14 +82,15 @@ pub struct FileInventory {
 }
 
 impl FileInventory {
-    /// Opens the inventory at `path` and loads its state file; a corrupt
-    /// state file is an error (assignments must not be guessed).
-    pub fn open(path: &Path) -> Result<Self, FileError> {
-        let state_path = state::path_for(path);
-        let state = State::load(&state_path)?;
+    /// Opens the inventory and loads its state file (by default beside the
+    /// inventory); a corrupt state file is an error (assignments must not be
+    /// guessed).
+    pub fn open(files: impl Into<InventoryFiles>) -> Result<Self, FileError> {
+        let files = files.into();
+        let state = State::load(&files.state)?;
         Ok(FileInventory {
-            path: path.to_path_buf(),
-            state_path,
+            path: files.inventory,
+            state_path: files.state,
             state,
             last_good: HashMap::new(),
         })
@@ -82,6 +98,25 @@ impl FileInventory {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn state_path(&self) -> &Path {
+        &self.state_path
+    }
+
+    /// Fails unless the state file's folder can be written: otherwise every
+    /// assignment would wait forever for a record that cannot be made.
+    pub fn check_state_writable(&self) -> Result<(), FileError> {
+        state::check_writable(&self.state_path).map_err(|source| FileError::StateNotWritable {
+            state: self.state_path.clone(),
+            folder: self
+                .state_path
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+            source,
+        })
     }
 
     pub fn state(&self) -> &State {
@@ -298,7 +333,7 @@ impl FileInventory {
     ) -> Result<notify::RecommendedWatcher, notify::Error> {
         use notify::{RecursiveMode, Watcher};
         let own_state = self.state_path.clone();
-        let own_temp = self.state_path.with_extension("json.tmp");
+        let own_temp = state::temp_path_for(&self.state_path);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let relevant = match &event {

@@ -35,8 +35,10 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Opens the inventory and starts watching its directory.
+    /// Opens the inventory and starts watching its directory. Fails at once
+    /// when the state file cannot be written.
     pub fn open(inventory: FileInventory, resync: Duration) -> Result<Self, FileError> {
+        inventory.check_state_writable()?;
         let (sender, changes) = mpsc::channel(1);
         let watcher = inventory.watch(sender).map_err(|source| FileError::Watch {
             path: inventory.path().to_path_buf(),
