@@ -55,6 +55,12 @@ enum Command {
         /// The cluster (nodes.source: kubernetes), as for `run`.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        #[arg(long, short, value_enum, default_value_t)]
+        output: plan::PlanFormat,
+        /// Exit 0 when nothing would change, 2 when changes are pending (or
+        /// withdrawals are held), 1 on an error (as `terraform plan`).
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Validate the config, list the nodes and reach every router.
     Check {
@@ -91,8 +97,9 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(Exit::Success) => ExitCode::SUCCESS,
+        Ok(Exit::Failure) => ExitCode::FAILURE,
+        Ok(Exit::ChangesPending) => ExitCode::from(2),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -100,7 +107,26 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<bool> {
+/// How a command ended, beyond an error.
+enum Exit {
+    Success,
+    /// A check failed or a router could not be reached (exit 1).
+    Failure,
+    /// `plan --detailed-exitcode` found changes to make (exit 2).
+    ChangesPending,
+}
+
+impl From<bool> for Exit {
+    fn from(success: bool) -> Self {
+        if success {
+            Exit::Success
+        } else {
+            Exit::Failure
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Run {
             config,
@@ -117,20 +143,38 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
                 release: signals.release,
             };
             run::run(config, options, signals.shutdown).await?;
-            Ok(true)
+            Ok(Exit::Success)
         }
-        Command::Plan { config, kubeconfig } => {
-            plan::print_plan(Config::load(&config)?, kubeconfig.as_deref()).await
+        Command::Plan {
+            config,
+            kubeconfig,
+            output,
+            detailed_exitcode,
+        } => {
+            let outcome =
+                plan::print_plan(Config::load(&config)?, kubeconfig.as_deref(), output).await?;
+            Ok(match outcome {
+                plan::PlanOutcome {
+                    all_reached: false, ..
+                } => Exit::Failure,
+                plan::PlanOutcome {
+                    changes_pending: true,
+                    ..
+                } if detailed_exitcode => Exit::ChangesPending,
+                _ => Exit::Success,
+            })
         }
         Command::Check { config, kubeconfig } => match Config::load(&config) {
-            Ok(config) => Ok(check::run_checks(config, kubeconfig.as_deref()).await),
+            Ok(config) => Ok(check::run_checks(config, kubeconfig.as_deref())
+                .await
+                .into()),
             Err(err) => {
                 println!("config: FAILED: {err}");
-                Ok(false)
+                Ok(Exit::Failure)
             }
         },
-        Command::Release { pid } => signals::request_release(pid).map(|()| true),
-        Command::Lab(command) => lab::run(command).await.map(|()| true),
+        Command::Release { pid } => signals::request_release(pid).map(|()| Exit::Success),
+        Command::Lab(command) => lab::run(command).await.map(|()| Exit::Success),
     }
 }
 
