@@ -25,9 +25,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     about = "Native container routing: a subnet per node, a route per subnet on every router"
 )]
 struct Cli {
-    /// Log format (the level comes from RUST_LOG, default info).
+    /// Log format.
     #[arg(long, value_enum, default_value_t, global = true)]
     log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace), or a filter such as
+    /// "info,nativeroute=debug"; default: RUST_LOG, else info.
+    #[arg(long, global = true, value_parser = telemetry::parse_level)]
+    log_level: Option<tracing_subscriber::EnvFilter>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,7 +89,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    telemetry::init(cli.log_format, cli.log_level.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

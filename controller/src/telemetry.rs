@@ -1,5 +1,5 @@
 //! Logs: human-readable by default, JSON lines with `--log-format json`.
-//! The level comes from RUST_LOG (default: info).
+//! The level comes from `--log-level`, else RUST_LOG, else info.
 
 use std::io::IsTerminal;
 
@@ -12,8 +12,13 @@ pub enum LogFormat {
     Json,
 }
 
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Starts logging. `level` is a level (`debug`) or a filter in RUST_LOG's
+/// syntax (`info,nativeroute=debug`); it was checked by [`parse_level`].
+pub fn init(format: LogFormat, level: Option<&EnvFilter>) {
+    let filter = match level {
+        Some(level) => level.clone(),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -23,4 +28,11 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// Checks a `--log-level` value.
+pub fn parse_level(text: &str) -> Result<EnvFilter, String> {
+    EnvFilter::try_new(text).map_err(|err| {
+        format!("{text:?} is not a log level (error, warn, info, debug, trace) or a RUST_LOG filter: {err}")
+    })
 }
