@@ -26,3 +26,4 @@ pub mod signals;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+pub mod withdraw;

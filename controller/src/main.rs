@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use nativeroute::config::Config;
 use nativeroute::leader::LeaseSettings;
 use nativeroute::telemetry::{self, LogFormat};
-use nativeroute::{check, lab, plan, run, signals};
+use nativeroute::{check, lab, plan, run, signals, withdraw};
 
 /// jemalloc instead of glibc's malloc: at 5,000 nodes it halves the time of
 /// a reconcile (node created → route p99 23 ms → 14 ms), and configured with
@@ -73,6 +73,21 @@ enum Command {
         /// The cluster (nodes.source: kubernetes), as for `run`.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+    },
+    /// Remove nativeroute's own routes from routers (the uninstall path):
+    /// shows them, and removes them only with --yes. Stop the controller first.
+    Withdraw {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The router to withdraw from.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        router: Option<String>,
+        /// Withdraw from every router in the config.
+        #[arg(long)]
+        all: bool,
+        /// Remove the routes shown; without it nothing changes.
+        #[arg(long)]
+        yes: bool,
     },
     /// Let through the withdrawals the removal guard holds back now, on every
     /// router (signals the running controller with SIGUSR1).
@@ -177,6 +192,17 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
                 Ok(Exit::Failure)
             }
         },
+        Command::Withdraw {
+            config,
+            router,
+            all: _,
+            yes,
+        } => {
+            let which = router.map_or(withdraw::Routers::All, withdraw::Routers::Named);
+            Ok(withdraw::withdraw(Config::load(&config)?, which, yes)
+                .await?
+                .into())
+        }
         Command::Release { pid } => signals::request_release(pid).map(|()| Exit::Success),
         Command::Lab(command) => lab::run(command).await.map(|()| Exit::Success),
     }

@@ -79,3 +79,73 @@ async fn plan_tells_scripts_by_its_exit_code_and_in_json_what_would_change() {
     let (code, out) = plan(&broken, &["--detailed-exitcode"]);
     assert_eq!(code, 1, "an unreachable router is an error:\n{out}");
 }
+
+/// Runs `nativeroute withdraw` with `args`: (exit code, stdout and stderr).
+fn withdraw(config: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(nativeroute_binary())
+        .args(["withdraw", "--config"])
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("nativeroute withdraw runs");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn withdraw_shows_first_and_then_removes_only_nativeroutes_routes() {
+    let lab = TestLab::create(Duration::from_secs(2)).await;
+    lab.write_inventory(INVENTORY);
+    lab.ip_in_router(&[
+        "route",
+        "add",
+        "11.11.200.0/24",
+        "via",
+        "192.168.3.4",
+        "proto",
+        "static",
+    ]);
+    let controller = lab.start_controller();
+    let netns = lab.router_netns().to_owned();
+    wait_until(
+        "the router is converged",
+        Duration::from_secs(10),
+        async || router_routes(&netns).len() == 4,
+    )
+    .await;
+    controller.stop(Duration::from_secs(12));
+
+    let (code, out) = withdraw(&lab.config, &["--router", "rtr"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("3 routes of nativeroute's to remove, 1 foreign routes left alone")
+            && out.contains("remove 11.11.1.0/24 via 192.168.2.1")
+            && out.contains("nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(
+        router_routes(&netns).len(),
+        4,
+        "withdraw without --yes changed the router"
+    );
+
+    let (code, out) = withdraw(&lab.config, &["--router", "core-9", "--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no router \"core-9\"") && out.contains("rtr"),
+        "{out}"
+    );
+
+    let (code, out) = withdraw(&lab.config, &["--all", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let left: Vec<String> = router_routes(&netns)
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["11.11.200.0/24"],
+        "only the foreign route stays:\n{out}"
+    );
+}
