@@ -19,10 +19,14 @@ command -v pkill >/dev/null 2>&1 || missing+=(procps)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 
 if [ "${#missing[@]}" -gt 0 ]; then
-  # Package installs must not start services on a build machine.
+  # Package installs must not start services on a build machine (the tests
+  # start their own FRR and sshd in namespaces). A policy-rc.d of our own is
+  # removed again afterwards, so later installs on this machine behave as
+  # usual; one that was there before is left alone.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   echo "installing: ${missing[*]}"
   apt-get update -qq

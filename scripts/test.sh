@@ -4,6 +4,7 @@
 # Needs root: the tests build network namespaces and program real routes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/as-root.sh
 
 bash scripts/setup.sh
 
