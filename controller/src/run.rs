@@ -132,25 +132,15 @@ async fn run_kubernetes(
     metrics: Arc<Metrics>,
     controls: Controls,
 ) -> anyhow::Result<()> {
-    let Controls {
-        ready,
-        mut shutdown,
-        release,
-        liveness,
-    } = controls;
     let identity = lease
         .as_ref()
         .map_or_else(|| "nativeroute".to_owned(), |l| l.identity.clone());
     let Some(lease) = lease else {
         metrics.leader(true);
-        let term = Controls {
-            ready,
-            shutdown,
-            release,
-            liveness,
-        };
-        return lead(&config, &clients, &identity, &metrics, term).await;
+        return lead(&config, &clients, &identity, &metrics, controls).await;
     };
+    let mut shutdown = controls.shutdown.clone();
+    let ready = &controls.ready;
     let mut election = LeaderElection::new(clients.lease.clone(), lease);
     loop {
         metrics.leader(false);
@@ -166,13 +156,13 @@ async fn run_kubernetes(
         metrics.leader(true);
         tracing::info!(lease = election.describe(), "leading");
         let (term_tx, term_rx) = watch::channel(false);
-        let controls = Controls {
-            ready: ready.clone(),
-            shutdown: term_rx,
-            release: release.clone(),
-            liveness: liveness.clone(),
-        };
-        let term = lead(&config, &clients, &identity, &metrics, controls);
+        let term = lead(
+            &config,
+            &clients,
+            &identity,
+            &metrics,
+            controls.for_term(term_rx),
+        );
         tokio::pin!(term);
         let ended = tokio::select! {
             result = &mut term => {
@@ -187,7 +177,7 @@ async fn run_kubernetes(
         // batch in hand and stop; the routes stay.
         let _ = term_tx.send(true);
         let result = term.await;
-        liveness.term_ended();
+        controls.liveness.term_ended();
         ready.send_replace(false);
         if ended == TermEnd::Shutdown {
             election.release().await;
@@ -349,6 +339,19 @@ struct Controls {
     shutdown: watch::Receiver<bool>,
     release: watch::Receiver<u64>,
     liveness: Arc<Liveness>,
+}
+
+impl Controls {
+    /// The same controls for one leadership term, which ends when `ended`
+    /// turns true.
+    fn for_term(&self, ended: watch::Receiver<bool>) -> Controls {
+        Controls {
+            ready: self.ready.clone(),
+            shutdown: ended,
+            release: self.release.clone(),
+            liveness: self.liveness.clone(),
+        }
+    }
 }
 
 /// Waits for the workers to finish the batch in hand, up to `deadline`;
