@@ -330,6 +330,44 @@ async fn a_change_the_kernel_refuses_is_reported_and_the_rest_goes_through() {
     assert_eq!(owned(&mut driver).await, vec![fine]);
 }
 
+/// A replace goes to the kernel as one NLM_F_REPLACE of our route, after
+/// the nexthop object for the new next hop exists: a next hop the driver
+/// sees is off-link, or one the kernel refuses (the connected network's
+/// broadcast address: "Nexthop has invalid gateway"), is reported, and the
+/// route keeps its old next hop.
+#[tokio::test]
+async fn a_replace_onto_a_refused_next_hop_keeps_the_old_route() {
+    let ns = router_namespace();
+    let mut driver = driver(&ns, MAIN).await;
+    let ours = route("11.11.1.0/24", "192.168.2.1");
+    apply_ok(&mut driver, &[Change::Add(ours)]).await;
+    let before = kernel_route(&ns, "-4", MAIN, "11.11.1.0/24");
+
+    let off_link = route("11.11.1.0/24", "10.99.0.1");
+    let broadcast = route("11.11.1.0/24", "192.168.2.255");
+    for refused in [off_link, broadcast] {
+        let outcomes = driver
+            .apply(&[Change::Replace {
+                route: refused,
+                old_via: ours.via,
+            }])
+            .await
+            .expect("batch attempted");
+
+        assert!(
+            matches!(
+                &outcomes[..],
+                [Err(
+                    ChangeError::NextHopNotOnLink { .. } | ChangeError::Refused { .. }
+                )]
+            ),
+            "{refused}: {outcomes:?}"
+        );
+        assert_eq!(kernel_route(&ns, "-4", MAIN, "11.11.1.0/24"), before);
+        assert_eq!(owned(&mut driver).await, vec![ours]);
+    }
+}
+
 #[tokio::test]
 async fn reapplying_what_the_router_holds_changes_nothing() {
     let ns = router_namespace();

@@ -422,6 +422,120 @@ async fn linux_stops_at_a_rejected_line_and_reports_it_for_that_route() {
     assert_eq!(accepted_logins(&router), 1);
 }
 
+/// FRR 8.4 takes any well-formed static route line on its own; what it
+/// refuses is a transaction that would give a route a gateway beside a
+/// blackhole, and then it rejects every line vtysh grouped with it, with
+/// exit status 0. Here the batch holds a replace and an add onto such a
+/// blackhole (outside the pool, where the fresh list before the batch does
+/// not look): both are reported refused with FRR's reason, and the
+/// replaced route keeps its old next hop.
+#[tokio::test]
+async fn frr_rejecting_a_batch_keeps_the_old_next_hop_of_a_replace_and_reports_it_refused() {
+    let router = SshRouter::start_frr().expect("FRR behind sshd");
+    let frr = router.frr().expect("frr");
+    let mut driver = connect(&router, VendorName::Frr).await;
+    let ours = route("11.11.1.0/24", "192.168.3.3");
+    let outcomes = driver.apply(&[Change::Add(ours)]).await.expect("add");
+    assert_eq!(outcomes, vec![Ok(())]);
+    wait_for_kernel(&router, ZEBRA_STATIC, &[ours]).await;
+    frr.vtysh(&[
+        "-c",
+        "configure terminal",
+        "-c",
+        "ip route 10.77.0.0/24 Null0",
+    ])
+    .expect("a blackhole");
+
+    let moved = route("11.11.1.0/24", "192.168.3.4");
+    let beside_the_blackhole = route("10.77.0.0/24", "192.168.3.4");
+    let outcomes = driver
+        .apply(&[
+            Change::Replace {
+                route: moved,
+                old_via: ours.via,
+            },
+            Change::Add(beside_the_blackhole),
+        ])
+        .await
+        .expect("the batch ran");
+
+    for (outcome, dst) in outcomes.iter().zip([moved.dst, beside_the_blackhole.dst]) {
+        assert!(
+            matches!(outcome, Err(ChangeError::Refused { dst: refused, message })
+                if *refused == dst && message.contains("blackhole")),
+            "{outcomes:?}"
+        );
+    }
+    let config = frr.static_route_lines().expect("config");
+    assert!(
+        config.contains(&"ip route 11.11.1.0/24 192.168.3.3 tag 1111".to_owned())
+            && !config.iter().any(|line| line.contains("192.168.3.4")),
+        "{config:?}"
+    );
+    // Zebra would take a removal a moment after vtysh returned.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held: Vec<_> = kernel_routes(&router, ZEBRA_STATIC)
+        .into_iter()
+        .filter(|(dst, _)| *dst == ours.dst)
+        .collect();
+    assert_eq!(held, vec![(ours.dst, Some(ours.via))]);
+}
+
+/// The kernel refuses a gateway on no connected network. The new next hop
+/// goes in before the old one is deleted, and `ip -batch` stops at the
+/// refusal: the route keeps its old next hop.
+#[tokio::test]
+async fn linux_replace_onto_a_next_hop_the_kernel_refuses_keeps_the_old_route() {
+    let router = SshRouter::start_linux().expect("Linux behind sshd");
+    let mut driver = connect(&router, VendorName::Linux).await;
+    let ours = route("11.11.1.0/24", "192.168.3.3");
+    driver.apply(&[Change::Add(ours)]).await.expect("add");
+    let unreachable = route("11.11.1.0/24", "10.99.0.1");
+
+    let outcomes = driver
+        .apply(&[Change::Replace {
+            route: unreachable,
+            old_via: ours.via,
+        }])
+        .await
+        .expect("the batch ran");
+
+    assert!(
+        matches!(&outcomes[..], [Err(ChangeError::Refused { dst, message })]
+            if *dst == ours.dst && message.contains("invalid gateway")),
+        "{outcomes:?}"
+    );
+    wait_for_kernel(&router, "203", &[ours]).await;
+}
+
+/// The kernel lets a route sit beside ours with the same destination and
+/// metric (`ip route prepend`), ahead of it; `ip route replace` would take
+/// that one. A replace of ours leaves it as it was.
+#[tokio::test]
+async fn linux_replace_leaves_a_foreign_route_beside_ours_alone() {
+    let router = SshRouter::start_linux().expect("Linux behind sshd");
+    let mut driver = connect(&router, VendorName::Linux).await;
+    let ours = route("11.11.1.0/24", "192.168.3.3");
+    driver.apply(&[Change::Add(ours)]).await.expect("add");
+    router.ip("route prepend 11.11.1.0/24 via 192.168.3.9");
+    let moved = route("11.11.1.0/24", "192.168.3.4");
+
+    let outcomes = driver
+        .apply(&[Change::Replace {
+            route: moved,
+            old_via: ours.via,
+        }])
+        .await
+        .expect("the batch ran");
+
+    assert_eq!(outcomes, vec![Ok(())]);
+    wait_for_kernel(&router, "203", &[moved]).await;
+    assert_eq!(
+        kernel_routes(&router, "boot"),
+        vec![(moved.dst, Some("192.168.3.9".parse().expect("address")))]
+    );
+}
+
 #[tokio::test]
 async fn sshd_stopped_fails_the_call_and_the_driver_reconnects_when_it_is_back() {
     let mut router = SshRouter::start_frr().expect("FRR behind sshd");

@@ -104,6 +104,15 @@ pub trait Vendor: Send + Sync {
     /// The lines of one change.
     fn render(&self, change: &Change, ownership: &Ownership) -> Vec<String>;
 
+    /// Batch vendors whose CLI carries on after a failed line: the lines of
+    /// a change that may run only once its [`Vendor::render`] lines were
+    /// taken (the removal of a replaced next hop), sent in an exec of their
+    /// own after the batch. A refused new next hop then leaves the old one.
+    fn render_once_taken(&self, change: &Change, ownership: &Ownership) -> Vec<String> {
+        let _ = (change, ownership);
+        Vec::new()
+    }
+
     /// Lines after the last change that make it take effect (commit, or
     /// leave configuration where every line is live at once).
     fn finish(&self, options: &ApplyOptions) -> Vec<String>;
@@ -151,14 +160,14 @@ pub trait Vendor: Send + Sync {
         String::new()
     }
 
-    /// Batch vendors: which lines failed, from the batch command's output.
-    /// `Err` when the output cannot be read at all.
+    /// Batch vendors: which of `lines` failed, from the batch command's
+    /// output. `Err` when the output cannot be read at all.
     fn batch_report(
         &self,
         stdout: &str,
         stderr: &str,
         status: Option<u32>,
-        lines: usize,
+        lines: &[String],
     ) -> Result<BatchReport, String> {
         let _ = (stdout, stderr, status, lines);
         Ok(BatchReport::default())

@@ -1,20 +1,20 @@
 //! Listing and applying through a vendor's CLI, the same for every vendor:
 //! the lines come from the [`Vendor`], every error is mapped back to the
 //! change whose line caused it, and the changes after a stop are reported
-//! as not attempted. `prompted` drives a terminal line by line; batch CLIs
-//! take the whole script on one exec here.
+//! as not attempted. `prompted` drives a terminal line by line; `exec`
+//! hands a batch CLI the whole script on one exec.
 //!
 //! The fence is checked before every line typed and before every exec: once
 //! the leadership term has ended nothing more is sent (but the vendor's way
 //! of abandoning a batch), and the changes not sent are reported as fenced.
 
+mod exec;
 mod prompted;
 
 use super::SshRouter;
 use super::session::{Connection, SshTarget};
 use super::terminal::Terminal;
 use super::vendor::{ApplyOptions, BatchReport, Dialogue, Vendor};
-use crate::fence::all_fenced;
 use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence, ForeignRoute, RouterRoutes};
 
 /// The lines of a batch, each with the change it belongs to (`None` for
@@ -31,11 +31,11 @@ struct Script {
 }
 
 impl Script {
+    /// The vendor's lines around `rendered`: each change's index and lines.
     fn new(
         vendor: &dyn Vendor,
-        router: &SshRouter,
-        changes: &[Change],
         options: &ApplyOptions,
+        rendered: impl IntoIterator<Item = (usize, Vec<String>)>,
     ) -> Self {
         let mut script = Script {
             lines: Vec::new(),
@@ -44,14 +44,19 @@ impl Script {
             committed_at: 0,
         };
         script.push(vendor.begin(options), None);
-        for (index, change) in changes.iter().enumerate() {
-            script.push(vendor.render(change, &router.ownership), Some(index));
+        for (index, lines) in rendered {
+            script.push(lines, Some(index));
         }
         script.finish_at = script.lines.len();
         script.push(vendor.finish(options), None);
         script.committed_at = script.lines.len();
         script.push(vendor.after_commit(options), None);
         script
+    }
+
+    /// Whether any line belongs to a change.
+    fn changes_anything(&self) -> bool {
+        self.owners.iter().any(Option::is_some)
     }
 
     fn push(&mut self, lines: Vec<String>, owner: Option<usize>) {
@@ -135,9 +140,23 @@ pub(super) async fn apply(
         commit_confirm: router.commit_confirm,
         session_name,
     };
-    let script = Script::new(vendor, router, changes, &options);
+    let rendered = changes
+        .iter()
+        .map(|change| vendor.render(change, &router.ownership))
+        .enumerate();
+    let script = Script::new(vendor, &options, rendered);
     match vendor.dialogue() {
-        Dialogue::Batch => apply_batch(connection, target, router, changes, &script, fence).await,
+        Dialogue::Batch => {
+            let run = exec::Run {
+                connection,
+                target,
+                router,
+                options: &options,
+                changes,
+                fence,
+            };
+            run.apply(&script).await
+        }
         Dialogue::Prompted => {
             let run = prompted::Run {
                 target,
@@ -150,48 +169,6 @@ pub(super) async fn apply(
             run.apply(connection).await
         }
     }
-}
-
-async fn apply_batch(
-    connection: &Connection,
-    target: &SshTarget,
-    router: &SshRouter,
-    changes: &[Change],
-    script: &Script,
-    fence: &Fence,
-) -> Result<Vec<ChangeOutcome>, DriverError> {
-    let vendor = router.vendor.profile();
-    if fence.is_raised() {
-        return Ok(all_fenced(changes));
-    }
-    let mut stdin = script.lines.join("\n");
-    stdin.push('\n');
-    let command = vendor.batch_command(router.cli());
-    let run = connection.exec(target, &command, &stdin).await?;
-    let report = vendor
-        .batch_report(&run.stdout, &run.stderr, run.status, script.lines.len())
-        .map_err(|message| output_error(target, "applying a batch", message))?;
-    let outcomes = outcomes_of(target, changes, script, &report)?;
-    let all_taken = outcomes.iter().all(Result::is_ok);
-    // A save is one more write: a deposed leader leaves it to the next one.
-    if router.save_config
-        && all_taken
-        && !fence.is_raised()
-        && let Some(save) = vendor.save_command(router.cli())
-    {
-        let saved = connection.exec(target, &save, "").await?;
-        if saved.status != Some(0) {
-            // The routes are in place; only the startup config lags, and
-            // the next batch saves again.
-            tracing::warn!(
-                router = %target.router,
-                command = %save,
-                output = %last_lines(&saved.stderr, &saved.stdout),
-                "saving the configuration failed"
-            );
-        }
-    }
-    Ok(outcomes)
 }
 
 /// Whether a foreign route holds what `change` would write: any route to

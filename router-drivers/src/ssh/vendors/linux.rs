@@ -114,13 +114,20 @@ impl Vendor for Linux {
         let protocol = ownership.netlink_protocol;
         match *change {
             Change::Add(route) => vec![route_command("add", route.dst, route.via, protocol)],
-            // Not `ip route replace`: it matches a route by destination and
-            // metric whatever its protocol, so it could overwrite a foreign
-            // route. A delete names our protocol and an add never replaces;
-            // the gap between the two lines of one batch is microseconds.
+            // The new next hop goes in beside the old one, and the old one
+            // is deleted only then: `ip -batch` stops at a refused append,
+            // so a next hop the kernel refuses leaves the route as it was.
+            // Not `ip route replace` (nor `change`): the kernel keys a route
+            // by table, destination, TOS and metric, not by protocol, and
+            // replaces the first route with that key, which is someone
+            // else's when they added one beside ours (`ip route prepend`).
+            // An append adds a route of its own after any with the same key
+            // (IPv6: a next hop of the same multipath route), and the delete
+            // names our protocol and the old gateway: neither can touch a
+            // foreign route.
             Change::Replace { route, old_via } => vec![
+                route_command("append", route.dst, route.via, protocol),
                 route_command("del", route.dst, old_via, protocol),
-                route_command("add", route.dst, route.via, protocol),
             ],
             Change::Remove(route) => vec![route_command("del", route.dst, route.via, protocol)],
         }
@@ -144,8 +151,9 @@ impl Vendor for Linux {
         _stdout: &str,
         stderr: &str,
         status: Option<u32>,
-        lines: usize,
+        lines: &[String],
     ) -> Result<BatchReport, String> {
+        let lines = lines.len();
         let Some(found) = FAILED_LINE.captures(stderr) else {
             if status == Some(0) {
                 return Ok(BatchReport::default());
