@@ -2,7 +2,8 @@
 //!
 //! One session layer serves every vendor: `session` connects (host key
 //! checked against known_hosts before anything is sent, public-key login,
-//! keepalive, timeouts), `terminal` drives an interactive CLI line by line,
+//! keepalive, timeouts), `terminal` drives an interactive CLI line by line
+//! (`screen` turns what it writes into text, as it arrives),
 //! and `batch` turns a batch of changes into the vendor's lines, runs them
 //! and maps every error back to its change. What differs between vendors
 //! is data plus small parsers, one file each under `vendors/`, behind the
@@ -11,6 +12,7 @@
 mod batch;
 mod host_keys;
 mod redact;
+mod screen;
 mod session;
 mod terminal;
 mod vendor;

@@ -4,7 +4,6 @@
 //! how their CLIs are driven; one line is answered before the next is sent,
 //! so an error is seen on the line that caused it.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use regex::Regex;
@@ -12,14 +11,9 @@ use russh::client::Msg;
 use russh::{Channel, ChannelMsg};
 
 use super::redact::redact;
+use super::screen::Screen;
 use super::session::SshTarget;
 use crate::DriverError;
-
-/// Colour, cursor and title sequences some CLIs write even to a vt100.
-static ESCAPES: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-Za-z]|[=>78])")
-        .expect("the escape pattern is a valid regex")
-});
 
 /// The most a single answer may hold before the router is considered to
 /// be looping.
@@ -28,8 +22,8 @@ const MAX_ANSWER: usize = 64 << 20;
 pub struct Terminal {
     channel: Channel<Msg>,
     target: SshTarget,
-    /// Output received and not yet returned.
-    pending: Vec<u8>,
+    /// Output received and not yet returned, cleaned as it came.
+    screen: Screen,
 }
 
 impl Terminal {
@@ -37,7 +31,7 @@ impl Terminal {
         Terminal {
             channel,
             target,
-            pending: Vec::new(),
+            screen: Screen::default(),
         }
     }
 
@@ -48,7 +42,7 @@ impl Terminal {
         match tokio::time::timeout(timeout, self.read_until(prompt)).await {
             Ok(answer) => answer,
             Err(_) => {
-                let seen = clean(&String::from_utf8_lossy(&self.pending));
+                let seen = self.screen.seen();
                 let tail: String = seen
                     .lines()
                     .rev()
@@ -71,13 +65,13 @@ impl Terminal {
 
     async fn read_until(&mut self, prompt: &Regex) -> Result<String, DriverError> {
         loop {
-            if let Some(answer) = self.take_answer(prompt) {
+            if let Some(answer) = self.screen.take_answer(prompt) {
                 return Ok(answer);
             }
             match self.channel.wait().await {
                 Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
-                    self.pending.extend_from_slice(&data);
-                    if self.pending.len() > MAX_ANSWER {
+                    self.screen.push(&data);
+                    if self.screen.received() > MAX_ANSWER {
                         return Err(self.error(
                             "reading the CLI's answer",
                             format!("more than {MAX_ANSWER} bytes without a prompt"),
@@ -85,7 +79,7 @@ impl Terminal {
                     }
                 }
                 Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
-                    let seen = clean(&String::from_utf8_lossy(&self.pending));
+                    let seen = self.screen.seen();
                     return Err(self.error(
                         "reading the CLI's answer",
                         format!(
@@ -97,21 +91,6 @@ impl Terminal {
                 Some(_) => {}
             }
         }
-    }
-
-    /// The answer, if the output so far ends in a prompt.
-    fn take_answer(&mut self, prompt: &Regex) -> Option<String> {
-        let text = clean(&String::from_utf8_lossy(&self.pending));
-        let (before, last_line) = match text.rfind('\n') {
-            Some(at) => (&text[..at], &text[at + 1..]),
-            None => ("", text.as_str()),
-        };
-        if !prompt.is_match(last_line) {
-            return None;
-        }
-        let answer = before.to_owned();
-        self.pending.clear();
-        Some(answer)
     }
 
     /// Drops whatever the CLI sends until it has been quiet for `quiet`
@@ -133,7 +112,7 @@ impl Terminal {
             }
         })
         .await;
-        self.pending.clear();
+        self.screen.clear();
         drained.unwrap_or_else(|_| {
             Err(self.error(
                 "waiting for the CLI to settle",
@@ -150,12 +129,12 @@ impl Terminal {
             .data_bytes(format!("{line}\n").into_bytes())
             .await
             .map_err(|err| self.error("sending a line", err.to_string()))?;
-        let answer = self.read_to_prompt(prompt).await?;
-        let answer = without_echo(&answer, line);
+        let mut answer = self.read_to_prompt(prompt).await?;
+        drop_echo(&mut answer, line);
         if !answer.trim().is_empty() {
             tracing::debug!(router = %self.target.router, answer = %redact(answer.trim()), "cli");
         }
-        Ok(answer.to_owned())
+        Ok(answer)
     }
 
     /// Ends the terminal. Closing the channel ends the CLI session on every
@@ -179,44 +158,23 @@ impl Terminal {
     }
 }
 
-/// Terminal output as text: no escape sequences, no carriage returns, no
-/// backspaced characters.
-fn clean(raw: &str) -> String {
-    let text = ESCAPES.replace_all(raw, "");
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\r' | '\0' | '\x07' => {}
-            '\x08' => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The answer without the terminal's echo of the line sent.
-fn without_echo<'a>(answer: &'a str, line: &str) -> &'a str {
+fn drop_echo(answer: &mut String, line: &str) {
     let (first, rest) = answer.split_once('\n').unwrap_or((answer, ""));
     if first.trim_end().ends_with(line.trim()) {
-        rest
-    } else {
-        answer
+        let echo = answer.len() - rest.len();
+        answer.drain(..echo);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{clean, without_echo};
+    use super::drop_echo;
 
-    #[test]
-    fn escapes_and_carriage_returns_are_removed() {
-        assert_eq!(
-            clean("\x1b[9999B\x1b[1;32mrouter\x1b[0m# show\r\n"),
-            "router# show\n"
-        );
-        assert_eq!(clean("ab\x08c"), "ac");
+    fn without_echo(answer: &str, line: &str) -> String {
+        let mut answer = answer.to_owned();
+        drop_echo(&mut answer, line);
+        answer
     }
 
     #[test]
@@ -229,5 +187,6 @@ mod tests {
             without_echo("% Invalid input\n", "ip route x"),
             "% Invalid input\n"
         );
+        assert_eq!(without_echo("ip route x", "ip route x"), "");
     }
 }

@@ -114,7 +114,13 @@ pub(super) async fn list(
                         format!("{command:?} was refused: {error}"),
                     ));
                 }
-                output.push_str(&answer);
+                // A running config can be tens of MiB: the first answer
+                // becomes the output rather than being copied into it.
+                if output.is_empty() {
+                    output = answer;
+                } else {
+                    output.push_str(&answer);
+                }
                 output.push('\n');
             }
             terminal.close().await;
