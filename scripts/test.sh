@@ -11,6 +11,10 @@ bash scripts/setup.sh
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked --no-fail-fast -- --test-threads "${TEST_THREADS:-4}"
 
+# The container image, from the release binary; its binary is run from
+# inside the mounted image (running containers is not possible everywhere).
+bash scripts/build-image.sh
+
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # The Kubernetes benchmark runs the release controller binary itself.
   cargo build --release --locked -p nativeroute --bin nativeroute
