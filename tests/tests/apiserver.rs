@@ -792,3 +792,33 @@ async fn a_filtered_watch_sees_a_node_leaving_its_selection_as_deleted() {
     assert!(server.delete_node("n1"));
     assert!(matches!(next(&mut stream).await, WatchEvent::Deleted(n) if n.name_any() == "n1"));
 }
+
+#[tokio::test]
+async fn a_held_watch_sends_nothing_until_released_and_then_every_change_at_once() {
+    let (server, nodes) = server().await;
+    server.put_node(node("kept", &[])).expect("stored");
+    let from = server.resource_version().to_string();
+    let mut stream = nodes
+        .watch(&WatchParams::default(), &from)
+        .await
+        .expect("watching")
+        .boxed();
+    wait_for_open_watch(&server).await;
+    server.faults().hold_watches();
+    assert!(server.delete_node("kept"));
+    server.put_node(node("kept", &[])).expect("stored again");
+    let early = tokio::time::timeout(Duration::from_millis(300), stream.try_next()).await;
+    assert!(early.is_err(), "a held watch sent {early:?}");
+
+    server.faults().release_watches();
+    let first = tokio::time::timeout(WAIT, stream.try_next())
+        .await
+        .expect("in time")
+        .expect("no error");
+    assert!(matches!(first, Some(WatchEvent::Deleted(_))), "{first:?}");
+    // Written with the first: already there, no waiting.
+    let second = futures::FutureExt::now_or_never(stream.try_next())
+        .expect("the second change came in the same write")
+        .expect("no error");
+    assert!(matches!(second, Some(WatchEvent::Added(_))), "{second:?}");
+}

@@ -681,7 +681,10 @@ async fn two_replicas_on_one_host_with_no_identity_given_never_both_lead() {
     }
     assert_eq!(leading.len(), 1, "exactly one replica leads: {leading:#?}");
     let identity = holder().expect("a holder");
-    assert!(!identity.ends_with("_1"), "the identity {identity} is pid 1's");
+    assert!(
+        !identity.ends_with("_1"),
+        "the identity {identity} is pid 1's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -734,5 +737,51 @@ async fn lease_timing_flags_are_checked_against_each_other_and_used() {
         },
     )
     .await;
+    controller.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_deleted_and_registered_again_within_one_watch_burst_is_written_afresh() {
+    let Converged {
+        lab,
+        mut controller,
+        ..
+    } = KubeLab::converged(KubeConfig::default()).await;
+    let shows_everything = |name: &str| {
+        let node = lab.node(name);
+        let subnet = annotation(&node, "nativeroute.io/subnet");
+        let pod_cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
+        subnet.is_some()
+            && subnet == pod_cidr
+            && annotation(&node, "nativeroute.io/status").as_deref() == Some("rtr=programmed")
+            && lab
+                .condition(name, "NetworkUnavailable")
+                .is_some_and(|c| c.status == "False")
+    };
+    wait_until(
+        "node2 shows its subnet, status and condition",
+        Duration::from_secs(10),
+        async || shows_everything("node2"),
+    )
+    .await;
+    let old_uid = lab.node("node2").metadata.uid;
+
+    // `kubectl delete node node2`, and its kubelet registers it again: the
+    // controller's watch delivers DELETED and ADDED in one read.
+    let faults = lab.api.faults();
+    faults.hold_watches();
+    assert!(lab.api.delete_node("node2"));
+    lab.put(KubeLab::kubelet_node("node2", ip("192.168.3.3")));
+    assert_ne!(lab.node("node2").metadata.uid, old_uid, "a new Node object");
+    faults.release_watches();
+
+    wait_until(
+        "the new node2 shows its subnet, pod CIDR, status and condition",
+        Duration::from_secs(10),
+        async || shows_everything("node2"),
+    )
+    .await;
+    let subnet = lab.subnet_of("node2").expect("a subnet");
+    assert_eq!(lab.routes().get(&subnet), Some(&ip("192.168.3.3")));
     controller.assert_running();
 }

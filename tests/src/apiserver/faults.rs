@@ -1,5 +1,5 @@
-//! Fault injection: failed answers, latency, dropped watches, a server that
-//! goes away and comes back, a watch history that is compacted.
+//! Fault injection: failed answers, latency, dropped and held watches, a
+//! server that goes away and comes back, a watch history that is compacted.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,6 +83,8 @@ pub(crate) struct FaultState {
     latency_micros: AtomicU64,
     /// Bumped to end every open watch.
     watch_generation: watch::Sender<u64>,
+    /// True while watches send nothing (their changes wait).
+    watch_hold: watch::Sender<bool>,
     pub open_watches: AtomicUsize,
 }
 
@@ -92,6 +94,7 @@ impl Default for FaultState {
             failures: Mutex::new(Vec::new()),
             latency_micros: AtomicU64::new(0),
             watch_generation: watch::channel(0).0,
+            watch_hold: watch::channel(false).0,
             open_watches: AtomicUsize::new(0),
         }
     }
@@ -123,6 +126,10 @@ impl FaultState {
 
     pub fn watch_drops(&self) -> watch::Receiver<u64> {
         self.watch_generation.subscribe()
+    }
+
+    pub fn watch_holds(&self) -> watch::Receiver<bool> {
+        self.watch_hold.subscribe()
     }
 }
 
@@ -165,6 +172,18 @@ impl Faults {
     /// balancer timeout would; clients resume from their last version.
     pub fn drop_watches(&self) {
         self.state().watch_generation.send_modify(|g| *g += 1);
+    }
+
+    /// Makes every open and new watch hold its changes back, as a busy
+    /// API server or a congested link does, until [`Faults::release_watches`].
+    pub fn hold_watches(&self) {
+        self.state().watch_hold.send_replace(true);
+    }
+
+    /// Sends what the watches held back, each watch's changes in one write,
+    /// so that a client reads them all at once.
+    pub fn release_watches(&self) {
+        self.state().watch_hold.send_replace(false);
     }
 
     /// How many watch streams are open.

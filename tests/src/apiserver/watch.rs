@@ -59,6 +59,7 @@ struct Session {
     /// None once the stream is to end after the backlog.
     live: Option<broadcast::Receiver<Arc<Change>>>,
     drops: watch::Receiver<u64>,
+    holds: watch::Receiver<bool>,
     deadline: Instant,
     bookmarks: Option<Interval>,
     /// Live changes at or before this version are not for this watch (one
@@ -108,6 +109,7 @@ pub(crate) fn start(
     let requested = param("resourceVersion").unwrap_or("").to_string();
     // Subscribe to drops first: a drop from now on ends this watch.
     let drops = shared.faults.watch_drops();
+    let holds = shared.faults.watch_holds();
     shared.faults.open_watches.fetch_add(1, Ordering::SeqCst);
     let mut session = Session {
         shared: shared.clone(),
@@ -117,6 +119,7 @@ pub(crate) fn start(
         backlog: VecDeque::new(),
         live: None,
         drops,
+        holds,
         deadline: Instant::now() + timeout,
         bookmarks: None,
         after: match start {
@@ -197,17 +200,22 @@ impl Session {
                 biased;
                 _ = self.drops.changed() => Wake::End,
                 _ = tokio::time::sleep_until(self.deadline) => Wake::End,
-                received = live.recv() => match received {
+                // Held, or about to be: changes wait in the channel
+                // (bookmarks too) until released.
+                changed = self.holds.changed() => {
+                    if changed.is_err() { Wake::End } else { continue }
+                }
+                received = live.recv(), if !*self.holds.borrow() => match received {
                     Ok(change) => Wake::Change(change),
                     // Lagged past the buffer, or the store is gone.
                     Err(_) => Wake::End,
                 },
-                _ = tick(&mut self.bookmarks) => Wake::Bookmark,
+                _ = tick(&mut self.bookmarks), if !*self.holds.borrow() => Wake::Bookmark,
             };
             match woken {
                 Wake::End => return None,
                 Wake::Change(change) => {
-                    if let Some(bytes) = self.render(&change) {
+                    if let Some(bytes) = self.render_with_waiting(&change) {
                         return Some(bytes);
                     }
                 }
@@ -222,6 +230,22 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// `change` and every change already waiting behind it, in one chunk:
+    /// what a server that fell behind (or was held) writes at once.
+    fn render_with_waiting(&mut self, change: &Change) -> Option<Bytes> {
+        let mut chunk: Vec<u8> = self.render(change).map(Vec::from).unwrap_or_default();
+        while let Some(live) = self.live.as_mut() {
+            match live.try_recv() {
+                Ok(next) => chunk.extend(self.render(&next).iter().flatten()),
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                // Lagged past the buffer, or the store is gone: this chunk
+                // is the last.
+                Err(_) => self.live = None,
+            }
+        }
+        (!chunk.is_empty()).then(|| Bytes::from(chunk))
     }
 
     /// The watch event this change is for this watcher, if any.

@@ -140,6 +140,8 @@ impl KubernetesSource {
                 for gone in self.nodes.keys().filter(|name| !listed.contains_key(*name)) {
                     self.writer.forget(gone);
                     self.directory.remove(gone);
+                    // A Node of that name that comes back needs its wishes again.
+                    self.recorded = None;
                 }
                 tracing::info!(nodes = listed.len(), "node list complete");
                 self.nodes = listed;
@@ -161,6 +163,11 @@ impl KubernetesSource {
                 let name = object.metadata.name.unwrap_or_default();
                 self.writer.forget(&name);
                 self.directory.remove(&name);
+                // The writer forgot the subnets wanted on it. A Node
+                // registered again under the name in the same burst leaves
+                // the ledger as it was (same names, same subnets), so the
+                // next record must not be skipped as "handed over already".
+                self.recorded = None;
                 self.nodes.remove(&name).is_some()
             }
             Err(err) => {

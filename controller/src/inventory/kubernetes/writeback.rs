@@ -60,6 +60,8 @@ struct Seen {
     /// The resourceVersion it was seen at, when it is a number (as every
     /// etcd-backed API server's is; otherwise newest-arrived wins).
     version: Option<u64>,
+    /// Which Node object of that name it was.
+    uid: String,
 }
 
 impl Seen {
@@ -74,8 +76,27 @@ impl Seen {
                 .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())),
             last_transition: node.condition.as_ref().and_then(|c| c.last_transition),
             version: node.resource_version.parse().ok(),
+            uid: node.uid.clone(),
         }
     }
+}
+
+/// How long what was wanted on a deleted Node is kept for a Node that
+/// registers again under its name. Far longer than it takes the status
+/// task to see the node gone (after which it writes afresh anyway).
+const DEPARTED_KEEP: Duration = Duration::from_secs(600);
+
+/// The status wanted on a Node that was deleted. A Node registered again
+/// under that name (a kubelet after `kubectl delete node`, often within one
+/// watch burst) is a new object that shows none of it, while the status
+/// task knows nodes by name and sees nothing new to write.
+#[derive(Debug)]
+struct Departed {
+    uid: String,
+    /// Status and condition only: the subnets of a returning name are for
+    /// the reconciler to hand over again, since it may have released them.
+    want: Want,
+    at: Instant,
 }
 
 #[derive(Default)]
@@ -90,6 +111,8 @@ struct Ledger {
     failures_in_a_row: u32,
     /// No write starts before this (the API server keeps failing).
     paused_until: Option<Instant>,
+    /// Deleted Nodes, by name, with what was wanted on them.
+    departed: HashMap<String, Departed>,
 }
 
 impl Ledger {
@@ -98,6 +121,10 @@ impl Ledger {
         // Only nodes the watch has shown are written: a patch to a missing
         // Node is a 404, and a Node not seen yet may be about to appear.
         let Some(seen) = self.seen.get(name) else {
+            if let Some(departed) = self.departed.get_mut(name) {
+                change(&mut departed.want);
+                departed.want.subnets = None;
+            }
             return false;
         };
         let want = self.want.entry(name.to_owned()).or_default();
@@ -122,6 +149,49 @@ impl Ledger {
             return;
         }
         self.seen.insert(node.name.clone(), seen);
+    }
+
+    /// The Node was deleted: nothing more is written on it, and its status
+    /// is kept for a Node that comes back under its name.
+    fn forget(&mut self, name: &str) {
+        let want = self.want.remove(name);
+        let seen = self.seen.remove(name);
+        self.dirty.remove(name);
+        self.retry.remove(name);
+        let now = Instant::now();
+        self.departed
+            .retain(|_, departed| now.duration_since(departed.at) < DEPARTED_KEEP);
+        if let (Some(want), Some(seen)) = (want, seen) {
+            let want = Want {
+                subnets: None,
+                ..want
+            };
+            if want != Want::default() {
+                let departed = Departed {
+                    uid: seen.uid,
+                    want,
+                    at: now,
+                };
+                self.departed.insert(name.to_owned(), departed);
+            }
+        }
+    }
+
+    /// A Node appears under the name of one deleted before: it is another
+    /// object (its uid differs), and is to show what the name should.
+    fn welcome_back(&mut self, node: &ObservedNode) {
+        if self.seen.contains_key(&node.name) {
+            return;
+        }
+        let Some(departed) = self.departed.remove(&node.name) else {
+            return;
+        };
+        if departed.uid == node.uid {
+            return;
+        }
+        let want = self.want.entry(node.name.clone()).or_default();
+        want.status = want.status.take().or(departed.want.status);
+        want.condition = want.condition.take().or(departed.want.condition);
     }
 }
 
@@ -234,6 +304,7 @@ impl NodeWriter {
     /// The node as the latest watch event shows it.
     pub fn observe(&self, node: &ObservedNode) {
         let mut ledger = self.ledger();
+        ledger.welcome_back(node);
         ledger.see(node);
         let differs = match (ledger.want.get(&node.name), ledger.seen.get(&node.name)) {
             (Some(want), Some(seen)) => {
@@ -247,13 +318,10 @@ impl NodeWriter {
         }
     }
 
-    /// The node was deleted: nothing more to write on it.
+    /// The node was deleted: nothing more to write on it (until a Node of
+    /// that name appears again).
     pub fn forget(&self, name: &str) {
-        let mut ledger = self.ledger();
-        ledger.want.remove(name);
-        ledger.seen.remove(name);
-        ledger.dirty.remove(name);
-        ledger.retry.remove(name);
+        self.ledger().forget(name);
     }
 
     /// The subnets nativeroute is writing (or wrote) on a node.
@@ -397,8 +465,10 @@ impl NodeWriter {
                     ledger.dirty.insert(name.to_owned());
                 }
             }
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                // Deleted meanwhile; the watch will say so.
+            Err(kube::Error::Api(status))
+                if status.code == 404 && !ledger.seen.contains_key(name) =>
+            {
+                // Deleted meanwhile, and the watch said so.
                 ledger.want.remove(name);
                 ledger.retry.remove(name);
             }
@@ -575,6 +645,7 @@ mod tests {
             condition: Some(("False".into(), "RouteCreated".into(), "m".into())),
             last_transition: None,
             version: None,
+            ..Seen::default()
         };
         assert_eq!(
             patches_for(&want, &seen, Timestamp::now()),
@@ -610,5 +681,60 @@ mod tests {
             patch["status"]["conditions"][0]["type"],
             json!("NetworkUnavailable")
         );
+    }
+
+    fn node_object(uid: &str, version: &str) -> ObservedNode {
+        ObservedNode {
+            name: "node2".into(),
+            uid: uid.into(),
+            resource_version: version.into(),
+            created: None,
+            addresses: Vec::new(),
+            annotations: Default::default(),
+            pod_cidrs: Vec::new(),
+            condition: None,
+            problems: Vec::new(),
+            selected: true,
+        }
+    }
+
+    fn programmed() -> NetworkCondition {
+        NetworkCondition {
+            unavailable: false,
+            reason: "RouteCreated",
+            message: "m".into(),
+            replaces_only: None,
+        }
+    }
+
+    #[test]
+    fn a_node_registered_again_under_its_name_is_written_its_status_but_not_its_old_subnets() {
+        let writer = NodeWriter::new();
+        writer.observe(&node_object("uid-old", "10"));
+        writer.want_subnets([("node2", &["11.11.2.0/24".parse().expect("net")][..])]);
+        writer.set_status("node2", "rtr=programmed".into(), Some(programmed()));
+        writer.forget("node2");
+        // The status task writes by name: what it asks while the name is
+        // gone is what the next Node of that name should show.
+        writer.set_status("node2", "rtr=pending".into(), None);
+        assert!(writer.ledger().dirty.is_empty());
+
+        writer.observe(&node_object("uid-new", "12"));
+        let ledger = writer.ledger();
+        assert!(ledger.dirty.contains("node2"), "the new Node needs writing");
+        let want = &ledger.want["node2"];
+        assert_eq!(want.status.as_deref(), Some("rtr=pending"));
+        assert_eq!(want.condition, Some(programmed()));
+        assert_eq!(want.subnets, None, "subnets come from the reconciler again");
+    }
+
+    #[test]
+    fn the_same_node_object_seen_again_after_a_delete_gets_nothing_back() {
+        let writer = NodeWriter::new();
+        writer.observe(&node_object("uid-1", "10"));
+        writer.set_status("node2", "rtr=programmed".into(), None);
+        writer.forget("node2");
+        writer.observe(&node_object("uid-1", "10"));
+        assert!(!writer.ledger().want.contains_key("node2"));
     }
 }
