@@ -43,20 +43,13 @@ impl Terminal {
             Ok(answer) => answer,
             Err(_) => {
                 let seen = self.screen.seen();
-                let tail: String = seen
-                    .lines()
-                    .rev()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join(" | ");
+                let mut tail: Vec<_> = seen.lines().rev().take(3).map(redact).collect();
+                tail.reverse();
                 Err(self.error(
                     "waiting for the CLI prompt",
                     format!(
                         "no prompt within {timeout:?}; last output: {:?}",
-                        redact(&tail)
+                        tail.join(" | ")
                     ),
                 ))
             }

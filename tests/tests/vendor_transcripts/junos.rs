@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use nativeroute_router_drivers::{DriverError, RouterDriver};
 use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
@@ -270,4 +271,37 @@ async fn junos_term_ending_before_the_confirmation_leaves_the_commit_to_roll_bac
     let outcomes = lab.apply_batch_fenced(&fence).await;
 
     assert_eq!(outcomes, all_fenced());
+}
+
+/// Junos explains a refusal over several lines, and the error quotes them
+/// all: credentials among them are masked before the error reaches a log
+/// or an Event.
+#[tokio::test]
+async fn junos_refused_list_is_reported_with_credentials_masked() {
+    let mut steps = terminal();
+    steps.push(answered(
+        "show configuration routing-options | display inheritance | display set",
+        "set system root-authentication encrypted-password \"$6$rootsalt$roothash\"\r\n\
+         set snmp v3 usm local-engine user mon authentication-sha authentication-key \"$9$authkey\"\r\n\
+         error: the configuration could not be shown in full\r\n",
+        OPERATIONAL,
+    ));
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let error = driver.list().await.expect_err("the list was refused");
+
+    let message = error.to_string();
+    assert!(
+        matches!(error, DriverError::Output { .. }) && message.contains("could not be shown"),
+        "{message}"
+    );
+    assert!(
+        message.contains("encrypted-password <redacted>"),
+        "{message}"
+    );
+    for secret in ["$6$rootsalt$roothash", "$9$authkey"] {
+        assert!(!message.contains(secret), "{message}");
+    }
+    lab.assert_followed(driver).await;
 }

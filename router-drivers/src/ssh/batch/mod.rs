@@ -12,6 +12,7 @@ mod exec;
 mod prompted;
 
 use super::SshRouter;
+use super::redact::redact;
 use super::session::{Connection, SshTarget};
 use super::terminal::Terminal;
 use super::vendor::{ApplyOptions, BatchReport, Dialogue, Vendor};
@@ -106,7 +107,7 @@ pub(super) async fn list(
             let mut output = String::new();
             for command in &commands {
                 let answer = terminal.send(command, vendor.prompt()).await?;
-                if let Some(error) = vendor.error_in(&answer) {
+                if let Some(error) = refusal(vendor, &answer) {
                     terminal.close().await;
                     return Err(output_error(
                         target,
@@ -203,10 +204,7 @@ fn outcomes_of(
         match script.owners.get(error.line) {
             Some(Some(index)) => {
                 if outcomes[*index].is_ok() {
-                    outcomes[*index] = Err(ChangeError::Refused {
-                        dst: changes[*index].route().dst,
-                        message: error.message.clone(),
-                    });
+                    outcomes[*index] = Err(refused(changes[*index].route().dst, &error.message));
                 }
             }
             Some(None) => {
@@ -252,7 +250,7 @@ fn outcomes_of(
             {
                 outcomes[index] = Err(ChangeError::NotAttempted {
                     dst: changes[index].route().dst,
-                    reason: reason.clone(),
+                    reason: redact(&reason).into_owned(),
                 });
             }
         }
@@ -273,7 +271,7 @@ async fn open_terminal(
     }
     for line in vendor.terminal_setup() {
         let answer = terminal.send(&line, vendor.prompt()).await?;
-        if let Some(error) = vendor.error_in(&answer) {
+        if let Some(error) = refusal(vendor, &answer) {
             // Closed, not dropped: russh sends no close for a dropped
             // channel, and a shell left open per retry would use up the
             // router's vty lines.
@@ -288,11 +286,14 @@ async fn open_terminal(
     Ok(terminal)
 }
 
+/// An answer nativeroute cannot use. Its message often quotes the router
+/// (the end of a failed `show running-config`), so it is redacted here,
+/// before it reaches a log or an Event.
 fn output_error(target: &SshTarget, operation: &'static str, message: String) -> DriverError {
     DriverError::Output {
         router: target.router.clone(),
         operation,
-        message,
+        message: redact(&message).into_owned(),
     }
 }
 
@@ -303,13 +304,51 @@ fn describe_status(status: Option<u32>) -> String {
     )
 }
 
-/// The end of a command's output, for an error message.
+/// The end of a command's output, for an error message or a log, with
+/// credentials masked.
 fn last_lines(stderr: &str, stdout: &str) -> String {
     let text = if stderr.trim().is_empty() {
         stdout
     } else {
         stderr
     };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<_> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| redact(line.trim()))
+        .collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+/// The refusal in a terminal's `answer`, if any, with credentials masked
+/// line by line before the vendor joins its lines into one message.
+fn refusal(vendor: &dyn Vendor, answer: &str) -> Option<String> {
+    let raw = vendor.error_in(answer)?;
+    Some(
+        vendor
+            .error_in(&redact(answer))
+            .unwrap_or_else(|| redact(&raw).into_owned()),
+    )
+}
+
+/// What the router said against one change, with credentials masked.
+fn refused(dst: ipnet::IpNet, message: &str) -> ChangeError {
+    ChangeError::Refused {
+        dst,
+        message: redact(message).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn the_end_of_a_failed_command_is_quoted_with_credentials_masked() {
+        let stdout = "!\nline vty 0 4\n password 7 0822455D0A16\nend\n";
+        let quoted = last_lines("", stdout);
+        assert_eq!(quoted, "! | line vty 0 4 | password <redacted> | end");
+        let stderr = "% Error: flash full\nsnmp-server community s3cret RO\n";
+        assert!(!last_lines(stderr, stdout).contains("s3cret"));
+    }
 }

@@ -2,7 +2,8 @@
 //! prompt before the next is sent: an error stops the batch on the line
 //! that caused it, and the fence is looked at before every line.
 
-use super::{Script, open_terminal, output_error};
+use super::{Script, open_terminal, output_error, refusal, refused};
+use crate::ssh::redact::redact;
 use crate::ssh::session::{Connection, SshTarget};
 use crate::ssh::terminal::Terminal;
 use crate::ssh::vendor::{ApplyOptions, Vendor};
@@ -54,7 +55,7 @@ impl Run<'_> {
                 return Ok(Stop::Fenced { at });
             }
             let answer = terminal.send(line, self.vendor.prompt()).await?;
-            let Some(error) = self.vendor.error_in(&answer) else {
+            let Some(error) = refusal(self.vendor, &answer) else {
                 continue;
             };
             if at >= self.script.committed_at {
@@ -79,10 +80,7 @@ impl Run<'_> {
             let message = format!("the router refused {line:?}: {error}");
             if self.vendor.transactional() {
                 // Nothing was committed: every change failed with it.
-                return Ok(self.every_change(|dst| ChangeError::Refused {
-                    dst,
-                    message: message.clone(),
-                }));
+                return Ok(self.every_change(|dst| refused(dst, &message)));
             }
             return Err(output_error(self.target, "applying a batch", message));
         };
@@ -100,7 +98,7 @@ impl Run<'_> {
                 }
             }
         }
-        let reason = format!("{} was refused: {error}", self.changes[failed]);
+        let reason = redact(&format!("{} was refused: {error}", self.changes[failed])).into_owned();
         Ok(self
             .changes
             .iter()
@@ -108,10 +106,7 @@ impl Run<'_> {
             .map(|(index, change)| {
                 let dst = change.route().dst;
                 if index == failed {
-                    Err(ChangeError::Refused {
-                        dst,
-                        message: error.clone(),
-                    })
+                    Err(refused(dst, &error))
                 } else if index < failed && !transactional {
                     Ok(())
                 } else {
@@ -193,7 +188,7 @@ fn warn_after_commit(target: &SshTarget, line: &str, error: &str) {
     tracing::warn!(
         router = %target.router,
         line,
-        error,
+        error = %redact(error),
         "the router refused a line after the changes took effect; they stand"
     );
 }
