@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::desired::{Desired, Diff, Routes, desired};
-use super::kernel_router::foreign_of;
-use super::observe::Router;
+use super::kernel_router::{KernelRoute, foreign_of, kernel_routes};
+use super::observe::{Router, in_reserved};
 use super::run::Run;
 use super::world::{GUARD_WINDOW, RESYNC};
 
@@ -26,7 +26,12 @@ pub const CONVERGENCE_BOUND: Duration =
 pub struct Check {
     pub desired: Desired,
     pub diffs: BTreeMap<Router, Diff>,
-    /// FRR lines of ours doubling a destination.
+    /// What zebra installed in FRR's kernel against what FRR should hold:
+    /// a route in FRR's config that zebra does not install forwards
+    /// nothing.
+    pub frr_kernel: Diff,
+    /// Routes of ours with more than one next hop: FRR lines doubling a
+    /// destination, multipath kernel routes.
     pub doubled: Vec<String>,
     /// A router that could not be read: why.
     pub unreadable: Vec<String>,
@@ -37,6 +42,7 @@ impl Check {
         self.desired.unassigned.is_empty()
             && self.desired.mismatched.is_empty()
             && self.diffs.values().all(Diff::is_empty)
+            && self.frr_kernel.is_empty()
             && self.doubled.is_empty()
             && self.unreadable.is_empty()
     }
@@ -86,11 +92,12 @@ impl Run {
             check,
         };
         self.log(&format!(
-            "checkpoint: {} routes, converged after {:?}, diff kernel {} / frr {}, {} unassigned, {} mismatched, {} duplicates, foreign changed {:?}",
+            "checkpoint: {} routes, converged after {:?}, diff kernel {} / frr {} / frr's kernel {}, {} unassigned, {} mismatched, {} duplicates, foreign changed {:?}",
             result.routes,
             result.converged_after,
             result.check.diffs.get(&Router::Kernel).map_or(0, Diff::len),
             result.check.diffs.get(&Router::Frr).map_or(0, Diff::len),
+            result.check.frr_kernel.len(),
             result.check.desired.unassigned.len(),
             result.check.desired.mismatched.len(),
             result.check.desired.duplicates.len(),
@@ -107,6 +114,9 @@ impl Run {
             ..Check::default()
         };
         let kernel: Option<Routes> = self.world.kernel.routes().map(|routes| {
+            check
+                .doubled
+                .extend(multipath(&routes, |r| r.is_ours(), "netlink router"));
             routes
                 .into_iter()
                 .filter(|r| r.is_ours())
@@ -128,9 +138,24 @@ impl Run {
         match frr {
             Ok(routes) => {
                 diffs.insert(Router::Frr, Diff::between(want(Router::Frr), &routes.ours));
-                check.doubled = routes.doubled;
+                check.doubled.extend(routes.doubled);
             }
             Err(err) => check.unreadable.push(format!("FRR: {err:#}")),
+        }
+        match kernel_routes(self.world.frr.netns()) {
+            Some(routes) => {
+                let ours = |r: &KernelRoute| !in_reserved(r.dst);
+                check
+                    .doubled
+                    .extend(multipath(&routes, ours, "FRR's kernel"));
+                let have: Routes = routes
+                    .into_iter()
+                    .filter(|r| !in_reserved(r.dst))
+                    .filter_map(|r| Some((r.dst, r.via?)))
+                    .collect();
+                check.frr_kernel = Diff::between(want(Router::Frr), &have);
+            }
+            None => check.unreadable.push("FRR's namespace".to_owned()),
         }
         check.diffs = diffs;
         check
@@ -158,4 +183,17 @@ impl Run {
         }
         changed
     }
+}
+
+/// Multipath routes among `routes` that `ours` accepts, for the log.
+fn multipath(
+    routes: &[KernelRoute],
+    ours: impl Fn(&KernelRoute) -> bool,
+    router: &str,
+) -> Vec<String> {
+    routes
+        .iter()
+        .filter(|r| r.multipath && ours(r))
+        .map(|r| format!("{router}: {} has several next hops", r.dst))
+        .collect()
 }

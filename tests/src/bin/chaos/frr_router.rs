@@ -4,6 +4,7 @@
 //! operator configured inside the pool.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, bail};
@@ -102,13 +103,12 @@ impl FrrRouter {
             let via = words.get(3).and_then(|w| w.parse::<Ipv4Addr>().ok());
             let ours = words.windows(2).any(|w| w == ["tag", OUR_TAG]);
             match (dst, via) {
-                (Some(dst), Some(via)) if ours => {
-                    if routes.ours.contains_key(&dst) {
-                        routes.doubled.push(line.clone());
-                    } else {
-                        routes.ours.insert(dst, via);
+                (Some(dst), Some(via)) if ours => match routes.ours.entry(dst) {
+                    Entry::Occupied(_) => routes.doubled.push(line.clone()),
+                    Entry::Vacant(slot) => {
+                        slot.insert(via);
                     }
-                }
+                },
                 _ => routes.foreign.push(line.clone()),
             }
         }

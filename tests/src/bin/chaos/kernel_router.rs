@@ -26,8 +26,13 @@ const OURS: [&str; 2] = ["203", "nativeroute"];
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KernelRoute {
     pub dst: Ipv4Net,
+    /// The gateway; of a multipath route, the first one.
     pub via: Option<Ipv4Addr>,
     pub protocol: String,
+    /// More than one next hop: zebra installs a static route with two
+    /// next hops as one, while FRR holds both (a replace between its add
+    /// and its removal).
+    pub multipath: bool,
 }
 
 impl KernelRoute {
@@ -158,12 +163,18 @@ pub fn kernel_routes(netns: &str) -> Option<Vec<KernelRoute>> {
     let mut out: Vec<KernelRoute> = routes
         .iter()
         .filter_map(|route| {
+            let nexthops = route.get("nexthops").and_then(|n| n.as_array());
+            let gateway = route.get("gateway").or_else(|| {
+                nexthops
+                    .and_then(|n| n.first())
+                    .and_then(|first| first.get("gateway"))
+            });
             Some(KernelRoute {
                 dst: destination(route.get("dst")?.as_str()?)?,
-                via: route
-                    .get("gateway")
+                via: gateway
                     .and_then(|g| g.as_str())
                     .and_then(|g| g.parse().ok()),
+                multipath: nexthops.is_some_and(|n| n.len() > 1),
                 protocol: route
                     .get("protocol")
                     .and_then(|p| {

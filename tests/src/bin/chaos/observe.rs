@@ -58,6 +58,9 @@ pub fn in_reserved(dst: Ipv4Net) -> bool {
         .any(|r| r.contains(&dst))
 }
 
+/// A router's routes: destination → next hop.
+type Routes = BTreeMap<Ipv4Net, Ipv4Addr>;
+
 /// A destination's next hop on a router from some moment on; None: no route.
 pub type Change = (Instant, Option<Ipv4Addr>);
 
@@ -72,7 +75,7 @@ pub struct RouteHistory {
 }
 
 impl RouteHistory {
-    fn record(&mut self, at: Instant, now: BTreeMap<Ipv4Net, Ipv4Addr>) {
+    fn record(&mut self, at: Instant, now: Routes) {
         for (dst, _) in self.present.iter().filter(|(d, _)| !now.contains_key(d)) {
             self.changes.entry(*dst).or_default().push((at, None));
         }
@@ -169,7 +172,7 @@ fn sample(targets: &Targets, observed: &Mutex<Observed>, round: u64) {
         (Router::Kernel, &targets.kernel_netns),
         (Router::Frr, &targets.frr_netns),
     ];
-    let reads: Vec<(Router, Instant, Option<BTreeMap<Ipv4Net, Ipv4Addr>>)> = namespaces
+    let reads: Vec<(Router, Instant, Option<Routes>)> = namespaces
         .into_iter()
         .map(|(router, netns)| {
             let routes = kernel_routes(netns).map(|routes| {

@@ -270,7 +270,7 @@ pub fn sizes(full: bool) -> Sizes {
             events: 10_000,
             restarts: 20,
             handovers: 2,
-            nodes: 120,
+            nodes: 130,
             checkpoints: 9,
             faults: FaultCounts {
                 drop_watches: 10,

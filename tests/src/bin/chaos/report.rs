@@ -45,6 +45,12 @@ impl Summary<'_> {
                 failed.push(format!("final diff on {}: {diff}", router.name()));
             }
         }
+        if !last.check.frr_kernel.is_empty() {
+            failed.push(format!(
+                "final diff in FRR's kernel (zebra): {}",
+                last.check.frr_kernel
+            ));
+        }
         if !last.check.unreadable.is_empty() {
             failed.push(format!(
                 "unreadable at the end: {:?}",
@@ -141,6 +147,10 @@ impl Summary<'_> {
                     format!("{diff} ({} routes desired)", last.routes),
                 );
             }
+            row(
+                "final diff, FRR's kernel (what zebra installed)",
+                last.check.frr_kernel.to_string(),
+            );
         }
         let duplicates: usize = self
             .tally
@@ -325,13 +335,37 @@ impl Summary<'_> {
             ),
             (
                 "longest wait for a first route (creation, re-selection), no fault around".into(),
-                longest(&|o| !o.after_routed && o.cause == Cause::None),
+                format!(
+                    "{}; p50 {}, p99 {}",
+                    longest(&|o| !o.after_routed && o.cause == Cause::None),
+                    self.first_route_percentile(0.5),
+                    self.first_route_percentile(0.99)
+                ),
             ),
             (
                 "longest wait for a first route, during a fault".into(),
                 longest(&|o| !o.after_routed && o.cause != Cause::None),
             ),
         ]
+    }
+}
+
+impl Summary<'_> {
+    /// A percentile of the waits for a first route outside any fault
+    /// (sampled every 250 ms: shorter waits read as up to one sample).
+    fn first_route_percentile(&self, share: f64) -> String {
+        let mut waits: Vec<Duration> = self
+            .outages
+            .iter()
+            .filter(|o| !o.after_routed && o.cause == Cause::None && !o.unfinished)
+            .map(|o| o.length)
+            .collect();
+        if waits.is_empty() {
+            return "-".into();
+        }
+        waits.sort();
+        let index = ((waits.len() as f64 * share).ceil() as usize).clamp(1, waits.len()) - 1;
+        format!("{:.2} s", waits[index].as_secs_f64())
     }
 }
 
@@ -348,6 +382,9 @@ fn describe(cp: &CheckpointResult) -> String {
         if !diff.is_empty() {
             parts.push(format!("{}: {diff}", router.name()));
         }
+    }
+    if !cp.check.frr_kernel.is_empty() {
+        parts.push(format!("FRR's kernel: {}", cp.check.frr_kernel));
     }
     let d = &cp.check.desired;
     if !d.unassigned.is_empty() {

@@ -19,6 +19,9 @@ use super::observe::{Change, RouteHistory, Router};
 /// A sampled disappearance this soon after the route monitor saw the
 /// withdrawal is that withdrawal.
 const SAMPLE_SLACK: Duration = Duration::from_secs(2);
+/// How long a route must have stood in a routable period to count as the
+/// node's (see `outages_in`).
+const SETTLING: Duration = Duration::from_secs(2);
 
 /// A route taken from a node that was routable throughout.
 #[derive(Clone, Debug)]
@@ -229,7 +232,11 @@ impl Evidence<'_> {
                 .and_then(|(_, via)| *via),
         );
         let mut down_since = (!now_routed).then_some(period.from);
-        let mut routed_before = now_routed;
+        // Whether the route stood for this node: a route still there when
+        // the period began and gone within `SETTLING` was the previous
+        // state's (the node was out a moment ago), so what follows is a
+        // wait for the first route, not a gap.
+        let mut routed_before = false;
         let mut out = Vec::new();
         let outage = |start: Instant, end: Instant, after: bool, unfinished: bool| Outage {
             router: period.router,
@@ -252,7 +259,10 @@ impl Evidence<'_> {
                     }
                     routed_before = true;
                 }
-                (true, false) => down_since = Some(at),
+                (true, false) => {
+                    routed_before |= at.duration_since(period.from) >= SETTLING;
+                    down_since = Some(if routed_before { at } else { period.from });
+                }
                 _ => {}
             }
             now_routed = routed(via);
