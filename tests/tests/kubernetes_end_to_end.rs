@@ -785,3 +785,79 @@ async fn a_node_deleted_and_registered_again_within_one_watch_burst_is_written_a
     assert_eq!(lab.routes().get(&subnet), Some(&ip("192.168.3.3")));
     controller.assert_running();
 }
+
+/// The node source of the controller library, on `api`, with watches of
+/// `watch_timeout` (and so read timeouts just past it).
+fn node_source(
+    api: &nativeroute_tests::apiserver::ApiServer,
+    watch_timeout: Duration,
+) -> nativeroute::inventory::kubernetes::KubernetesSource {
+    use nativeroute::inventory::kubernetes::{
+        Clients, KubernetesNodes, KubernetesSource, NodeDirectory, NodeWriter,
+    };
+    let config = nativeroute::config::Config::parse(
+        "pool: {cidrs: [11.11.0.0/16]}\n\
+         nodes: {source: kubernetes}\n\
+         resyncInterval: 1h\n\
+         routers: [{name: none, driver: plugin, command: [/bin/false]}]\n",
+    )
+    .expect("a valid config");
+    let mut settings = KubernetesNodes::of(&config).expect("Kubernetes settings");
+    settings.watch_timeout = watch_timeout;
+    let cluster = kube::Config::new(api.url().parse().expect("the server's URL"));
+    let clients = Clients::with_watch_timeout(cluster, watch_timeout).expect("clients");
+    KubernetesSource::new(
+        kube::Api::all(clients.watch),
+        settings,
+        NodeWriter::new(),
+        NodeDirectory::default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_list_or_watch_that_never_answers_is_given_up_and_tried_again() {
+    use nativeroute::inventory::NodeSource;
+    let api = nativeroute_tests::apiserver::ApiServer::start()
+        .await
+        .expect("the test API server starts");
+    for (name, address) in [("node1", "192.168.2.1"), ("node2", "192.168.3.3")] {
+        api.put_node(KubeLab::kubelet_node(name, ip(address)))
+            .expect("stored");
+    }
+    let faults = api.faults();
+    // The initial list is accepted and never answered.
+    faults.fail(Failure::hang().method("GET").path_contains("limit="));
+    let watch_timeout = Duration::from_secs(2);
+    let mut source = node_source(&api, watch_timeout);
+    let progress = source.progress();
+    let started = *progress.borrow();
+    let first = tokio::time::timeout(Duration::from_secs(30), source.next_snapshot())
+        .await
+        .expect("the hung list was given up and the nodes listed again")
+        .expect("a snapshot");
+    assert_eq!(first.nodes.len(), 2);
+    assert!(started.elapsed() > watch_timeout, "the first list did hang");
+    assert!(*progress.borrow() > started, "the list was progress");
+
+    // A watch start that never answers, after the watch was dropped: given
+    // up too, and a Node registered meanwhile is seen.
+    faults.fail(Failure::hang().method("GET").path_contains("watch=true"));
+    faults.drop_watches();
+    api.put_node(KubeLab::kubelet_node("node3", ip("192.168.3.4")))
+        .expect("stored");
+    let next = tokio::time::timeout(Duration::from_secs(30), source.next_snapshot())
+        .await
+        .expect("the hung watch was given up and watched again")
+        .expect("a snapshot");
+    assert!(
+        next.nodes.iter().any(|node| node.name == "node3"),
+        "{:?}",
+        next.nodes
+    );
+    let hung = api
+        .requests()
+        .into_iter()
+        .filter(|request| request.status == 0)
+        .count();
+    assert_eq!(hung, 2, "both hangs were met");
+}

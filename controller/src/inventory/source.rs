@@ -27,6 +27,12 @@ pub trait NodeSource: Send {
     /// Where next-fit continues after a restart, one subnet per family.
     fn resume_point(&self) -> Vec<IpNet>;
 
+    /// When the source last heard from where the nodes come from (a list,
+    /// a watch event, a successful read of the file): what tells a source
+    /// that hangs from one with nothing new to say. It starts at the
+    /// source's creation.
+    fn progress(&self) -> tokio::sync::watch::Receiver<std::time::Instant>;
+
     /// Where the nodes come from, for logs.
     fn describe(&self) -> String;
 }

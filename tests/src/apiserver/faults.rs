@@ -12,9 +12,11 @@ use super::listener::Listener;
 use super::status::ApiError;
 
 /// Answers to inject: the next `times` requests matching the method and
-/// path filters get `status` (with a proper `Status` body).
+/// path filters get `status` (with a proper `Status` body), or no answer
+/// at all ([`Failure::hang`]).
 #[derive(Clone, Debug)]
 pub struct Failure {
+    /// 0: never answered.
     status: u16,
     times: usize,
     method: Option<String>,
@@ -35,6 +37,12 @@ impl Failure {
             retry_after: None,
             message: None,
         }
+    }
+
+    /// One request never answered: the connection stays open and silent,
+    /// as with an API server that hangs or a connection gone half-open.
+    pub fn hang() -> Failure {
+        Failure::status(0)
     }
 
     /// The next `times` matching requests, instead of one.
@@ -77,6 +85,12 @@ impl Failure {
     }
 }
 
+/// What a request gets instead of its answer.
+pub(crate) enum Injected {
+    Answer(ApiError),
+    Hang,
+}
+
 /// What the request handler consults.
 pub(crate) struct FaultState {
     failures: Mutex<Vec<Failure>>,
@@ -102,22 +116,25 @@ impl Default for FaultState {
 
 impl FaultState {
     /// The injected answer for this request, if one is due.
-    pub fn take_failure(&self, method: &str, path_and_query: &str) -> Option<ApiError> {
+    pub fn take_failure(&self, method: &str, path_and_query: &str) -> Option<Injected> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let index = failures
             .iter()
             .position(|f| f.matches(method, path_and_query))?;
         let failure = &mut failures[index];
-        let error = ApiError::injected(
-            failure.status,
-            failure.message.as_deref(),
-            failure.retry_after,
-        );
+        let injected = match failure.status {
+            0 => Injected::Hang,
+            status => Injected::Answer(ApiError::injected(
+                status,
+                failure.message.as_deref(),
+                failure.retry_after,
+            )),
+        };
         failure.times = failure.times.saturating_sub(1);
         if failure.times == 0 {
             failures.remove(index);
         }
-        Some(error)
+        Some(injected)
     }
 
     pub fn latency(&self) -> Duration {

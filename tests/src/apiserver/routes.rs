@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Shared;
+use super::faults::Injected;
 use super::handlers::{self, json_response};
 use super::requests::RequestRecord;
 use super::resources::{Target, parse_path};
@@ -64,7 +65,23 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .faults
         .take_failure(parts.method.as_str(), &format!("{path}?{query_text}"));
     let response = match injected {
-        Some(err) => err.into_response(),
+        Some(Injected::Answer(err)) => err.into_response(),
+        Some(Injected::Hang) => {
+            // Logged now, as never answered (status 0): it never will be.
+            shared.requests.push(RequestRecord {
+                method: parts.method.to_string(),
+                path,
+                query: query_text,
+                verb,
+                resource: target.as_ref().map_or("", |t| t.resource.plural()),
+                subresource: "",
+                name: target.as_ref().and_then(|t| t.name.clone()),
+                namespace: target.as_ref().and_then(|t| t.namespace.clone()),
+                status: 0,
+                at: std::time::Instant::now(),
+            });
+            return std::future::pending().await;
+        }
         None => answer(
             &shared,
             &parts.method,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{FileError, FileInventory, SETTLE};
@@ -32,6 +32,8 @@ pub struct FileSource {
     last_listed: HashMap<String, Arc<NodeRecord>>,
     /// Nodes missing from the file, held as they were until this deadline.
     holding: HashMap<String, Instant>,
+    /// When the file was last read successfully.
+    progress: watch::Sender<std::time::Instant>,
 }
 
 impl FileSource {
@@ -52,6 +54,7 @@ impl FileSource {
             first: true,
             last_listed: HashMap::new(),
             holding: HashMap::new(),
+            progress: watch::channel(std::time::Instant::now()).0,
         })
     }
 
@@ -132,6 +135,7 @@ impl NodeSource for FileSource {
             }
         }
         let mut snapshot = self.read_stable().await?;
+        self.progress.send_replace(std::time::Instant::now());
         self.hold_missing(&mut snapshot);
         self.last_listed = snapshot
             .nodes
@@ -149,6 +153,10 @@ impl NodeSource for FileSource {
 
     fn resume_point(&self) -> Vec<IpNet> {
         self.inventory.state().next.clone()
+    }
+
+    fn progress(&self) -> watch::Receiver<std::time::Instant> {
+        self.progress.subscribe()
     }
 
     fn describe(&self) -> String {

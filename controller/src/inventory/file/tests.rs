@@ -150,3 +150,18 @@ fn removed_nodes_leave_the_state_file() {
     inventory.record(&ipam, &[]).expect("record");
     assert!(inventory.state().nodes.is_empty());
 }
+
+#[tokio::test]
+async fn the_file_sources_progress_is_its_last_good_read() {
+    use crate::inventory::NodeSource;
+    let (dir, inventory) = inventory_with(GOOD);
+    let mut source = FileSource::open(inventory, Duration::from_secs(3600)).expect("open");
+    let progress = source.progress();
+    let opened = *progress.borrow();
+    source.next_snapshot().await.expect("the first read");
+    let read = *progress.borrow();
+    assert!(read > opened, "a read is progress");
+    std::fs::write(dir.path().join("nodes.yaml"), "nodes: [").expect("write");
+    assert!(source.next_snapshot().await.is_err(), "a broken file");
+    assert_eq!(*progress.borrow(), read, "a failed read is none");
+}

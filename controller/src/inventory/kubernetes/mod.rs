@@ -42,10 +42,15 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
 }
 
 /// One client per kind of use, each with the timeouts that use needs.
+///
+/// TCP keepalive is not set: kube's client configuration has no knob for
+/// it. A connection that went half-open is found by the read timeouts.
 #[derive(Clone)]
 pub struct Clients {
-    /// Long-lived watches: no read timeout (the API server ends idle
-    /// watches itself).
+    /// The node source's list and watch: a read timeout just past the
+    /// watch's own `timeoutSeconds`, so that a list or watch that went
+    /// silent (a hung API server, a half-open connection) fails and is
+    /// retried instead of hanging the source while the Lease is renewed.
     pub watch: kube::Client,
     /// Reads and writes of Nodes and Events.
     pub requests: kube::Client,
@@ -57,24 +62,42 @@ pub struct Clients {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const LEASE_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How long one watch of the Nodes lasts (its `timeoutSeconds`) before it
+/// is renewed; kube's default. The API server may stay silent that long.
+pub const WATCH_TIMEOUT: Duration = Duration::from_secs(290);
+
+/// How much longer than its watch timeout the node source waits for a byte
+/// before it gives a list or watch up.
+pub const WATCH_READ_MARGIN: Duration = Duration::from_secs(5);
+
 impl Clients {
+    /// Clients for a node source that watches with [`WATCH_TIMEOUT`].
     pub fn new(config: kube::Config) -> anyhow::Result<Clients> {
+        Self::with_watch_timeout(config, WATCH_TIMEOUT)
+    }
+
+    /// Clients for a node source whose watches last `watch_timeout`
+    /// ([`KubernetesNodes::watch_timeout`] must be the same).
+    pub fn with_watch_timeout(
+        config: kube::Config,
+        watch_timeout: Duration,
+    ) -> anyhow::Result<Clients> {
         use anyhow::Context;
-        let build = |config: kube::Config| {
+        let build = |mut config: kube::Config, timeout: Duration| {
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
+            // Count from the request, not from when its pooled connection
+            // went idle (that idle time is no silence of the API server).
+            config.reset_reader_on_write = true;
             kube::Client::try_from(config).context("cannot build the Kubernetes client")
         };
-        let mut requests = config.clone();
-        requests.read_timeout = Some(REQUEST_TIMEOUT);
-        requests.write_timeout = Some(REQUEST_TIMEOUT);
         let mut lease = config.clone();
-        lease.read_timeout = Some(LEASE_TIMEOUT);
-        lease.write_timeout = Some(LEASE_TIMEOUT);
         lease.connect_timeout = Some(LEASE_TIMEOUT);
         lease.default_retry = false;
         Ok(Clients {
-            watch: build(config)?,
-            requests: build(requests)?,
-            lease: build(lease)?,
+            watch: build(config.clone(), watch_timeout + WATCH_READ_MARGIN)?,
+            requests: build(config, REQUEST_TIMEOUT)?,
+            lease: build(lease, LEASE_TIMEOUT)?,
         })
     }
 }

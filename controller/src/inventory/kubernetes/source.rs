@@ -18,6 +18,7 @@ use kube::core::Selector;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use super::NodeDirectory;
@@ -42,6 +43,9 @@ pub struct KubernetesNodes {
     pub ipam: IpamMode,
     pub pool: PoolConfig,
     pub resync: Duration,
+    /// How long one watch request lasts; the watch client's read timeout
+    /// must be a little longer (see [`super::Clients::with_watch_timeout`]).
+    pub watch_timeout: Duration,
 }
 
 impl KubernetesNodes {
@@ -64,6 +68,7 @@ impl KubernetesNodes {
             ipam: config.ipam,
             pool: config.pool.clone(),
             resync: config.resync_interval,
+            watch_timeout: super::WATCH_TIMEOUT,
         })
     }
 }
@@ -80,6 +85,9 @@ pub struct KubernetesSource {
     writer: NodeWriter,
     directory: NodeDirectory,
     resync_at: Instant,
+    /// When the API server last answered the source: a list page or a
+    /// watch event.
+    progress: watch::Sender<std::time::Instant>,
 }
 
 impl KubernetesSource {
@@ -94,7 +102,10 @@ impl KubernetesSource {
         // deleted, and its subnet would be handed out again while the node
         // still uses it. A node outside the selector keeps its subnet
         // reserved and gets no route.
-        let stream = watcher::watcher(api, watcher::Config::default())
+        let timeout = u32::try_from(settings.watch_timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let stream = watcher::watcher(api, watcher::Config::default().timeout(timeout))
             .backoff(WatchBackoff::default())
             .boxed();
         let resync_at = Instant::now() + settings.resync;
@@ -108,6 +119,7 @@ impl KubernetesSource {
             writer,
             directory,
             resync_at,
+            progress: watch::channel(std::time::Instant::now()).0,
         }
     }
 
@@ -121,6 +133,9 @@ impl KubernetesSource {
 
     /// Takes one watch event in; true when the routing-relevant picture changed.
     fn take(&mut self, event: Result<Event<NodeObject>, watcher::Error>) -> bool {
+        if event.is_ok() {
+            self.progress.send_replace(std::time::Instant::now());
+        }
         match event {
             Ok(Event::Init) => {
                 self.relisting = Some(HashMap::new());
@@ -392,6 +407,15 @@ impl NodeSource for KubernetesSource {
 
     fn resume_point(&self) -> Vec<IpNet> {
         Vec::new()
+    }
+
+    /// Advanced by every list page and watch event. kube's watcher renews
+    /// a watch and takes bookmarks without a word, so with no Node changing
+    /// this stands still; a kubelet reports its Node's status at least
+    /// every five minutes, so in a cluster with kubelets it never stands
+    /// still for long unless the source hangs.
+    fn progress(&self) -> watch::Receiver<std::time::Instant> {
+        self.progress.subscribe()
     }
 
     fn describe(&self) -> String {
