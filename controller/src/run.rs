@@ -354,6 +354,19 @@ impl Controls {
     }
 }
 
+/// Hands the node source's progress to `/healthz` until the source is gone.
+async fn report_progress(
+    mut progress: watch::Receiver<std::time::Instant>,
+    liveness: Arc<Liveness>,
+) {
+    loop {
+        liveness.source_progressed(*progress.borrow_and_update());
+        if progress.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Waits for the workers to finish the batch in hand, up to `deadline`;
 /// then abandons them. Returns whether they all stopped in time.
 async fn stop_within(workers: &mut JoinSet<()>, deadline: Duration) -> bool {
@@ -382,7 +395,7 @@ async fn run_with_source(
         release,
         liveness,
     } = controls;
-    liveness.source_progressed(std::time::Instant::now());
+    let progress = tokio::spawn(report_progress(source.progress(), liveness.clone()));
     let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
     reconciler.resume_after(&source.resume_point());
     let mut routers = Routers::start(&config, &observers, &shutdown, &release);
@@ -414,7 +427,6 @@ async fn run_with_source(
             }
             snapshot = source.next_snapshot() => snapshot,
         };
-        liveness.source_progressed(std::time::Instant::now());
         let snapshot = match snapshot {
             Ok(snapshot) => snapshot,
             Err(err) => {
@@ -446,6 +458,10 @@ async fn run_with_source(
         }));
     }
     tracing::info!("stopping; routes stay on the routers");
+    // Nothing of this term may report progress once it is over: a follower
+    // has no source to be stalled.
+    progress.abort();
+    let _ = progress.await;
     routers.stop().await;
     Ok(())
 }
