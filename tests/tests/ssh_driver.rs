@@ -481,6 +481,41 @@ async fn frr_rejecting_a_batch_keeps_the_old_next_hop_of_a_replace_and_reports_i
     assert_eq!(held, vec![(ours.dst, Some(ours.via))]);
 }
 
+/// FRR's `no ip route P H tag T` removes the route at P and H whatever its
+/// tag. Since the last list someone wrote ours again as their own, without
+/// the tag: the fresh list before the batch shows it foreign, so the
+/// removal is not sent and their route stays.
+#[tokio::test]
+async fn frr_removal_leaves_a_route_rewritten_as_foreign_since_the_last_list() {
+    let router = SshRouter::start_frr().expect("FRR behind sshd");
+    let frr = router.frr().expect("frr");
+    let mut driver = connect(&router, VendorName::Frr).await;
+    let ours = route("11.11.1.0/24", "192.168.3.3");
+    driver.apply(&[Change::Add(ours)]).await.expect("add");
+    assert_eq!(driver.list().await.expect("list").owned, vec![ours]);
+    frr.vtysh(&[
+        "-c",
+        "configure terminal",
+        "-c",
+        "no ip route 11.11.1.0/24 192.168.3.3 tag 1111",
+        "-c",
+        "ip route 11.11.1.0/24 192.168.3.3",
+    ])
+    .expect("the route rewritten by hand");
+
+    let outcomes = driver
+        .apply(&[Change::Remove(ours)])
+        .await
+        .expect("the batch ran");
+
+    assert_eq!(outcomes, vec![Ok(())]);
+    assert_eq!(
+        frr.static_route_lines().expect("config"),
+        vec!["ip route 11.11.1.0/24 192.168.3.3".to_owned()]
+    );
+    wait_for_kernel(&router, ZEBRA_STATIC, &[ours]).await;
+}
+
 /// The kernel refuses a gateway on no connected network. The new next hop
 /// goes in before the old one is deleted, and `ip -batch` stops at the
 /// refusal: the route keeps its old next hop.

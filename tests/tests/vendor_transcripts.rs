@@ -176,15 +176,17 @@ fn route(dst: &str, via: &str) -> Route {
 }
 
 /// The batch every vendor is given: an add, a replace, a remove and an
-/// IPv6 add, in this order.
+/// IPv6 add, in this order. The replace and the remove change the routes
+/// every list shows as ours ([`owned_in_every_list`]): a removal is only
+/// ever sent for a route the fresh list shows as ours.
 fn batch() -> Vec<Change> {
     vec![
         Change::Add(route("11.11.5.0/24", "192.168.3.5")),
         Change::Replace {
-            route: route("11.11.3.0/24", "192.168.3.4"),
+            route: route("11.11.1.0/24", "192.168.3.4"),
             old_via: address("192.168.3.3"),
         },
-        Change::Remove(route("11.11.2.0/24", "192.168.3.2")),
+        Change::Remove(route("fd11:11:0:3::/64", "fd00:3::3")),
         Change::Add(route("fd11:11:0:7::/64", "fd00:3::7")),
     ]
 }
@@ -260,8 +262,8 @@ fn replace_refused(message: &str, transactional: bool) -> Vec<String> {
     };
     vec![
         first,
-        format!("refused 11.11.3.0/24: {message}"),
-        "not attempted 11.11.2.0/24".to_owned(),
+        format!("refused 11.11.1.0/24: {message}"),
+        "not attempted fd11:11:0:3::/64".to_owned(),
         "not attempted fd11:11:0:7::/64".to_owned(),
     ]
 }

@@ -10,6 +10,7 @@
 //! [`Vendor`] trait.
 
 mod batch;
+mod fresh_list;
 mod host_keys;
 mod redact;
 mod screen;
@@ -28,6 +29,7 @@ pub use self::session::Timeouts;
 pub use self::vendor::{ApplyOptions, BatchReport, Dialogue, LineError, Vendor};
 pub use self::vendors::VendorName;
 
+use self::fresh_list::Screened;
 use self::session::{Connection, SshTarget};
 use crate::fence::all_fenced;
 use crate::{
@@ -142,26 +144,12 @@ impl SshDriver {
         )
     }
 
-    /// Most CLIs key a static route by prefix and next hop and take the tag
-    /// as an attribute of it: an add or replace onto a route someone wrote
-    /// since the controller's last list would retag theirs as ours. On
-    /// those the router is read afresh before a batch that writes; the
-    /// outcome of each change that must not be sent, `None` for the rest.
-    async fn refuse_onto_foreign_routes(
-        &mut self,
-        changes: &[Change],
-    ) -> Result<Vec<Option<ChangeOutcome>>, DriverError> {
-        let mut outcomes = vec![None; changes.len()];
-        let writes = changes
-            .iter()
-            .any(|change| !matches!(change, Change::Remove(_)));
-        let merges = self
-            .router
-            .vendor
-            .profile()
-            .writes_merge_into_existing_routes();
-        if !(writes && merges) {
-            return Ok(outcomes);
+    /// Reads the router afresh before a batch where the vendor needs it
+    /// (`fresh_list`), and screens every change against that read.
+    async fn screen(&mut self, changes: &[Change]) -> Result<Vec<Screened>, DriverError> {
+        let vendor = self.router.vendor.profile();
+        if !fresh_list::needed(vendor, changes) {
+            return Ok(changes.iter().copied().map(Screened::Send).collect());
         }
         let listed = {
             let connection =
@@ -170,14 +158,10 @@ impl SshDriver {
         };
         self.forget_connection_on_error(&listed);
         let listed = listed?;
-        for (outcome, change) in outcomes.iter_mut().zip(changes) {
-            if batch::foreign_in_the_way(change, &listed.foreign) {
-                *outcome = Some(Err(ChangeError::ForeignRouteInTheWay {
-                    dst: change.route().dst,
-                }));
-            }
-        }
-        Ok(outcomes)
+        Ok(changes
+            .iter()
+            .map(|change| fresh_list::screen(vendor, &listed, change))
+            .collect())
     }
 
     /// One batch, in one session of its own.
@@ -243,25 +227,28 @@ impl RouterDriver for SshDriver {
         if fence.is_raised() {
             return Ok(all_fenced(changes));
         }
-        let mut outcomes = self.refuse_onto_foreign_routes(changes).await?;
-        let to_send: Vec<Change> = changes
+        let screened = self.screen(changes).await?;
+        let to_send: Vec<Change> = screened
             .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| outcome.is_none())
-            .map(|(change, _)| *change)
+            .filter_map(|screened| match screened {
+                Screened::Send(change) => Some(*change),
+                Screened::Settled(_) => None,
+            })
             .collect();
         let mut sent = self.send(&to_send, fence).await?.into_iter();
-        for (outcome, change) in outcomes.iter_mut().zip(changes) {
-            if outcome.is_none() {
-                *outcome = Some(sent.next().unwrap_or_else(|| {
+        Ok(screened
+            .into_iter()
+            .zip(changes)
+            .map(|(screened, change)| match screened {
+                Screened::Settled(outcome) => outcome,
+                Screened::Send(_) => sent.next().unwrap_or_else(|| {
                     Err(ChangeError::NotAttempted {
                         dst: change.route().dst,
                         reason: "the batch reported no outcome for it".to_owned(),
                     })
-                }));
-            }
-        }
-        Ok(outcomes.into_iter().flatten().collect())
+                }),
+            })
+            .collect())
     }
 
     /// The address nativeroute logs in to, when the config gives one: a

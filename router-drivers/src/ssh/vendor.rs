@@ -140,6 +140,16 @@ pub trait Vendor: Send + Sync {
         true
     }
 
+    /// Whether a removal matches only a route that carries our mark (a
+    /// protocol, a comment in the command's filter), so that it can never
+    /// take someone else's. Where it does not (a `no` form that ignores
+    /// the tag, a delete of a whole stanza), the driver reads the router
+    /// afresh before every batch that removes, and removes only what that
+    /// read shows as ours.
+    fn removals_match_our_mark(&self) -> bool {
+        false
+    }
+
     /// Whether changes only take effect at the commit in `finish`, so an
     /// error abandons the whole batch (Junos, VyOS, EOS sessions) rather
     /// than keeping the lines before it.

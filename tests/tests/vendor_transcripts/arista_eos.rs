@@ -7,9 +7,11 @@ use std::time::Duration;
 use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
+use nativeroute_router_drivers::Change;
+
 use super::{
     Transcript, USER, address, all_fenced, answered, apply, batch, foreign, list, net, owned,
-    owned_in_every_list, quiet, replace_refused, summary, term_ends,
+    owned_in_every_list, quiet, replace_refused, route, summary, term_ends,
 };
 
 const EXEC: &str = "leaf-1#";
@@ -67,9 +69,9 @@ fn batch_lines() -> Vec<Step> {
     quiet(
         &[
             "ip route 11.11.5.0/24 192.168.3.5 tag 1111 name nativeroute",
-            "no ip route 11.11.3.0/24 192.168.3.3",
-            "ip route 11.11.3.0/24 192.168.3.4 tag 1111 name nativeroute",
-            "no ip route 11.11.2.0/24 192.168.3.2",
+            "no ip route 11.11.1.0/24 192.168.3.3",
+            "ip route 11.11.1.0/24 192.168.3.4 tag 1111 name nativeroute",
+            "no ipv6 route fd11:11:0:3::/64 fd00:3::3",
             "ipv6 route fd11:11:0:7::/64 fd00:3::7 tag 1111 name nativeroute",
         ],
         SESSION,
@@ -209,9 +211,9 @@ async fn eos_refusal_aborts_the_session_and_commits_nothing() {
         "ip route 11.11.5.0/24 192.168.3.5 tag 1111 name nativeroute",
         SESSION,
     ));
-    steps.push(Step::line("no ip route 11.11.3.0/24 192.168.3.3", SESSION));
+    steps.push(Step::line("no ip route 11.11.1.0/24 192.168.3.3", SESSION));
     steps.push(answered(
-        "ip route 11.11.3.0/24 192.168.3.4 tag 1111 name nativeroute",
+        "ip route 11.11.1.0/24 192.168.3.4 tag 1111 name nativeroute",
         "% Invalid input\r\n",
         SESSION,
     ));
@@ -264,4 +266,34 @@ async fn eos_term_ending_before_the_confirmation_leaves_the_commit_to_roll_back(
     let outcomes = lab.apply_batch_fenced(&fence).await;
 
     assert_eq!(outcomes, all_fenced());
+}
+
+/// The old next hop of a replace is someone else's since the last list
+/// (written again without our tag): `no ip route` would delete it, so the
+/// replace is held back, and no session is opened for nothing.
+#[tokio::test]
+async fn eos_replace_never_removes_an_old_next_hop_that_is_no_longer_ours() {
+    let mut steps = terminal();
+    steps.push(answered(
+        "show running-config | include route",
+        "ip route 11.11.1.0/24 192.168.3.3 200 name backup\r\n",
+        EXEC,
+    ));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(
+        &mut driver,
+        &[Change::Replace {
+            route: route("11.11.1.0/24", "192.168.3.4"),
+            old_via: address("192.168.3.3"),
+        }],
+    )
+    .await;
+
+    assert_eq!(
+        summary(&outcomes),
+        ["11.11.1.0/24 is already routed on this router by a route nativeroute does not own"]
+    );
+    lab.assert_followed(driver).await;
 }

@@ -4,9 +4,11 @@
 use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
+use nativeroute_router_drivers::Change;
+
 use super::{
-    Transcript, USER, address, answered, foreign, list, net, owned, owned_in_every_list, quiet,
-    replace_refused, term_ends,
+    Transcript, USER, address, answered, apply, foreign, list, net, owned, owned_in_every_list,
+    quiet, replace_refused, route, summary, term_ends,
 };
 
 const EXEC: &str = "core-1#";
@@ -85,9 +87,9 @@ async fn ios_batch_is_typed_line_by_line_then_saved() {
     steps.extend(quiet(
         &[
             "ip route 11.11.5.0 255.255.255.0 192.168.3.5 tag 1111 name nativeroute",
-            "ip route 11.11.3.0 255.255.255.0 192.168.3.4 tag 1111 name nativeroute",
-            "no ip route 11.11.3.0 255.255.255.0 192.168.3.3",
-            "no ip route 11.11.2.0 255.255.255.0 192.168.3.2",
+            "ip route 11.11.1.0 255.255.255.0 192.168.3.4 tag 1111 name nativeroute",
+            "no ip route 11.11.1.0 255.255.255.0 192.168.3.3",
+            "no ipv6 route fd11:11:0:3::/64 fd00:3::3",
             "ipv6 route fd11:11:0:7::/64 fd00:3::7 tag 1111 name nativeroute",
         ],
         CONFIG,
@@ -112,7 +114,7 @@ async fn ios_refusal_keeps_the_lines_before_it_and_still_saves() {
         CONFIG,
     ));
     steps.push(answered(
-        "ip route 11.11.3.0 255.255.255.0 192.168.3.4 tag 1111 name nativeroute",
+        "ip route 11.11.1.0 255.255.255.0 192.168.3.4 tag 1111 name nativeroute",
         "%Invalid next hop address (it's this router)\r\n",
         CONFIG,
     ));
@@ -128,7 +130,7 @@ async fn ios_refusal_keeps_the_lines_before_it_and_still_saves() {
     );
 }
 
-/// Someone wrote `ip route 11.11.3.0 … 192.168.3.4` since the last list:
+/// Someone wrote `ip route 11.11.1.0 … 192.168.3.4` since the last list:
 /// the replace onto that next hop would retag it as nativeroute's, so the
 /// fresh read before the batch keeps it out, and the rest goes.
 #[tokio::test]
@@ -136,8 +138,9 @@ async fn ios_batch_leaves_out_a_replace_onto_a_foreign_route_written_meanwhile()
     let mut steps = terminal();
     steps.push(answered(
         "show running-config | include ^ip route |^ipv6 route ",
-        "ip route 11.11.3.0 255.255.255.0 192.168.3.3 tag 1111 name nativeroute\r\n\
-         ip route 11.11.3.0 255.255.255.0 192.168.3.4 name someone-else\r\n",
+        "ip route 11.11.1.0 255.255.255.0 192.168.3.3 tag 1111 name nativeroute\r\n\
+         ip route 11.11.1.0 255.255.255.0 192.168.3.4 name someone-else\r\n\
+         ipv6 route FD11:11:0:3::/64 FD00:3::3 tag 1111 name nativeroute\r\n",
         EXEC,
     ));
     steps.extend(terminal());
@@ -145,7 +148,7 @@ async fn ios_batch_leaves_out_a_replace_onto_a_foreign_route_written_meanwhile()
     steps.extend(quiet(
         &[
             "ip route 11.11.5.0 255.255.255.0 192.168.3.5 tag 1111 name nativeroute",
-            "no ip route 11.11.2.0 255.255.255.0 192.168.3.2",
+            "no ipv6 route fd11:11:0:3::/64 fd00:3::3",
             "ipv6 route fd11:11:0:7::/64 fd00:3::7 tag 1111 name nativeroute",
         ],
         CONFIG,
@@ -160,7 +163,7 @@ async fn ios_batch_leaves_out_a_replace_onto_a_foreign_route_written_meanwhile()
         outcomes,
         [
             "ok",
-            "11.11.3.0/24 is already routed on this router by a route nativeroute does not own",
+            "11.11.1.0/24 is already routed on this router by a route nativeroute does not own",
             "ok",
             "ok"
         ]
@@ -192,9 +195,45 @@ async fn ios_term_ending_mid_batch_types_no_further_line_and_does_not_save() {
         outcomes,
         [
             "ok",
-            "fenced 11.11.3.0/24",
-            "fenced 11.11.2.0/24",
+            "fenced 11.11.1.0/24",
+            "fenced fd11:11:0:3::/64",
             "fenced fd11:11:0:7::/64"
         ]
     );
+}
+
+/// `no ip route` takes a route whatever its tag, so a batch of removals is
+/// preceded by a fresh list too, and only what it shows as ours is removed:
+/// someone rewrote 11.11.1.0/24 as their own since the last list, and it
+/// stays.
+#[tokio::test]
+async fn ios_removes_only_routes_the_fresh_list_shows_as_ours() {
+    let mut steps = terminal();
+    steps.push(answered(
+        "show running-config | include ^ip route |^ipv6 route ",
+        "ip route 11.11.1.0 255.255.255.0 192.168.3.3 name someone-else\r\n\
+         ipv6 route FD11:11:0:3::/64 FD00:3::3 tag 1111 name nativeroute\r\n",
+        EXEC,
+    ));
+    steps.extend(terminal());
+    steps.push(configure());
+    steps.push(Step::line(
+        "no ipv6 route fd11:11:0:3::/64 fd00:3::3",
+        CONFIG,
+    ));
+    steps.push(Step::line("end", EXEC));
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(
+        &mut driver,
+        &[
+            Change::Remove(route("11.11.1.0/24", "192.168.3.3")),
+            Change::Remove(route("fd11:11:0:3::/64", "fd00:3::3")),
+        ],
+    )
+    .await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok"]);
+    lab.assert_followed(driver).await;
 }

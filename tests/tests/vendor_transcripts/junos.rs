@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
-use nativeroute_router_drivers::{DriverError, RouterDriver};
 use nativeroute_router_drivers::ssh::VendorName;
+use nativeroute_router_drivers::{DriverError, RouterDriver};
 use nativeroute_tests::scripted_ssh::Step;
 
+use nativeroute_router_drivers::Change;
+
 use super::{
-    Transcript, USER, address, all_fenced, all_refused, answered, foreign, list, net, owned,
-    owned_in_every_list, replace_refused, term_ends,
+    Transcript, USER, address, all_fenced, all_refused, answered, apply, foreign, list, net, owned,
+    owned_in_every_list, replace_refused, route, summary, term_ends,
 };
 
 const OPERATIONAL: &str = "netops@mx1> ";
@@ -80,10 +82,10 @@ fn batch_lines() -> Vec<Step> {
     [
         "set routing-options static route 11.11.5.0/24 next-hop 192.168.3.5",
         "set routing-options static route 11.11.5.0/24 tag 1111",
-        "delete routing-options static route 11.11.3.0/24 next-hop 192.168.3.3",
-        "set routing-options static route 11.11.3.0/24 next-hop 192.168.3.4",
-        "delete routing-options static route 11.11.2.0/24 next-hop 192.168.3.2",
-        "delete routing-options static route 11.11.2.0/24",
+        "delete routing-options static route 11.11.1.0/24 next-hop 192.168.3.3",
+        "set routing-options static route 11.11.1.0/24 next-hop 192.168.3.4",
+        "delete routing-options rib inet6.0 static route fd11:11:0:3::/64 next-hop fd00:3::3",
+        "delete routing-options rib inet6.0 static route fd11:11:0:3::/64",
         "set routing-options rib inet6.0 static route fd11:11:0:7::/64 next-hop fd00:3::7",
         "set routing-options rib inet6.0 static route fd11:11:0:7::/64 tag 1111",
     ]
@@ -186,7 +188,7 @@ async fn junos_syntax_error_rolls_back_and_commits_nothing() {
     steps.push(enter("configure private"));
     steps.extend(batch_lines().into_iter().take(3));
     steps.push(answered(
-        "set routing-options static route 11.11.3.0/24 next-hop 192.168.3.4",
+        "set routing-options static route 11.11.1.0/24 next-hop 192.168.3.4",
         "                                                           ^\r\n\
          syntax error, expecting <command>.\r\n",
         EDIT,
@@ -303,5 +305,31 @@ async fn junos_refused_list_is_reported_with_credentials_masked() {
     for secret in ["$6$rootsalt$roothash", "$9$authkey"] {
         assert!(!message.contains(secret), "{message}");
     }
+    lab.assert_followed(driver).await;
+}
+
+/// A removal deletes the whole stanza, so it is sent only for a stanza the
+/// fresh list shows as ours. Someone added a second next hop to ours since
+/// the last list: the stanza is no longer ours, and nothing is sent.
+#[tokio::test]
+async fn junos_leaves_a_stanza_that_is_no_longer_ours_alone() {
+    let mut steps = terminal();
+    steps.push(answered(
+        "show configuration routing-options | display inheritance | display set",
+        "set routing-options static route 11.11.1.0/24 next-hop 192.168.3.3\r\n\
+         set routing-options static route 11.11.1.0/24 next-hop 192.168.3.9\r\n\
+         set routing-options static route 11.11.1.0/24 tag 1111\r\n\r\n",
+        OPERATIONAL,
+    ));
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(
+        &mut driver,
+        &[Change::Remove(route("11.11.1.0/24", "192.168.3.3"))],
+    )
+    .await;
+
+    assert_eq!(summary(&outcomes), ["ok"]);
     lab.assert_followed(driver).await;
 }

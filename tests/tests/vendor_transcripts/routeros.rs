@@ -62,9 +62,9 @@ fn routes() -> Vec<Step> {
 fn batch_lines() -> Vec<&'static str> {
     vec![
         "/ip route add dst-address=11.11.5.0/24 gateway=192.168.3.5 comment=nativeroute-1111",
-        "/ip route add dst-address=11.11.3.0/24 gateway=192.168.3.4 comment=nativeroute-1111",
-        "/ip route remove [find dst-address=11.11.3.0/24 gateway=192.168.3.3 comment=nativeroute-1111 routing-table=main disabled=no]",
-        "/ip route remove [find dst-address=11.11.2.0/24 gateway=192.168.3.2 comment=nativeroute-1111 routing-table=main disabled=no]",
+        "/ip route add dst-address=11.11.1.0/24 gateway=192.168.3.4 comment=nativeroute-1111",
+        "/ip route remove [find dst-address=11.11.1.0/24 gateway=192.168.3.3 comment=nativeroute-1111 routing-table=main disabled=no]",
+        "/ipv6 route remove [find dst-address=fd11:11:0:3::/64 gateway=fd00:3::3 comment=nativeroute-1111 routing-table=main disabled=no]",
         "/ipv6 route add dst-address=fd11:11:0:7::/64 gateway=fd00:3::7 comment=nativeroute-1111",
     ]
 }
@@ -139,8 +139,8 @@ async fn routeros_term_ending_mid_batch_types_no_further_line() {
         outcomes,
         [
             "ok",
-            "fenced 11.11.3.0/24",
-            "fenced 11.11.2.0/24",
+            "fenced 11.11.1.0/24",
+            "fenced fd11:11:0:3::/64",
             "fenced fd11:11:0:7::/64"
         ]
     );

@@ -5,9 +5,11 @@
 use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
+use nativeroute_router_drivers::Change;
+
 use super::{
-    Transcript, USER, address, all_fenced, all_refused, answered, foreign, list, net, owned,
-    owned_in_every_list, quiet, replace_refused, term_ends,
+    Transcript, USER, address, all_fenced, all_refused, answered, apply, foreign, list, net, owned,
+    owned_in_every_list, quiet, replace_refused, route, summary, term_ends,
 };
 
 const OPERATIONAL: &str = "vyos@edge-1:~$ ";
@@ -54,10 +56,10 @@ fn batch_lines() -> Vec<Step> {
         &[
             "set protocols static route 11.11.5.0/24 next-hop 192.168.3.5",
             "set protocols static route 11.11.5.0/24 description nativeroute-1111",
-            "delete protocols static route 11.11.3.0/24 next-hop 192.168.3.3",
-            "set protocols static route 11.11.3.0/24 next-hop 192.168.3.4",
-            "delete protocols static route 11.11.2.0/24 next-hop 192.168.3.2",
-            "delete protocols static route 11.11.2.0/24",
+            "delete protocols static route 11.11.1.0/24 next-hop 192.168.3.3",
+            "set protocols static route 11.11.1.0/24 next-hop 192.168.3.4",
+            "delete protocols static route6 fd11:11:0:3::/64 next-hop fd00:3::3",
+            "delete protocols static route6 fd11:11:0:3::/64",
             "set protocols static route6 fd11:11:0:7::/64 next-hop fd00:3::7",
             "set protocols static route6 fd11:11:0:7::/64 description nativeroute-1111",
         ],
@@ -122,7 +124,7 @@ async fn vyos_refused_set_discards_the_batch() {
     steps.push(Step::line("configure", EDIT));
     steps.extend(batch_lines().into_iter().take(3));
     steps.push(answered(
-        "set protocols static route 11.11.3.0/24 next-hop 192.168.3.4",
+        "set protocols static route 11.11.1.0/24 next-hop 192.168.3.4",
         "\r\n  Invalid next-hop address\r\n  Value validation failed\r\n  Set failed\r\n\r\n",
         EDIT,
     ));
@@ -149,7 +151,7 @@ async fn vyos_nothing_to_delete_is_no_refusal() {
     steps.push(Step::line("configure", EDIT));
     let mut lines = batch_lines();
     lines[2] = answered(
-        "delete protocols static route 11.11.3.0/24 next-hop 192.168.3.3",
+        "delete protocols static route 11.11.1.0/24 next-hop 192.168.3.3",
         "\r\n  Nothing to delete (the specified node does not exist)\r\n\r\n",
         EDIT,
     );
@@ -227,4 +229,42 @@ async fn vyos_term_ending_after_the_commit_keeps_the_changes_and_does_not_save()
     let outcomes = lab.apply_batch_fenced(&fence).await;
 
     assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
+}
+
+/// A batch of removals reads the router first: 11.11.1.0/24 is gone
+/// already (nothing to send for it), the IPv6 route is ours and goes.
+#[tokio::test]
+async fn vyos_removal_only_batch_reads_the_router_first() {
+    let mut steps = terminal();
+    steps.push(answered(
+        r#"show configuration commands | match "protocols static""#,
+        "set protocols static route6 fd11:11:0:3::/64 description 'nativeroute-1111'\r\n\
+         set protocols static route6 fd11:11:0:3::/64 next-hop fd00:3::3\r\n",
+        OPERATIONAL,
+    ));
+    steps.extend(terminal());
+    steps.push(Step::line("configure", EDIT));
+    steps.extend(quiet(
+        &[
+            "delete protocols static route6 fd11:11:0:3::/64 next-hop fd00:3::3",
+            "delete protocols static route6 fd11:11:0:3::/64",
+            "commit",
+        ],
+        EDIT,
+    ));
+    steps.push(Step::line("exit", OPERATIONAL));
+    let lab = Transcript::start(VendorName::Vyos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let outcomes = apply(
+        &mut driver,
+        &[
+            Change::Remove(route("11.11.1.0/24", "192.168.3.3")),
+            Change::Remove(route("fd11:11:0:3::/64", "fd00:3::3")),
+        ],
+    )
+    .await;
+
+    assert_eq!(summary(&outcomes), ["ok", "ok"]);
+    lab.assert_followed(driver).await;
 }

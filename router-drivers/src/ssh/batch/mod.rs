@@ -16,7 +16,7 @@ use super::redact::redact;
 use super::session::{Connection, SshTarget};
 use super::terminal::Terminal;
 use super::vendor::{ApplyOptions, BatchReport, Dialogue, Vendor};
-use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence, ForeignRoute, RouterRoutes};
+use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence, RouterRoutes};
 
 /// The lines of a batch, each with the change it belongs to (`None` for
 /// entering configuration, commit and the like).
@@ -175,19 +175,6 @@ pub(super) async fn apply(
             };
             run.apply(connection).await
         }
-    }
-}
-
-/// Whether a foreign route holds what `change` would write: any route to
-/// the destination of an add (Junos would merge next hops into one
-/// stanza), the destination and new next hop of a replace.
-pub(super) fn foreign_in_the_way(change: &Change, foreign: &[ForeignRoute]) -> bool {
-    match *change {
-        Change::Add(route) => foreign.iter().any(|f| f.dst == route.dst),
-        Change::Replace { route, .. } => foreign
-            .iter()
-            .any(|f| f.dst == route.dst && f.via == Some(route.via)),
-        Change::Remove(_) => false,
     }
 }
 

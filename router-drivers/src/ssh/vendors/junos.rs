@@ -18,7 +18,8 @@
 //!
 //! Ownership: the static route's `tag`. nativeroute owns a route only when
 //! its stanza holds exactly our tag and one next-hop address, so deleting
-//! the whole stanza on removal takes nothing of anyone else's.
+//! the whole stanza on removal takes nothing of anyone else's, as long as
+//! the fresh list before the batch still shows it so (`fresh_list`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -142,6 +142,11 @@ impl Vendor for Linux {
         false
     }
 
+    // `ip route del … proto N` matches our protocol only.
+    fn removals_match_our_mark(&self) -> bool {
+        true
+    }
+
     fn batch_command(&self, cli: &str) -> String {
         format!("{cli} -batch -")
     }

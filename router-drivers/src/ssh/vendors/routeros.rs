@@ -273,6 +273,11 @@ impl Vendor for RouterOs {
         false
     }
 
+    // `remove [find … comment=nativeroute-N …]` finds only ours.
+    fn removals_match_our_mark(&self) -> bool {
+        true
+    }
+
     fn error_in(&self, answer: &str) -> Option<String> {
         ERROR.captures(answer).map(|found| found[1].to_owned())
     }

@@ -12,7 +12,8 @@
 //! `tag` only for blackhole and reject routes, not for routes with a next
 //! hop. nativeroute owns a route only when it holds exactly that description
 //! and one plain next-hop address, so deleting the whole route on removal
-//! takes nothing of anyone else's.
+//! takes nothing of anyone else's, as long as the fresh list before the
+//! batch still shows it so (`fresh_list`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
