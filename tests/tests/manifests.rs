@@ -1,84 +1,446 @@
-//! The shipped manifests: every object parses into its Kubernetes type,
-//! and the ConfigMap's config is one the controller accepts.
+//! The RBAC that `kubectl apply -k manifests/` grants, against every request
+//! the real controller makes: two controllers against the test API server
+//! (which records each request) go through annotations, a pinned node, a
+//! deletion, Events, the NetworkUnavailable condition and a leader
+//! handover; each request must be allowed by the rendered ClusterRole and
+//! Roles bound to the Deployment's ServiceAccount, and each granted verb must
+//! have been used or be explained in [`NOT_EXERCISED`].
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::process::Command;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::rbac::v1::ClusterRole;
-use nativeroute::config::Config;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use nativeroute_tests::apiserver::RequestRecord;
+use nativeroute_tests::kube_lab::{KubeConfig, KubeLab};
+use nativeroute_tests::lab::wait_until;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
 
-const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/nativeroute.yaml");
+const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests");
 
-fn documents() -> Vec<serde_yaml_ng::Value> {
-    let text = std::fs::read_to_string(MANIFEST).expect("the manifest is readable");
+/// Granted verbs no request of this test uses, and why they are granted.
+const NOT_EXERCISED: [(&str, &str, &str, &str); 1] = [(
+    "events.k8s.io",
+    "events",
+    "patch",
+    "an identical Event is said again only after a 10-minute quiet period, and then counted \
+     in the first Event's series by a patch; no test waits that long",
+)];
+
+/// Paths outside the resource API that every authenticated client may
+/// read (the default ClusterRoles system:public-info-viewer and
+/// system:discovery), so the manifests need not grant them.
+const OPEN_TO_EVERY_CLIENT: [&str; 3] = ["/version", "/api", "/apis"];
+
+/// `kubectl kustomize manifests/`, the default install.
+fn rendered() -> Vec<Value> {
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(MANIFESTS)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("cannot run kubectl ({err}): this test renders manifests/ with `kubectl kustomize`; install kubectl")
+        });
+    assert!(
+        output.status.success(),
+        "kubectl kustomize manifests/ failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("kubectl prints UTF-8");
     serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|document| serde_yaml_ng::Value::deserialize(document).expect("valid YAML"))
+        .map(|document| Value::deserialize(document).expect("kubectl prints valid YAML"))
         .filter(|value| !value.is_null())
         .collect()
 }
 
-fn of_kind<T: serde::de::DeserializeOwned>(kind: &str) -> Vec<T> {
-    documents()
-        .into_iter()
-        .filter(|value| value["kind"].as_str() == Some(kind))
-        .map(|value| {
-            serde_yaml_ng::from_value(value)
+fn of_kind<T: DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<T> {
+    objects
+        .iter()
+        .filter(|object| object["kind"].as_str() == Some(kind))
+        .map(|object| {
+            serde_yaml_ng::from_value(object.clone())
                 .unwrap_or_else(|err| panic!("a {kind} does not parse: {err}"))
         })
         .collect()
 }
 
-#[test]
-fn the_configmaps_config_is_accepted_by_the_controller() {
-    let maps: Vec<ConfigMap> = of_kind("ConfigMap");
-    assert_eq!(maps.len(), 1);
-    let text = maps[0]
-        .data
-        .as_ref()
-        .and_then(|data| data.get("config.yaml"))
-        .expect("the ConfigMap holds config.yaml");
-    if let Err(err) = Config::parse(text) {
-        panic!("the shipped config is refused: {err}");
-    }
+/// One rule granted to the controller, and where it applies.
+#[derive(Debug)]
+struct Grant {
+    /// "ClusterRole nativeroute", "Role default/nativeroute-events".
+    role: String,
+    /// None: every namespace and cluster-scoped objects (a ClusterRoleBinding).
+    namespace: Option<String>,
+    rule: PolicyRule,
 }
 
-#[test]
-fn the_deployment_reads_the_config_the_configmap_holds() {
-    let deployments: Vec<Deployment> = of_kind("Deployment");
+/// The rules bound to the ServiceAccount the Deployment runs as.
+fn grants(objects: &[Value]) -> Vec<Grant> {
+    let deployments: Vec<Deployment> = of_kind(objects, "Deployment");
     assert_eq!(deployments.len(), 1);
-    let spec = deployments[0]
+    let namespace = deployments[0]
+        .metadata
+        .namespace
+        .clone()
+        .expect("a namespace");
+    let account = deployments[0]
         .spec
         .as_ref()
         .and_then(|spec| spec.template.spec.as_ref())
-        .expect("a pod spec");
-    let args = spec.containers[0].args.clone().unwrap_or_default();
+        .and_then(|pod| pod.service_account_name.clone())
+        .expect("the pod names its ServiceAccount");
+    let is_ours = |subjects: &Option<Vec<k8s_openapi::api::rbac::v1::Subject>>| {
+        subjects.iter().flatten().any(|subject| {
+            subject.kind == "ServiceAccount"
+                && subject.name == account
+                && subject.namespace.as_deref() == Some(namespace.as_str())
+        })
+    };
+    let cluster_roles: Vec<ClusterRole> = of_kind(objects, "ClusterRole");
+    let roles: Vec<Role> = of_kind(objects, "Role");
+    let cluster_rules = |name: &str| -> Vec<PolicyRule> {
+        cluster_roles
+            .iter()
+            .find(|role| role.metadata.name.as_deref() == Some(name))
+            .unwrap_or_else(|| {
+                panic!("a binding refers to ClusterRole {name}, which is not rendered")
+            })
+            .rules
+            .clone()
+            .unwrap_or_default()
+    };
+    let mut grants = Vec::new();
+    for binding in of_kind::<ClusterRoleBinding>(objects, "ClusterRoleBinding") {
+        if is_ours(&binding.subjects) {
+            assert_eq!(binding.role_ref.kind, "ClusterRole");
+            for rule in cluster_rules(&binding.role_ref.name) {
+                grants.push(Grant {
+                    role: format!("ClusterRole {}", binding.role_ref.name),
+                    namespace: None,
+                    rule,
+                });
+            }
+        }
+    }
+    for binding in of_kind::<RoleBinding>(objects, "RoleBinding") {
+        if !is_ours(&binding.subjects) {
+            continue;
+        }
+        let scope = binding
+            .metadata
+            .namespace
+            .clone()
+            .expect("a RoleBinding's namespace");
+        let rules = match binding.role_ref.kind.as_str() {
+            "ClusterRole" => cluster_rules(&binding.role_ref.name),
+            _ => roles
+                .iter()
+                .find(|role| {
+                    role.metadata.name.as_deref() == Some(binding.role_ref.name.as_str())
+                        && role.metadata.namespace.as_deref() == Some(scope.as_str())
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "RoleBinding {scope}/{} refers to a Role that is not rendered",
+                        binding.role_ref.name
+                    )
+                })
+                .rules
+                .clone()
+                .unwrap_or_default(),
+        };
+        for rule in rules {
+            grants.push(Grant {
+                role: format!(
+                    "{} {scope}/{}",
+                    binding.role_ref.kind, binding.role_ref.name
+                ),
+                namespace: Some(scope.clone()),
+                rule,
+            });
+        }
+    }
+    grants
+}
+
+/// A request as RBAC sees it.
+#[derive(Debug)]
+struct Access {
+    verb: String,
+    group: String,
+    /// With its subresource: "nodes/status".
+    resource: String,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+impl Access {
+    fn of(record: &RequestRecord) -> Option<Access> {
+        if record.resource.is_empty() {
+            return None;
+        }
+        let group = match record
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["apis", group, ..] => (*group).to_owned(),
+            _ => String::new(),
+        };
+        let resource = match record.subresource {
+            "" => record.resource.to_owned(),
+            sub => format!("{}/{sub}", record.resource),
+        };
+        Some(Access {
+            verb: record.verb.to_owned(),
+            group,
+            resource,
+            namespace: record.namespace.clone(),
+            name: record.name.clone(),
+        })
+    }
+}
+
+/// Whether `grant` allows `access`, as the RBAC authorizer decides. A rule
+/// with resourceNames allows no create and no list or watch: the name is
+/// not in those requests' paths.
+fn allows(grant: &Grant, access: &Access) -> bool {
+    let rule = &grant.rule;
+    let names = |list: &Option<Vec<String>>, wanted: &str| {
+        list.iter()
+            .flatten()
+            .any(|item| item == wanted || item == "*")
+    };
+    let in_scope = match &grant.namespace {
+        None => true,
+        Some(namespace) => access.namespace.as_deref() == Some(namespace.as_str()),
+    };
+    let named = match rule.resource_names.as_deref() {
+        None | Some([]) => true,
+        Some(allowed) => access
+            .name
+            .as_ref()
+            .is_some_and(|name| allowed.contains(name)),
+    };
+    in_scope
+        && named
+        && names(&rule.api_groups, &access.group)
+        && names(&rule.resources, &access.resource)
+        && rule
+            .verbs
+            .iter()
+            .any(|verb| *verb == access.verb || verb == "*")
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("an address")
+}
+
+/// Drives two controllers through what they do in a cluster; returns
+/// every request they made.
+async fn requests_of_a_controllers_life() -> Vec<RequestRecord> {
+    let converged = KubeLab::converged(KubeConfig::default()).await;
+    let lab = &converged.lab;
+    let mut routes = converged.routes.clone();
+
+    // Annotations: an invalid one (an Event), an exclusion (the route goes,
+    // with an Event, and the status annotation says so), a new node with a pinned subnet (its
+    // podCIDR is written, its route added).
+    lab.annotate("node1", "nativeroute.io/routers", Some("tor-z"));
+    lab.wait_for_event("node1", "InvalidAnnotation", &["tor-z"])
+        .await;
+    lab.annotate("node2", "nativeroute.io/exclude", Some("true"));
+    routes.remove(&converged.subnets["node2"]);
+    lab.wait_for_routes("excluded node2 has no route", &routes)
+        .await;
+    lab.wait_for_event("node2", "RouteDeleted", &[]).await;
+    lab.put(KubeLab::pinned_node(
+        "node4",
+        ip("192.168.3.40"),
+        "11.11.40.0/24",
+    ));
+    routes.insert(
+        "11.11.40.0/24".parse().expect("a subnet"),
+        ip("192.168.3.40"),
+    );
+    lab.wait_for_routes("pinned node4 is routed", &routes).await;
+    wait_until(
+        "node4's podCIDR is written",
+        Duration::from_secs(10),
+        async || {
+            lab.node("node4")
+                .spec
+                .and_then(|spec| spec.pod_cidr)
+                .as_deref()
+                == Some("11.11.40.0/24")
+        },
+    )
+    .await;
+
+    // A deletion: the route goes.
+    assert!(lab.api.delete_node("node4"));
+    routes.remove(&"11.11.40.0/24".parse().expect("a subnet"));
+    lab.wait_for_routes("deleted node4's route is gone", &routes)
+        .await;
+
+    // Leader election: a follower waits, the leader releases the Lease on
+    // SIGTERM, the follower takes it and renews it.
+    let mut follower = lab.start_controller("leader-b");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lab.lease_holder().as_deref(), Some("leader-a"));
+    converged.controller.stop(Duration::from_secs(15));
+    wait_until("leader-b leads", Duration::from_secs(20), async || {
+        lab.lease_holder().as_deref() == Some("leader-b")
+    })
+    .await;
+    let renewed = || {
+        lab.lease("nativeroute", "nativeroute")
+            .and_then(|lease| lease.spec?.renew_time)
+    };
+    let taken = renewed();
+    wait_until(
+        "leader-b renews the Lease",
+        Duration::from_secs(10),
+        async || renewed() != taken,
+    )
+    .await;
+    lab.wait_for_routes("leader-b keeps the routes", &routes)
+        .await;
+    follower.assert_running();
+    lab.api.requests()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_the_controller_makes_is_allowed_by_the_manifests_and_every_grant_is_used() {
+    let objects = rendered();
+    let grants = grants(&objects);
     assert!(
-        args.iter()
-            .any(|arg| arg == "--config=/etc/nativeroute/config.yaml"),
-        "{args:?}"
+        !grants.is_empty(),
+        "nothing is granted to the controller's ServiceAccount"
+    );
+    for grant in &grants {
+        let rule = &grant.rule;
+        let wildcard = rule
+            .verbs
+            .iter()
+            .chain(rule.resources.iter().flatten())
+            .chain(rule.api_groups.iter().flatten())
+            .any(|word| word == "*");
+        assert!(
+            !wildcard,
+            "{}: a wildcard also grants what a later Kubernetes adds: {rule:?}",
+            grant.role
+        );
+    }
+
+    let requests = requests_of_a_controllers_life().await;
+    let mut denied = Vec::new();
+    let mut used = BTreeSet::new();
+    for record in &requests {
+        let Some(access) = Access::of(record) else {
+            if !OPEN_TO_EVERY_CLIENT.contains(&record.path.as_str()) {
+                denied.push(format!(
+                    "{} {} (a path the manifests cannot grant)",
+                    record.method, record.path
+                ));
+            }
+            continue;
+        };
+        match grants.iter().position(|grant| allows(grant, &access)) {
+            Some(index) => {
+                used.insert((index, access.verb.clone()));
+            }
+            None => denied.push(format!("{} {} ({access:?})", record.method, record.path)),
+        }
+    }
+    denied.sort();
+    denied.dedup();
+    assert!(
+        denied.is_empty(),
+        "the manifests do not allow these requests of the controller:\n{}",
+        denied.join("\n")
+    );
+
+    let mut unused = Vec::new();
+    for (index, grant) in grants.iter().enumerate() {
+        for verb in &grant.rule.verbs {
+            let explained = NOT_EXERCISED
+                .iter()
+                .any(|(group, resource, unused_verb, _)| {
+                    grant.rule.api_groups.iter().flatten().any(|g| g == group)
+                        && grant.rule.resources.iter().flatten().any(|r| r == resource)
+                        && unused_verb == verb
+                });
+            if !used.contains(&(index, verb.clone())) && !explained {
+                unused.push(format!(
+                    "{}: {verb} on {:?}",
+                    grant.role, grant.rule.resources
+                ));
+            }
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "granted but never used (remove them, or say in NOT_EXERCISED why they stay):\n{}",
+        unused.join("\n")
     );
 }
 
 #[test]
-fn the_cluster_role_grants_what_the_controller_uses_on_nodes_and_no_more() {
-    let roles: Vec<ClusterRole> = of_kind("ClusterRole");
-    let rules = roles[0].rules.clone().unwrap_or_default();
-    let node_rule = rules
-        .iter()
-        .find(|rule| {
-            rule.resources
-                .as_ref()
-                .is_some_and(|r| r.contains(&"nodes".to_owned()))
-        })
-        .expect("a rule for nodes");
-    let mut verbs = node_rule.verbs.clone();
-    verbs.sort();
-    assert_eq!(verbs, ["get", "list", "patch", "watch"]);
+fn the_rbac_check_denies_what_the_rules_do_not_name() {
+    let grant = |namespace: Option<&str>, names: Option<Vec<&str>>| Grant {
+        role: "Role test".into(),
+        namespace: namespace.map(str::to_owned),
+        rule: PolicyRule {
+            api_groups: Some(vec!["coordination.k8s.io".into()]),
+            resources: Some(vec!["leases".into()]),
+            resource_names: names.map(|names| names.into_iter().map(str::to_owned).collect()),
+            verbs: vec!["get".into(), "create".into()],
+            ..PolicyRule::default()
+        },
+    };
+    let access = |verb: &str, namespace: &str, name: Option<&str>| Access {
+        verb: verb.into(),
+        group: "coordination.k8s.io".into(),
+        resource: "leases".into(),
+        namespace: Some(namespace.into()),
+        name: name.map(str::to_owned),
+    };
+    let scoped = grant(Some("nativeroute"), None);
+    assert!(allows(&scoped, &access("get", "nativeroute", Some("x"))));
     assert!(
-        rules
-            .iter()
-            .all(|rule| !rule.verbs.contains(&"*".to_owned())
-                && !rule.verbs.contains(&"delete".to_owned())),
-        "a wildcard or delete verb: {rules:?}"
+        !allows(&scoped, &access("get", "kube-system", Some("x"))),
+        "another namespace"
+    );
+    assert!(
+        !allows(&scoped, &access("update", "nativeroute", Some("x"))),
+        "another verb"
+    );
+    let named = grant(Some("nativeroute"), Some(vec!["nativeroute"]));
+    assert!(allows(
+        &named,
+        &access("get", "nativeroute", Some("nativeroute"))
+    ));
+    assert!(
+        !allows(&named, &access("get", "nativeroute", Some("other"))),
+        "another name"
+    );
+    assert!(
+        !allows(&named, &access("create", "nativeroute", None)),
+        "a create has no name to match"
+    );
+    let status = Access {
+        resource: "leases/status".into(),
+        ..access("get", "nativeroute", Some("x"))
+    };
+    assert!(
+        !allows(&scoped, &status),
+        "a subresource is a resource of its own"
     );
 }
