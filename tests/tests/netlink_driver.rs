@@ -368,6 +368,80 @@ async fn a_replace_onto_a_refused_next_hop_keeps_the_old_route() {
     }
 }
 
+/// The controller asks to remove our route to P via A, from a list that
+/// showed it; since then our route to P moved to another next hop (our own
+/// replace, or one made by hand with our protocol), or someone else's route
+/// took P. The removal takes only our route through A: none of those.
+#[tokio::test]
+async fn a_removal_takes_only_our_route_through_the_next_hop_it_names() {
+    let ns = router_namespace();
+    let mut driver = driver(&ns, MAIN).await;
+    let a = "192.168.2.1";
+    let listed = [
+        route("11.11.1.0/24", a),
+        route("11.11.2.0/24", a),
+        route("11.11.3.0/24", a),
+    ];
+    apply_ok(&mut driver, &listed.map(Change::Add)).await;
+    assert_eq!(owned(&mut driver).await, listed.to_vec());
+
+    // Ours, moved by our own replace.
+    let moved = route("11.11.1.0/24", "192.168.2.7");
+    apply_ok(
+        &mut driver,
+        &[Change::Replace {
+            route: moved,
+            old_via: ip(a),
+        }],
+    )
+    .await;
+    // Ours, moved by hand (a plain route with our protocol), and someone
+    // else's, both seen by a read of the driver's since.
+    ns.ip("route replace 11.11.2.0/24 via 192.168.2.9 proto 203");
+    ns.ip("route replace 11.11.3.0/24 via 192.168.2.9 proto static");
+    driver.list().await.expect("list");
+    let before: Vec<_> = ["11.11.1.0/24", "11.11.2.0/24", "11.11.3.0/24"]
+        .map(|dst| kernel_route(&ns, "-4", MAIN, dst))
+        .to_vec();
+
+    apply_ok(&mut driver, &listed.map(Change::Remove)).await;
+
+    let after: Vec<_> = ["11.11.1.0/24", "11.11.2.0/24", "11.11.3.0/24"]
+        .map(|dst| kernel_route(&ns, "-4", MAIN, dst))
+        .to_vec();
+    assert_eq!(after, before);
+    assert!(before.iter().all(Option::is_some), "{before:?}");
+    assert_eq!(
+        owned(&mut driver).await,
+        vec![moved, route("11.11.2.0/24", "192.168.2.9")]
+    );
+}
+
+/// Two routes of ours to one destination (the kernel keeps a second one
+/// appended beside the first): a removal names the next hop, and only the
+/// route through it goes.
+#[tokio::test]
+async fn a_removal_of_one_of_two_routes_of_ours_to_a_destination_takes_that_one() {
+    let ns = router_namespace();
+    let mut driver = driver(&ns, MAIN).await;
+    let first = route("11.11.1.0/24", "192.168.2.1");
+    apply_ok(&mut driver, &[Change::Add(first)]).await;
+    ns.ip("route append 11.11.1.0/24 via 192.168.2.9 proto 203");
+    let second = route("11.11.1.0/24", "192.168.2.9");
+    let mut both = owned(&mut driver).await;
+    both.sort();
+    assert_eq!(both, vec![first, second]);
+
+    apply_ok(&mut driver, &[Change::Remove(second)]).await;
+
+    assert_eq!(owned(&mut driver).await, vec![first]);
+    let left = ns.ip("route show table main 11.11.1.0/24");
+    assert!(
+        left.contains("via 192.168.2.1 ") && !left.contains("192.168.2.9"),
+        "{left}"
+    );
+}
+
 #[tokio::test]
 async fn reapplying_what_the_router_holds_changes_nothing() {
     let ns = router_namespace();

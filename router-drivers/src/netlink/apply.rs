@@ -19,7 +19,7 @@ use super::message::RtnlMessage;
 use super::nexthop::NexthopMessage;
 use super::objects::{NexthopKey, Objects};
 use super::socket::Socket;
-use super::view::View;
+use super::view::{OwnedRoute, View};
 use crate::fence::all_fenced;
 use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence};
 
@@ -27,16 +27,15 @@ use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence};
 enum Step {
     /// Settled without asking the kernel.
     Settled(ChangeOutcome),
-    /// Point `dst` at the nexthop object for `key`; `owned_nh` is the nexthop
-    /// of the route of ours being replaced, if there is one.
+    /// Point `dst` at the nexthop object for `key`, in place of our route
+    /// `replaced` if there is one.
     Install {
         dst: IpNet,
         key: NexthopKey,
-        replace: bool,
-        owned_nh: Option<u32>,
+        replaced: Option<OwnedRoute>,
     },
-    /// Withdraw our route to `dst`.
-    Withdraw { dst: IpNet, owned_nh: Option<u32> },
+    /// Withdraw our route `route` to `dst`.
+    Withdraw { dst: IpNet, route: OwnedRoute },
 }
 
 /// Applies `changes` and keeps `view` in step with what took effect. Our
@@ -59,10 +58,15 @@ pub(super) async fn apply(
         .iter()
         .map(|change| plan(change, router, view))
         .collect();
-    if steps
-        .iter()
-        .any(|step| matches!(step, Step::Install { replace: true, .. }))
-    {
+    if steps.iter().any(|step| {
+        matches!(
+            step,
+            Step::Install {
+                replaced: Some(_),
+                ..
+            }
+        )
+    }) {
         // NLM_F_REPLACE overwrites whatever route holds the destination,
         // whoever owns it: make sure by a fresh read that it is still ours.
         *view = View::new(&Snapshot::take(socket).await?, router);
@@ -171,14 +175,16 @@ fn route_requests(
                     outcomes[index] = Some(outcome.clone());
                     continue;
                 }
-                Step::Install {
-                    dst, key, replace, ..
-                } if !withdrawals => match (objects.id(key), refused_nexthops.get(key)) {
-                    (Some(nh_id), _) => install_request(*dst, nh_id, *replace, router),
-                    (None, refusal) => Err(nexthop_refused(*dst, *key, refusal)),
-                },
-                Step::Withdraw { dst, owned_nh } if withdrawals => {
-                    withdraw_request(*dst, *owned_nh, router)
+                Step::Install { dst, key, replaced } if !withdrawals => {
+                    match (objects.id(key), refused_nexthops.get(key)) {
+                        (Some(nh_id), _) => {
+                            install_request(*dst, nh_id, replaced.is_some(), router)
+                        }
+                        (None, refusal) => Err(nexthop_refused(*dst, *key, refusal)),
+                    }
+                }
+                Step::Withdraw { dst, route } if withdrawals => {
+                    withdraw_request(*dst, *route, router)
                 }
                 _ => continue,
             };
@@ -195,14 +201,17 @@ fn plan(change: &Change, router: &NetlinkRouter, view: &View) -> Step {
     let route = change.route();
     let dst = route.dst;
     let refuse = |message: String| Step::Settled(Err(ChangeError::Refused { dst, message }));
-    let owned = view.owned.get(&dst).copied();
-    if let Change::Remove(_) = change {
-        return match owned {
-            Some(owned_nh) => Step::Withdraw { dst, owned_nh },
+    if let Change::Remove(removed) = change {
+        // Only our route through the next hop being removed. Our route to
+        // the destination through another one (it moved on since the list
+        // this removal came from) is not the one asked for, and stays.
+        return match view.owned_via(dst, removed.via) {
+            Some(ours) => Step::Withdraw { dst, route: ours },
             // Already gone, which is what was asked.
             None => Step::Settled(Ok(())),
         };
     }
+    let owned = view.first_owned(dst);
     if !router.ownership.in_pool(&dst) {
         return refuse(format!(
             "{dst} is outside the pool, so the route could not be nativeroute's"
@@ -223,7 +232,7 @@ fn plan(change: &Change, router: &NetlinkRouter, view: &View) -> Step {
     let key = (route.via, oif);
     match owned {
         // Ours already, through exactly this nexthop: nothing to do.
-        Some(owned_nh) if owned_nh.and_then(|id| view.objects.key_of(id)) == Some(key) => {
+        Some(ours) if ours.nh_id.and_then(|id| view.objects.key_of(id)) == Some(key) => {
             Step::Settled(Ok(()))
         }
         // Ours, through something else (an add after a stale list too):
@@ -234,11 +243,10 @@ fn plan(change: &Change, router: &NetlinkRouter, view: &View) -> Step {
         Some(_) if view.foreign.contains(&dst) => {
             Step::Settled(Err(ChangeError::ForeignRouteInTheWay { dst }))
         }
-        Some(owned_nh) => Step::Install {
+        Some(ours) => Step::Install {
             dst,
             key,
-            replace: true,
-            owned_nh,
+            replaced: Some(ours),
         },
         // Not ours. NLM_F_REPLACE would overwrite whatever route holds the
         // destination, whoever owns it, so it is only ever used on ours:
@@ -246,8 +254,7 @@ fn plan(change: &Change, router: &NetlinkRouter, view: &View) -> Step {
         None => Step::Install {
             dst,
             key,
-            replace: false,
-            owned_nh: None,
+            replaced: None,
         },
     }
 }
@@ -272,17 +279,38 @@ fn install_request(
 
 fn withdraw_request(
     dst: IpNet,
-    owned_nh: Option<u32>,
+    route: OwnedRoute,
     router: &NetlinkRouter,
 ) -> Result<(RtnlMessage, u16), ChangeError> {
-    // The protocol (and nexthop, when known) in the request make the kernel
-    // match only our route, never a foreign one to the same destination.
-    // Scope "nowhere" and no type match ours whatever they are, as `ip route del` does.
+    // The protocol in the request makes the kernel match only a route of
+    // ours, never a foreign one to the same destination, and the nexthop
+    // object (or, for a plain route, the gateway) only the one through the
+    // next hop being removed: a route of ours that moved to another since
+    // our last read does not match, and the answer is ESRCH. (IPv6 matches
+    // a route using a nexthop object by its id alone, so a plain route of
+    // ours that became one since our last read would be taken with a
+    // gateway; every route this driver installs uses an object, and a read
+    // precedes any replace.) Scope "nowhere" and no type match ours
+    // whatever they are, as `ip route del` does.
     let mut builder = route_message(dst, router)?
         .scope(RouteScope::NoWhere)
         .kind(RouteType::Unspec);
-    if let Some(nh_id) = owned_nh {
-        builder = builder.nhid(nh_id);
+    match route {
+        OwnedRoute {
+            nh_id: Some(nh_id), ..
+        } => builder = builder.nhid(nh_id),
+        OwnedRoute { via: Some(via), .. } => {
+            builder = builder.gateway(via).map_err(|error| ChangeError::Refused {
+                dst,
+                message: error.to_string(),
+            })?;
+        }
+        // Ours without one gateway (a group, a blackhole): listed via the
+        // unspecified address, and removed by destination and protocol.
+        OwnedRoute {
+            nh_id: None,
+            via: None,
+        } => {}
     }
     Ok((
         RtnlMessage::Route(RouteNetlinkMessage::DelRoute(builder.build())),
@@ -321,16 +349,12 @@ fn nexthop_refused(
 /// in step with what took effect.
 fn outcome(step: &Step, answer: Answer, view: &mut View) -> ChangeOutcome {
     match (step, answer) {
-        (
-            Step::Install {
-                dst, key, owned_nh, ..
-            },
-            Ok(()),
-        ) => {
-            let nh_id = view.objects.id(key);
-            view.owned.insert(*dst, nh_id);
-            view.count_user(nh_id, 1);
-            view.count_user(*owned_nh, -1);
+        (Step::Install { dst, key, replaced }, Ok(())) => {
+            let route = OwnedRoute {
+                nh_id: view.objects.id(key),
+                via: Some(key.0),
+            };
+            view.installed(*dst, *replaced, route);
             Ok(())
         }
         (Step::Install { dst, .. }, Err(error))
@@ -339,16 +363,15 @@ fn outcome(step: &Step, answer: Answer, view: &mut View) -> ChangeOutcome {
             Err(ChangeError::ForeignRouteInTheWay { dst: *dst })
         }
         // ESRCH: gone already, which is what was asked.
-        (Step::Withdraw { dst, owned_nh }, Ok(()))
+        (Step::Withdraw { dst, route }, Ok(()))
         | (
-            Step::Withdraw { dst, owned_nh },
+            Step::Withdraw { dst, route },
             Err(KernelError {
                 errno: Errno::ESRCH,
                 ..
             }),
         ) => {
-            view.owned.remove(dst);
-            view.count_user(*owned_nh, -1);
+            view.withdrawn(*dst, *route);
             Ok(())
         }
         (Step::Install { dst, .. } | Step::Withdraw { dst, .. }, Err(error)) => {

@@ -8,6 +8,7 @@
 //! which rebuilds the picture.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -15,10 +16,22 @@ use super::NetlinkRouter;
 use super::dump::{ConnectedNetworks, Snapshot};
 use super::objects::Objects;
 
+/// One route of ours, as the kernel holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct OwnedRoute {
+    /// The nexthop object it uses; `None` for a plain gateway route.
+    pub nh_id: Option<u32>,
+    /// Where it sends traffic; `None` when that is not one gateway (a
+    /// group, a blackhole).
+    pub via: Option<IpAddr>,
+}
+
 pub(super) struct View {
-    /// Our routes in the configured table inside the pool: destination →
-    /// the nexthop object they use (`None` for a plain gateway route).
-    pub owned: HashMap<IpNet, Option<u32>>,
+    /// Our routes in the configured table inside the pool, by destination,
+    /// in the kernel's order: normally one, but nothing stops a second one
+    /// through another next hop (appended by hand, or left by a replace
+    /// elsewhere), and a removal must find the one it names.
+    owned: HashMap<IpNet, Vec<OwnedRoute>>,
     /// Destinations in the configured table inside the pool held by others.
     pub foreign: HashSet<IpNet>,
     pub connected: ConnectedNetworks,
@@ -37,7 +50,11 @@ impl View {
             .filter(|route| route.table == router.table && router.ownership.in_pool(&route.dst));
         for route in in_pool {
             if route.protocol == router.ownership.netlink_protocol {
-                owned.entry(route.dst).or_insert(route.nh_id);
+                let ours = OwnedRoute {
+                    nh_id: route.nh_id,
+                    via: snapshot.via(route),
+                };
+                owned.entry(route.dst).or_insert_with(Vec::new).push(ours);
             } else {
                 foreign.insert(route.dst);
             }
@@ -49,6 +66,52 @@ impl View {
             objects: Objects::new(snapshot, router.ownership.netlink_protocol),
             users: snapshot.nexthop_users(),
         }
+    }
+
+    /// Our first route to `dst`: the one NLM_F_REPLACE would take.
+    pub(super) fn first_owned(&self, dst: IpNet) -> Option<OwnedRoute> {
+        self.owned
+            .get(&dst)
+            .and_then(|routes| routes.first())
+            .copied()
+    }
+
+    /// Our route to `dst` through `via`: the unspecified address names one
+    /// without a single gateway, as `list` shows it.
+    pub(super) fn owned_via(&self, dst: IpNet, via: IpAddr) -> Option<OwnedRoute> {
+        let wanted = (!via.is_unspecified()).then_some(via);
+        self.owned
+            .get(&dst)?
+            .iter()
+            .find(|route| route.via == wanted)
+            .copied()
+    }
+
+    /// Our route `route` to `dst` is in the kernel, in place of `replaced`.
+    pub(super) fn installed(
+        &mut self,
+        dst: IpNet,
+        replaced: Option<OwnedRoute>,
+        route: OwnedRoute,
+    ) {
+        let routes = self.owned.entry(dst).or_default();
+        match replaced.and_then(|old| routes.iter().position(|r| *r == old)) {
+            Some(at) => routes[at] = route,
+            None => routes.push(route),
+        }
+        self.count_user(route.nh_id, 1);
+        self.count_user(replaced.and_then(|old| old.nh_id), -1);
+    }
+
+    /// Our route `route` to `dst` is gone from the kernel.
+    pub(super) fn withdrawn(&mut self, dst: IpNet, route: OwnedRoute) {
+        if let Some(routes) = self.owned.get_mut(&dst) {
+            routes.retain(|r| *r != route);
+            if routes.is_empty() {
+                self.owned.remove(&dst);
+            }
+        }
+        self.count_user(route.nh_id, -1);
     }
 
     /// Counts one more (`delta` 1) or one less (-1) user of nexthop `id`.
