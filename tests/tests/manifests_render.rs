@@ -425,11 +425,7 @@ fn each_install_reads_its_generated_config_and_the_controller_accepts_it_in_the_
             .into_iter()
             .filter_map(|volume| volume.config_map.map(|source| source.name))
             .collect();
-        assert_eq!(
-            mounted,
-            [generated.clone()],
-            "{folder}: the pod mounts {mounted:?}"
-        );
+        assert_eq!(mounted, [generated], "{folder}: the pod mounts {mounted:?}");
 
         let image_files = if folder == PLUGIN {
             plugin_image_files(&pod_config(&rendered, pod_files(&rendered, &[]).path()))
