@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::sched::{CloneFlags, setns};
@@ -25,6 +26,48 @@ pub(crate) struct Namespace {
     file: File,
 }
 
+/// Which namespace a name stood for: the device and inode of its nsfs
+/// file. A namespace deleted and made again under the same name is
+/// another namespace, with another inode; the old one lives on, unreachable
+/// by name, for as long as a socket in it is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    /// The namespace `/run/netns/NAME` stands for now.
+    pub(crate) fn of(router: &str, name: &str) -> Result<Identity, DriverError> {
+        let path = path_of(router, name)?;
+        let metadata = std::fs::metadata(&path).map_err(|error| DriverError::Netns {
+            router: router.to_owned(),
+            netns: name.to_owned(),
+            source: io::Error::new(error.kind(), format!("{}: {error}", path.display())),
+        })?;
+        Ok(Identity {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+        })
+    }
+}
+
+/// `/run/netns/NAME`, for a name and never a path: nothing outside
+/// /run/netns can be reached through it.
+fn path_of(router: &str, name: &str) -> Result<PathBuf, DriverError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(DriverError::Netns {
+            router: router.to_owned(),
+            netns: name.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a namespace name (as `ip netns list` shows them)",
+            ),
+        });
+    }
+    Ok([NETNS_DIR, name].iter().collect())
+}
+
 impl Namespace {
     /// Opens namespace `name` (as `ip netns list` shows it) for `router`.
     pub(crate) fn open(router: &str, name: &str) -> Result<Namespace, DriverError> {
@@ -33,14 +76,7 @@ impl Namespace {
             netns: name.to_owned(),
             source,
         };
-        // A name, not a path: nothing outside /run/netns can be reached through it.
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-            return Err(netns_error(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a namespace name (as `ip netns list` shows them)",
-            )));
-        }
-        let path: PathBuf = [NETNS_DIR, name].iter().collect();
+        let path = path_of(router, name)?;
         let file = File::open(&path).map_err(|error| {
             netns_error(io::Error::new(
                 error.kind(),
@@ -50,6 +86,20 @@ impl Namespace {
         Ok(Namespace {
             name: name.to_owned(),
             file,
+        })
+    }
+
+    /// The namespace this open file stands for, whatever happens to its
+    /// name afterwards.
+    pub(crate) fn identity(&self, router: &str) -> Result<Identity, DriverError> {
+        let metadata = self.file.metadata().map_err(|source| DriverError::Netns {
+            router: router.to_owned(),
+            netns: self.name.clone(),
+            source,
+        })?;
+        Ok(Identity {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
         })
     }
 }

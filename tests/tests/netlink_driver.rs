@@ -12,7 +12,7 @@ use nativeroute_router_drivers::netlink::{NetlinkDriver, NetlinkRouter};
 use nativeroute_router_drivers::{
     Change, ChangeError, DriverError, Fence, ForeignRoute, Ownership, Route, RouterDriver,
 };
-use nativeroute_tests::netns::Netns;
+use nativeroute_tests::netns::{Netns, run};
 use nativeroute_tests::route_monitor::RouteMonitor;
 
 const MAIN: u32 = 254;
@@ -544,6 +544,39 @@ async fn a_nexthop_deleted_by_hand_shows_its_routes_missing_until_re_added() {
     assert_eq!(repair, vec![Change::Add(desired[0])]);
     apply_ok(&mut driver, &repair).await;
     assert_eq!(owned(&mut driver).await, desired.to_vec());
+}
+
+/// A namespace deleted and made again under the same name is another
+/// namespace. The driver's socket in the old one would take every write
+/// and show its old routes, with no drift ever seen: the next list sees the
+/// new namespace as it is, the next batch programs it, and a namespace
+/// that is gone is an error, not a success.
+#[tokio::test]
+async fn a_namespace_deleted_and_made_again_is_the_one_programmed_next() {
+    let ns = router_namespace();
+    let mut driver = driver(&ns, MAIN).await;
+    let ours = route("11.11.1.0/24", "192.168.2.1");
+    apply_ok(&mut driver, &[Change::Add(ours)]).await;
+
+    run("ip", &["netns", "del", ns.name()]);
+    let error = driver.list().await.expect_err("the namespace is gone");
+    assert!(
+        matches!(&error, DriverError::Netns { netns, .. } if netns == ns.name()),
+        "{error}"
+    );
+    run("ip", &["netns", "add", ns.name()]);
+    ns.ip("link set lo up");
+    ns.add_connected_network("p3p1", "192.168.2.2/24");
+
+    assert_eq!(
+        owned(&mut driver).await,
+        vec![],
+        "the new namespace holds nothing yet"
+    );
+    apply_ok(&mut driver, &[Change::Add(ours)]).await;
+    let line = kernel_route(&ns, "-4", MAIN, "11.11.1.0/24").expect("in the new namespace");
+    assert!(marked_ours(&line), "{line}");
+    assert_eq!(owned(&mut driver).await, vec![ours]);
 }
 
 #[tokio::test]

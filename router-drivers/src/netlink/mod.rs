@@ -6,6 +6,13 @@
 //! than carrying its own gateway: with one gateway per node, the kernel's
 //! plain-route path is quadratic in distinct gateways (notes/lab.md).
 //!
+//! The socket stays in the namespace it was opened in. Before every list,
+//! apply and tidy the driver checks that the router's namespace name still
+//! stands for that namespace (device and inode of /run/netns/NAME): one
+//! deleted and made again gets a new socket and a fresh read, and a name
+//! that stands for nothing is an error rather than writes into a namespace
+//! nobody can reach.
+//!
 //! Ownership is the route protocol: a route in the configured table whose
 //! destination is in the pool is ours iff its protocol is ours; our nexthop
 //! objects carry the same protocol. Nothing else is ever changed.
@@ -84,10 +91,29 @@ impl NetlinkDriver {
         &self.router
     }
 
+    /// The open socket, opened first when there is none, it failed, or
+    /// its namespace is no longer the one the router's name stands for
+    /// (then the picture of the kernel goes too: it was of the old one).
     async fn socket<'a>(
         slot: &'a mut Option<Socket>,
+        view: &mut Option<View>,
         router: &NetlinkRouter,
     ) -> Result<&'a mut Socket, DriverError> {
+        if let Some(open) = slot.as_ref() {
+            let replaced = open.namespace_replaced();
+            if !matches!(replaced, Ok(false)) {
+                *slot = None;
+                *view = None;
+            }
+            if let Ok(true) = replaced {
+                tracing::warn!(
+                    router = %router.name,
+                    netns = router.netns.as_deref().unwrap_or_default(),
+                    "the network namespace was deleted and made again; opening a socket in the new one"
+                );
+            }
+            replaced?;
+        }
         let socket = match slot.take() {
             Some(socket) => socket,
             None => Socket::open(&router.name, router.netns.as_deref()).await?,
@@ -126,7 +152,7 @@ impl RouterDriver for NetlinkDriver {
     }
 
     async fn list(&mut self) -> Result<RouterRoutes, DriverError> {
-        let socket = Self::socket(&mut self.socket, &self.router).await?;
+        let socket = Self::socket(&mut self.socket, &mut self.view, &self.router).await?;
         let result = list::list(socket, &self.router).await;
         self.forget_socket_on_error(&result);
         let (routes, view) = result?;
@@ -145,7 +171,7 @@ impl RouterDriver for NetlinkDriver {
         if fence.is_raised() {
             return Ok(all_fenced(changes));
         }
-        let socket = Self::socket(&mut self.socket, &self.router).await?;
+        let socket = Self::socket(&mut self.socket, &mut self.view, &self.router).await?;
         let result =
             Self::apply_with_view(socket, &self.router, &mut self.view, changes, fence).await;
         self.forget_socket_on_error(&result);
@@ -164,7 +190,7 @@ impl RouterDriver for NetlinkDriver {
         if !has_unused {
             return Ok(());
         }
-        let socket = Self::socket(&mut self.socket, &self.router).await?;
+        let socket = Self::socket(&mut self.socket, &mut self.view, &self.router).await?;
         let Some(view) = self.view.as_mut() else {
             return Ok(());
         };

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use super::message::RtnlMessage;
 use crate::DriverError;
-use crate::netns::{Namespace, create_inside};
+use crate::netns::{Identity, Namespace, create_inside};
 
 /// What the receive buffer is asked to be. The kernel queues one ack per
 /// message of a batch before we read any, and drops acks (the batch then
@@ -35,6 +35,9 @@ pub(super) struct Socket {
     pub(super) unsolicited: Unsolicited,
     /// How many messages go into one sendmsg.
     pub(super) chunk: usize,
+    /// The named namespace the socket was opened in, and which namespace
+    /// that name stood for then; `None` for this process's own.
+    namespace: Option<(String, Identity)>,
     task: JoinHandle<()>,
 }
 
@@ -50,6 +53,10 @@ impl Socket {
         let namespace = netns
             .map(|name| Namespace::open(router, name))
             .transpose()?;
+        let identity = match (netns, &namespace) {
+            (Some(name), Some(namespace)) => Some((name.to_owned(), namespace.identity(router)?)),
+            _ => None,
+        };
         let owner = router.to_owned();
         let opened = create_inside(router, namespace, move || open_in(&owner)).await?;
         let Opened {
@@ -63,8 +70,20 @@ impl Socket {
             handle,
             unsolicited,
             chunk,
+            namespace: identity,
             task: tokio::spawn(connection),
         })
+    }
+
+    /// Whether the socket's namespace is still the one its name stands
+    /// for. A namespace deleted and made again under the same name leaves
+    /// the socket in the old one, where every write succeeds and reaches
+    /// nothing. `Err` when the name stands for no namespace at all.
+    pub(super) fn namespace_replaced(&self) -> Result<bool, DriverError> {
+        let Some((name, opened_in)) = &self.namespace else {
+            return Ok(false);
+        };
+        Ok(Identity::of(&self.router, name)? != *opened_in)
     }
 }
 
