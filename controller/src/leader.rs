@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use ipnet::IpNet;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -16,6 +17,8 @@ use kube::Api;
 use kube::api::PostParams;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::ipam::NextFit;
 
 /// How the lease is held.
 #[derive(Clone, Debug)]
@@ -190,11 +193,32 @@ struct Observed {
     at: Instant,
 }
 
+/// Where next-fit continues, on the Lease: comma-separated subnets, one per
+/// family.
+///
+/// The Lease is where the cursor is kept because it is the one object the
+/// API server keeps that only the leader writes, and writes anyway every
+/// retry period: the cursor goes along with each renewal (no request of its
+/// own), a deposed leader cannot overwrite it (its write is a conflict),
+/// and the next leader reads it with the lease it takes over. Deriving it
+/// from the Nodes instead cannot see a subnet whose node was deleted, and
+/// that is exactly the one next-fit must not hand out again at once.
+pub const NEXT_FIT_ANNOTATION: &str = "nativeroute.io/next-fit";
+
 /// Tries to take and hold one Lease.
 pub struct LeaderElection {
     api: Api<Lease>,
     settings: LeaseSettings,
     observed: Option<Observed>,
+    next_fit: NextFit,
+}
+
+/// Whether a round takes the lease (and with it the cursor the last leader
+/// left) or renews it (and with it the cursor this leader has now).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Taking,
+    Renewing,
 }
 
 impl LeaderElection {
@@ -203,7 +227,16 @@ impl LeaderElection {
             api: Api::namespaced(client, &settings.namespace),
             settings,
             observed: None,
+            next_fit: NextFit::default(),
         }
+    }
+
+    /// Where next-fit continues: read from the Lease when this instance
+    /// takes it, written to it with every renewal and at release. The node
+    /// source of a term resumes from it and keeps it up to date
+    /// ([`KubernetesSource::resuming`](crate::inventory::kubernetes::KubernetesSource::resuming)).
+    pub fn next_fit(&self) -> NextFit {
+        self.next_fit.clone()
     }
 
     pub fn describe(&self) -> String {
@@ -217,7 +250,7 @@ impl LeaderElection {
     pub async fn acquire(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
         loop {
             let limit = self.settings.renew_deadline;
-            match tokio::time::timeout(limit, self.try_acquire_or_renew()).await {
+            match tokio::time::timeout(limit, self.try_acquire_or_renew(Phase::Taking)).await {
                 Ok(Ok(Round::Leading)) => return true,
                 Ok(Ok(Round::Following | Round::Conflict)) => {}
                 Ok(Err(err)) => {
@@ -254,7 +287,7 @@ impl LeaderElection {
                 .settings
                 .renew_deadline
                 .saturating_sub(renewed.elapsed());
-            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+            match tokio::time::timeout(left, self.try_acquire_or_renew(Phase::Renewing)).await {
                 Ok(Ok(Round::Leading)) => renewed = Instant::now(),
                 Ok(Ok(Round::Following)) => {
                     tracing::error!(
@@ -295,6 +328,7 @@ impl LeaderElection {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
+        self.note_next_fit(&mut lease);
         match self
             .api
             .replace(&self.settings.name, &PostParams::default(), &lease)
@@ -308,13 +342,13 @@ impl LeaderElection {
     }
 
     /// One round of client-go's algorithm.
-    async fn try_acquire_or_renew(&mut self) -> Result<Round, kube::Error> {
+    async fn try_acquire_or_renew(&mut self, phase: Phase) -> Result<Round, kube::Error> {
         let now = MicroTime(Timestamp::now());
         let duration_seconds = i32::try_from(self.settings.duration.as_secs()).unwrap_or(i32::MAX);
         let mut lease = match self.api.get_opt(&self.settings.name).await? {
             Some(lease) => lease,
             None => {
-                let lease = Lease {
+                let mut lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(self.settings.name.clone()),
                         namespace: Some(self.settings.namespace.clone()),
@@ -329,6 +363,7 @@ impl LeaderElection {
                         ..LeaseSpec::default()
                     }),
                 };
+                self.note_next_fit(&mut lease);
                 return match self.api.create(&PostParams::default(), &lease).await {
                     Ok(created) => {
                         self.observe(&created);
@@ -367,6 +402,15 @@ impl LeaderElection {
         spec.holder_identity = Some(self.settings.identity.clone());
         spec.lease_duration_seconds = Some(duration_seconds);
         spec.renew_time = Some(now);
+        // Taking: the cursor the last leader left (a restart under the
+        // same identity takes its own lease, and must not write over it).
+        let left = match phase {
+            Phase::Taking => Some(next_fit_of(&lease)),
+            Phase::Renewing => {
+                self.note_next_fit(&mut lease);
+                None
+            }
+        };
         // The resourceVersion in `lease` makes this a compare-and-swap: if
         // another instance wrote the lease since we read it, this is a 409.
         match self
@@ -376,11 +420,29 @@ impl LeaderElection {
         {
             Ok(written) => {
                 self.observe(&written);
+                if let Some(left) = left {
+                    self.next_fit.set(left);
+                }
                 Ok(Round::Leading)
             }
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(Round::Conflict),
             Err(err) => Err(err),
         }
+    }
+
+    /// Writes the current cursor on `lease`; with none yet, the one there
+    /// stays.
+    fn note_next_fit(&self, lease: &mut Lease) {
+        let next = self.next_fit.get();
+        if next.is_empty() {
+            return;
+        }
+        let text: Vec<String> = next.iter().map(ToString::to_string).collect();
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(NEXT_FIT_ANNOTATION.to_owned(), text.join(","));
     }
 
     fn observe(&mut self, lease: &Lease) {
@@ -396,6 +458,32 @@ impl LeaderElection {
             });
         }
     }
+}
+
+/// The cursor noted on `lease`; a value that does not parse is skipped (the
+/// guess from the Nodes takes its place).
+fn next_fit_of(lease: &Lease) -> Vec<IpNet> {
+    let Some(text) = lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(NEXT_FIT_ANNOTATION))
+    else {
+        return Vec::new();
+    };
+    text.split(',')
+        .filter_map(|part| match part.trim().parse::<IpNet>() {
+            Ok(subnet) => Some(subnet),
+            Err(_) => {
+                tracing::warn!(
+                    annotation = NEXT_FIT_ANNOTATION,
+                    value = text,
+                    "not a subnet on the leader Lease; next-fit continues from a guess"
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -861,3 +861,88 @@ async fn a_node_list_or_watch_that_never_answers_is_given_up_and_tried_again() {
         .count();
     assert_eq!(hung, 2, "both hangs were met");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_restart_a_just_released_subnet_is_not_handed_out_at_once() {
+    let Converged {
+        lab,
+        controller,
+        subnets,
+        ..
+    } = KubeLab::converged(KubeConfig::default()).await;
+    // The oldest node goes: its subnet is free, and the one next-fit would
+    // hand out first if it started over from the pool's beginning.
+    assert!(lab.api.delete_node("node1"));
+    let mut remaining = subnets.clone();
+    remaining.remove("node1");
+    lab.wait_for_routes("node1's route is withdrawn", &lab.lab_routes(&remaining))
+        .await;
+    controller.stop(Duration::from_secs(10));
+
+    let mut second = lab.start_controller("second");
+    lab.put(KubeLab::kubelet_node("node4", ip("192.168.3.5")));
+    let node4 = lab.wait_for_subnets(&["node4"]).await["node4"];
+    assert_ne!(
+        node4, subnets["node1"],
+        "the subnet released just before the restart went out again at once"
+    );
+    assert!(
+        !remaining.values().any(|subnet| *subnet == node4),
+        "{node4} is taken"
+    );
+    second.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_fit_cursor_goes_with_the_leader_lease_to_the_next_leader() {
+    use nativeroute::inventory::NodeSource;
+    use nativeroute::leader::{LeaderElection, LeaseSettings, LeaseTiming, TermEnd};
+    let api = nativeroute_tests::apiserver::ApiServer::start()
+        .await
+        .expect("the test API server starts");
+    let timing = LeaseTiming::new(
+        Duration::from_secs(4),
+        Duration::from_secs(3),
+        Duration::from_secs(1),
+    )
+    .expect("timing");
+    let election = |identity: &str| {
+        let settings =
+            LeaseSettings::new("nativeroute".into(), "nativeroute".into(), identity.into())
+                .with_timing(timing);
+        LeaderElection::new(api.client().expect("a client"), settings)
+    };
+    let (stop, mut shutdown) = tokio::sync::watch::channel(false);
+    let mut first = election("first");
+    assert!(first.acquire(&mut shutdown).await);
+    let next: Vec<IpNet> = vec!["11.11.9.0/24".parse().expect("net")];
+    first.next_fit().set(next.clone());
+    // A renewal or two, then a shutdown: the cursor is on the Lease.
+    let hold = first.hold(&mut shutdown);
+    let ended = tokio::select! {
+        ended = hold => ended,
+        () = tokio::time::sleep(Duration::from_millis(2500)) => {
+            let _ = stop.send(true);
+            TermEnd::Shutdown
+        }
+    };
+    assert_eq!(ended, TermEnd::Shutdown);
+    first.release().await;
+    let noted = api
+        .lease("nativeroute", "nativeroute")
+        .and_then(|lease| lease.metadata.annotations)
+        .and_then(|annotations| annotations.get("nativeroute.io/next-fit").cloned());
+    assert_eq!(noted.as_deref(), Some("11.11.9.0/24"));
+
+    let (_keep, mut running) = tokio::sync::watch::channel(false);
+    let mut second = election("second");
+    assert!(second.next_fit().get().is_empty());
+    assert!(second.acquire(&mut running).await);
+    assert_eq!(second.next_fit().get(), next, "taken over with the Lease");
+    let source = node_source(&api, Duration::from_secs(290)).resuming(second.next_fit());
+    assert_eq!(
+        source.resume_point(),
+        next,
+        "the term's source resumes there"
+    );
+}

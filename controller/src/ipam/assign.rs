@@ -81,6 +81,7 @@ pub fn assign(ipam: &mut Ipam, claims: impl IntoIterator<Item = Claim>) -> Vec<O
         .iter()
         .map(|claim| restore(ipam, claim, &mut outcomes))
         .collect();
+    ipam.guess_cursors(claims.iter().rev().map(|claim| claim.node.as_str()));
     // A pin is a wish for something new, so only nodes that may get new
     // subnets have it honoured: an excluded node (the router itself, say)
     // pinned to a subnet would otherwise keep it from the node it was meant

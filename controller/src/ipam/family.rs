@@ -19,6 +19,9 @@ pub(super) struct FamilyPool {
     allocated: BTreeSet<u128>,
     /// Where the next search starts: one past the last subnet handed out.
     cursor: u128,
+    /// Whether `cursor` says where next-fit stopped (it was restored or
+    /// moved), rather than being the start it has before either.
+    cursor_known: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +53,7 @@ impl FamilyPool {
             reserved: Vec::new(),
             allocated: BTreeSet::new(),
             cursor: 0,
+            cursor_known: false,
         };
         pool.reserved = reserved
             .iter()
@@ -85,6 +89,11 @@ impl FamilyPool {
 
     pub(super) fn set_cursor(&mut self, cursor: u128) {
         self.cursor = if cursor < self.size { cursor } else { 0 };
+        self.cursor_known = true;
+    }
+
+    pub(super) fn cursor_known(&self) -> bool {
+        self.cursor_known
     }
 
     /// The index of `subnet` if it is exactly one node subnet of this pool.
@@ -132,7 +141,7 @@ impl FamilyPool {
             .first_free_in(self.cursor, self.size)
             .or_else(|| self.first_free_in(0, self.cursor))?;
         self.allocated.insert(found);
-        self.cursor = if found + 1 < self.size { found + 1 } else { 0 };
+        self.set_cursor(found + 1);
         Some(found)
     }
 

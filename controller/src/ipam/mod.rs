@@ -10,6 +10,7 @@ mod family;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
@@ -55,6 +56,29 @@ impl Family {
 impl fmt::Display for Family {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Where next-fit continues, one subnet per family, shared between the node
+/// source that records it and the leader Lease that keeps it across
+/// restarts and leader changes.
+#[derive(Clone, Debug, Default)]
+pub struct NextFit(Arc<Mutex<Vec<IpNet>>>);
+
+impl NextFit {
+    pub fn get(&self) -> Vec<IpNet> {
+        self.lock().clone()
+    }
+
+    pub fn set(&self, next: Vec<IpNet>) {
+        *self.lock() = next;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IpNet>> {
+        // Every change is one assignment: a panic cannot leave it torn.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -246,6 +270,36 @@ impl Ipam {
             && let Some(index) = pool.index_of(&next)
         {
             pool.set_cursor(index);
+        }
+    }
+
+    /// For each family whose cursor nobody restored and nothing moved yet
+    /// (a restart with no saved cursor), continues next-fit after the subnet
+    /// of the newest node that holds one, as near as the nodes tell where
+    /// it stopped: nodes get their subnets as they join. What this cannot
+    /// see is a subnet released by a node newer than every remaining one;
+    /// a saved cursor (state file, leader Lease) covers that.
+    pub fn guess_cursors<'a>(&mut self, newest_first: impl IntoIterator<Item = &'a str>) {
+        let mut unknown: Vec<Family> = self
+            .families()
+            .filter(|family| self.pool(*family).is_some_and(|pool| !pool.cursor_known()))
+            .collect();
+        for node in newest_first {
+            if unknown.is_empty() {
+                return;
+            }
+            for subnet in self.subnets_of(node).to_vec() {
+                let family = Family::of(&subnet);
+                if !unknown.contains(&family) {
+                    continue;
+                }
+                unknown.retain(|other| *other != family);
+                if let Some(pool) = self.pool_mut(family)
+                    && let Some(index) = pool.index_of(&subnet)
+                {
+                    pool.set_cursor(index + 1);
+                }
+            }
         }
     }
 

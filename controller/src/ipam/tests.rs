@@ -327,6 +327,37 @@ fn an_excluded_node_with_a_pin_claims_nothing_and_the_pinned_subnet_stays_free()
 }
 
 #[test]
+fn after_a_restart_with_no_saved_cursor_next_fit_continues_after_the_newest_nodes_subnet() {
+    let mut ipam = Ipam::new(&pool(&["11.11.0.0/16"], &["11.11.0.0/24"]));
+    // node1 (11.11.1.0/24) was deleted before the restart; the others,
+    // oldest first, hold what they were given.
+    let restored =
+        [("node2", "11.11.2.0/24"), ("node3", "11.11.3.0/24")].map(|(node, subnet)| Claim {
+            recorded: vec![net(subnet)],
+            ..fresh(node)
+        });
+    let mut claims = restored.to_vec();
+    claims.push(fresh("node4"));
+    assign(&mut ipam, claims);
+    assert_eq!(ipam.subnets_of("node4"), &[net("11.11.4.0/24")]);
+}
+
+#[test]
+fn a_restored_cursor_wins_over_the_guess_from_the_nodes() {
+    let mut ipam = Ipam::new(&pool(&["11.11.0.0/16"], &["11.11.0.0/24"]));
+    ipam.restore_cursor(net("11.11.9.0/24"));
+    let claims = vec![
+        Claim {
+            recorded: vec![net("11.11.2.0/24")],
+            ..fresh("node2")
+        },
+        fresh("node4"),
+    ];
+    assign(&mut ipam, claims);
+    assert_eq!(ipam.subnets_of("node4"), &[net("11.11.9.0/24")]);
+}
+
+#[test]
 fn assigning_the_same_inventory_twice_changes_nothing() {
     let mut ipam = Ipam::new(&pool(&["11.11.0.0/16"], &[]));
     assign(&mut ipam, ["a", "b"].map(fresh));

@@ -27,7 +27,7 @@ use super::writeback::NodeWriter;
 use crate::config::{Config, IpamMode, NodesConfig, PoolConfig, parse_label_selector};
 use crate::inventory::annotations;
 use crate::inventory::{NodeRecord, NodeSource, Snapshot, SourceError, SourceProblem, Standing};
-use crate::ipam::Ipam;
+use crate::ipam::{Ipam, NextFit};
 use crate::report::Reason;
 
 /// At most this many events already waiting are folded into one snapshot.
@@ -88,6 +88,8 @@ pub struct KubernetesSource {
     /// When the API server last answered the source: a list page or a
     /// watch event.
     progress: watch::Sender<std::time::Instant>,
+    /// Where next-fit continues, kept on the leader Lease.
+    next_fit: Option<NextFit>,
 }
 
 impl KubernetesSource {
@@ -120,7 +122,17 @@ impl KubernetesSource {
             directory,
             resync_at,
             progress: watch::channel(std::time::Instant::now()).0,
+            next_fit: None,
         }
+    }
+
+    /// Resumes next-fit where `next_fit` says (the cursor the leader Lease
+    /// kept, see [`LeaderElection::next_fit`](crate::leader::LeaderElection::next_fit)),
+    /// and keeps it up to date for the Lease. Without it, next-fit resumes
+    /// after the newest node's subnet.
+    pub fn resuming(mut self, next_fit: NextFit) -> Self {
+        self.next_fit = Some(next_fit);
+        self
     }
 
     fn observe(&self, object: &NodeObject) -> ObservedNode {
@@ -390,6 +402,9 @@ impl NodeSource for KubernetesSource {
         if self.settings.ipam != IpamMode::Allocate {
             return Ok(());
         }
+        if let Some(next_fit) = &self.next_fit {
+            next_fit.set(ipam.cursors().into_iter().map(|(_, next)| next).collect());
+        }
         // The same assignments for the same nodes were handed over already.
         let recorded = (ipam.generation(), listed.len());
         if self.recorded == Some(recorded) {
@@ -406,7 +421,7 @@ impl NodeSource for KubernetesSource {
     }
 
     fn resume_point(&self) -> Vec<IpNet> {
-        Vec::new()
+        self.next_fit.as_ref().map(NextFit::get).unwrap_or_default()
     }
 
     /// Advanced by every list page and watch event. kube's watcher renews
