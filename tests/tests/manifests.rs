@@ -1,3 +1,5 @@
+//! The manifests against the running controller.
+//!
 //! The RBAC that `kubectl apply -k manifests/` grants, against every request
 //! the real controller makes: two controllers against the test API server
 //! (which records each request) go through annotations, a pinned node, a
@@ -5,17 +7,22 @@
 //! handover; each request must be allowed by the rendered ClusterRole and
 //! Roles bound to the Deployment's ServiceAccount, and each granted verb must
 //! have been used or be explained in [`NOT_EXERCISED`].
+//!
+//! The alerts and the dashboard of `manifests/monitoring/`, against the
+//! metrics the controller exposes on /metrics.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use nativeroute_tests::apiserver::RequestRecord;
 use nativeroute_tests::kube_lab::{KubeConfig, KubeLab};
-use nativeroute_tests::lab::wait_until;
+use nativeroute_tests::lab::{http_get, wait_until};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
@@ -36,18 +43,18 @@ const NOT_EXERCISED: [(&str, &str, &str, &str); 1] = [(
 /// system:discovery), so the manifests need not grant them.
 const OPEN_TO_EVERY_CLIENT: [&str; 3] = ["/version", "/api", "/apis"];
 
-/// `kubectl kustomize manifests/`, the default install.
-fn rendered() -> Vec<Value> {
+/// `kubectl kustomize manifests/<folder>`.
+fn render(folder: &str) -> Vec<Value> {
     let output = Command::new("kubectl")
         .arg("kustomize")
-        .arg(MANIFESTS)
+        .arg(Path::new(MANIFESTS).join(folder))
         .output()
         .unwrap_or_else(|err| {
             panic!("cannot run kubectl ({err}): this test renders manifests/ with `kubectl kustomize`; install kubectl")
         });
     assert!(
         output.status.success(),
-        "kubectl kustomize manifests/ failed:\n{}",
+        "kubectl kustomize manifests/{folder} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8(output.stdout).expect("kubectl prints UTF-8");
@@ -318,7 +325,7 @@ async fn requests_of_a_controllers_life() -> Vec<RequestRecord> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_the_controller_makes_is_allowed_by_the_manifests_and_every_grant_is_used() {
-    let objects = rendered();
+    let objects = render("");
     let grants = grants(&objects);
     assert!(
         !grants.is_empty(),
@@ -442,5 +449,245 @@ fn the_rbac_check_denies_what_the_rules_do_not_name() {
     assert!(
         !allows(&scoped, &status),
         "a subresource is a resource of its own"
+    );
+}
+
+/// Metric names in a PromQL expression.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("nativeroute_") {
+        let preceded_by_name = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(tail.len());
+        if !preceded_by_name {
+            names.insert(tail[..end].to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Every sample name /metrics can carry, from its TYPE lines (so families
+/// with no sample yet count) and its samples.
+fn exported_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            let mut words = declared.split_whitespace();
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|suffix| format!("{name}{suffix}")));
+        } else if !line.starts_with('#') {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            if end > 0 {
+                names.insert(line[..end].to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Each alert of the PrometheusRule: (name, expression).
+fn alerts(monitoring: &[Value]) -> Vec<(String, String)> {
+    let rules: Vec<&Value> = monitoring
+        .iter()
+        .filter(|object| object["kind"].as_str() == Some("PrometheusRule"))
+        .collect();
+    assert_eq!(rules.len(), 1);
+    rules[0]["spec"]["groups"]
+        .as_sequence()
+        .expect("groups")
+        .iter()
+        .flat_map(|group| group["rules"].as_sequence().cloned().unwrap_or_default())
+        .map(|rule| {
+            (
+                rule["alert"].as_str().expect("an alerting rule").to_owned(),
+                rule["expr"].as_str().expect("an expression").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Each query of the Grafana dashboard: (panel title, expression).
+fn dashboard_queries(monitoring: &[Value]) -> Vec<(String, String)> {
+    let map = of_kind::<ConfigMap>(monitoring, "ConfigMap")
+        .into_iter()
+        .find(|map| {
+            map.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("grafana_dashboard"))
+                .map(String::as_str)
+                == Some("1")
+        })
+        .expect("a ConfigMap labelled for Grafana's dashboard sidecar");
+    let data = map.data.unwrap_or_default();
+    assert_eq!(data.len(), 1);
+    let file = std::fs::read_to_string(
+        Path::new(MANIFESTS)
+            .join("monitoring")
+            .join("grafana-dashboard.json"),
+    )
+    .expect("monitoring/grafana-dashboard.json");
+    let json = data.into_values().next().expect("the dashboard");
+    assert_eq!(
+        json, file,
+        "the ConfigMap carries the dashboard file as it is"
+    );
+    let dashboard: serde_json::Value = serde_json::from_str(&json).expect("the dashboard is JSON");
+    dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|panel| {
+            let title = panel["title"].as_str().unwrap_or_default().to_owned();
+            panel["targets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |target| {
+                    (
+                        title.clone(),
+                        target["expr"].as_str().expect("a PromQL target").to_owned(),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The real controller scraped once every family the alerts may name has a
+/// sample: a family without one is not exposed at all. So it runs against
+/// the test API server (node Events) with the lab's router and a second
+/// router whose plugin always fails (sync errors).
+async fn scrape_the_controller() -> String {
+    let lab = KubeLab::create(KubeConfig::default()).await;
+    let mut config = std::fs::read_to_string(&lab.config).expect("the lab's config");
+    config.push_str("  - {name: broken, driver: plugin, command: [/bin/false]}\n");
+    std::fs::write(&lab.config, config).expect("the config with a broken router");
+    lab.register_lab_nodes();
+    let address = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        listener.local_addr().expect("its address")
+    };
+    let _controller = lab.start_controller_with("metrics", &address.to_string());
+    let mut text = String::new();
+    wait_until(
+        "the controller has routed the nodes, sent Events and failed the broken router",
+        Duration::from_secs(20),
+        async || {
+            text = http_get(address, "/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            [
+                "nativeroute_routes{",
+                "nativeroute_node_events_total{",
+                "nativeroute_sync_errors_total{",
+            ]
+            .iter()
+            .all(|family| text.contains(family))
+        },
+    )
+    .await;
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_alert_and_dashboard_query_names_metrics_the_controller_exports() {
+    let exported = exported_names(&scrape_the_controller().await);
+    let monitoring = render("monitoring");
+    let mut used = BTreeSet::new();
+    for (what, expr) in alerts(&monitoring)
+        .into_iter()
+        .map(|(alert, expr)| (format!("alert {alert}"), expr))
+        .chain(
+            dashboard_queries(&monitoring)
+                .into_iter()
+                .map(|(panel, expr)| (format!("panel {panel}"), expr)),
+        )
+    {
+        let names = metric_names(&expr);
+        assert!(
+            !names.is_empty(),
+            "{what} names no nativeroute metric: {expr}"
+        );
+        for name in &names {
+            assert!(
+                exported.contains(name),
+                "{what} names {name}, which the controller does not export: {expr}\nexported: {exported:?}"
+            );
+        }
+        used.extend(names);
+    }
+    // What the alerts must watch: router down, pool usage, held removals,
+    // failing changes (no metric counts unprogrammed nodes), sync errors,
+    // leadership.
+    let alerted: BTreeSet<String> = alerts(&monitoring)
+        .into_iter()
+        .flat_map(|(_, expr)| metric_names(&expr))
+        .collect();
+    for name in [
+        "nativeroute_router_up",
+        "nativeroute_pool_subnets",
+        "nativeroute_withdrawals_held",
+        "nativeroute_route_changes_total",
+        "nativeroute_sync_errors_total",
+        "nativeroute_leader",
+    ] {
+        assert!(alerted.contains(name), "no alert watches {name}");
+    }
+    for name in [
+        "nativeroute_routes",
+        "nativeroute_router_up",
+        "nativeroute_sync_duration_seconds_bucket",
+        "nativeroute_route_changes_total",
+        "nativeroute_withdrawals_held",
+        "nativeroute_pool_subnets",
+        "nativeroute_leader",
+    ] {
+        assert!(
+            used.contains(name),
+            "neither an alert nor the dashboard shows {name}"
+        );
+    }
+}
+
+#[test]
+fn metric_names_are_read_from_promql_and_from_the_exposition() {
+    assert_eq!(
+        metric_names(
+            r#"sum without (state) (nativeroute_pool_subnets{state="free"}) / x_nativeroute_y and on (job) nativeroute_leader == 1"#
+        ),
+        BTreeSet::from([
+            "nativeroute_pool_subnets".to_owned(),
+            "nativeroute_leader".to_owned()
+        ])
+    );
+    let text = "# HELP nativeroute_sync_errors Syncs.\n# TYPE nativeroute_sync_errors counter\n\
+                # TYPE nativeroute_sync_duration_seconds histogram\n# UNIT nativeroute_sync_duration_seconds seconds\n\
+                nativeroute_leader 1\n# EOF\n";
+    let names = exported_names(text);
+    for name in [
+        "nativeroute_sync_errors_total",
+        "nativeroute_sync_duration_seconds_bucket",
+        "nativeroute_leader",
+    ] {
+        assert!(names.contains(name), "{name}: {names:?}");
+    }
+    assert!(
+        !names.contains("nativeroute_sync_errors"),
+        "a counter's samples end in _total"
     );
 }
