@@ -19,6 +19,7 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;
+pub mod reload;
 pub mod report;
 pub mod routers;
 pub mod run;

@@ -153,13 +153,15 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
             kubeconfig,
             lease,
         } => {
-            let config = Config::load(&config)?;
+            let config_path = config;
+            let config = Config::load(&config_path)?;
             let signals = signals::listen()?;
             let options = run::RunOptions {
                 metrics_address: metrics_address.0,
                 kubeconfig,
                 lease: lease.settings(),
                 release: signals.release,
+                config_path: Some(config_path),
             };
             run::run(config, options, signals.shutdown).await?;
             Ok(Exit::Success)

@@ -26,6 +26,7 @@ use crate::ipam::Ipam;
 use crate::leader::{LeaderElection, LeaseSettings, TermEnd};
 use crate::metrics::{self, Metrics};
 use crate::reconcile::Reconciler;
+use crate::reload::{self, ConfigWatch};
 use crate::report::kubernetes::{EventPublisher, EventReporter};
 use crate::report::{LogReporter, Reporter};
 use crate::status::{RouteStates, RoutingPlan, StatusSink, run_status};
@@ -55,6 +56,16 @@ pub struct RunOptions {
     /// Bumped when an operator releases the withdrawals the removal guard
     /// holds (`nativeroute release`, SIGUSR1).
     pub release: watch::Receiver<u64>,
+    /// The config file, watched for live changes; `None`: no live config.
+    pub config_path: Option<PathBuf>,
+}
+
+/// How a term ended, when it ended without an error.
+pub enum Ended {
+    /// Shutdown, or the leadership term is over.
+    Stopped,
+    /// A new config was taken: the next term runs with it.
+    Reload(Arc<Config>),
 }
 
 /// Runs the controller until `shutdown` turns true. Stopping withdraws no route.
@@ -87,30 +98,31 @@ pub async fn run(
             }
         });
     }
+    // Without a file to watch, the sender stays here and nothing changes.
+    let (_no_watch, mut configs) = watch::channel(config.clone());
+    let _watch = match &options.config_path {
+        Some(path) => {
+            let (watch, receiver) = ConfigWatch::start(path, config.clone(), metrics.clone())
+                .with_context(|| format!("cannot watch {} for changes", path.display()))?;
+            configs = receiver;
+            Some(watch)
+        }
+        None => None,
+    };
+    let controls = Controls {
+        ready: ready_tx,
+        shutdown,
+        release: options.release,
+        liveness,
+        configs,
+    };
     match &config.nodes {
-        NodesConfig::File { path } => {
-            let source = FileSource::open(FileInventory::open(path)?, config.resync_interval)?;
-            let observers = Observers {
-                reporter: Arc::new(LogReporter::new(EVENT_QUIET)),
-                metrics: metrics.clone(),
-            };
+        NodesConfig::File { .. } => {
             metrics.leader(true);
-            let controls = Controls {
-                ready: ready_tx,
-                shutdown,
-                release: options.release,
-                liveness,
-            };
-            run_with_source(config.clone(), source, observers, None, controls).await
+            run_file_inventory(config, &metrics, controls).await
         }
         NodesConfig::Kubernetes { .. } => {
             let cluster = kubernetes::cluster_config(options.kubeconfig.as_deref()).await?;
-            let controls = Controls {
-                ready: ready_tx,
-                shutdown,
-                release: options.release,
-                liveness,
-            };
             run_kubernetes(
                 config.clone(),
                 Clients::new(cluster)?,
@@ -123,10 +135,34 @@ pub async fn run(
     }
 }
 
+/// The file inventory: one term after another, each with the config the
+/// last one took.
+async fn run_file_inventory(
+    mut config: Arc<Config>,
+    metrics: &Arc<Metrics>,
+    controls: Controls,
+) -> anyhow::Result<()> {
+    loop {
+        let NodesConfig::File { path } = &config.nodes else {
+            anyhow::bail!("a live config cannot change nodes.source");
+        };
+        let source = FileSource::open(FileInventory::open(path)?, config.resync_interval)?;
+        let observers = Observers {
+            reporter: Arc::new(LogReporter::new(EVENT_QUIET)),
+            metrics: metrics.clone(),
+        };
+        let term = controls.for_term(controls.shutdown.clone());
+        match run_with_source(config.clone(), source, observers, None, term).await? {
+            Ended::Stopped => return Ok(()),
+            Ended::Reload(new) => config = new,
+        }
+    }
+}
+
 /// The Kubernetes mode: campaigns for the lease, leads until the lease is
 /// lost or shutdown, and campaigns again after losing it.
 async fn run_kubernetes(
-    config: Arc<Config>,
+    mut config: Arc<Config>,
     clients: Clients,
     lease: Option<LeaseSettings>,
     metrics: Arc<Metrics>,
@@ -137,7 +173,13 @@ async fn run_kubernetes(
         .map_or_else(|| "nativeroute".to_owned(), |l| l.identity.clone());
     let Some(lease) = lease else {
         metrics.leader(true);
-        return lead(&config, &clients, &identity, &metrics, controls).await;
+        loop {
+            let term = controls.for_term(controls.shutdown.clone());
+            match lead(config.clone(), &clients, &identity, &metrics, term).await? {
+                Ended::Stopped => return Ok(()),
+                Ended::Reload(new) => config = new,
+            }
+        }
     };
     let mut shutdown = controls.shutdown.clone();
     let ready = &controls.ready;
@@ -155,48 +197,64 @@ async fn run_kubernetes(
         ready.send_replace(false);
         metrics.leader(true);
         tracing::info!(lease = election.describe(), "leading");
-        let (term_tx, term_rx) = watch::channel(false);
-        let term = lead(
-            &config,
-            &clients,
-            &identity,
-            &metrics,
-            controls.for_term(term_rx),
-        );
-        tokio::pin!(term);
-        let ended = tokio::select! {
-            result = &mut term => {
-                // The term ended by itself: a fatal error. Release the lease so
-                // that another instance takes over at once.
+        // Terms while the lease is held: a new config starts a new term
+        // without letting the lease go.
+        let ended = loop {
+            let (term_tx, term_rx) = watch::channel(false);
+            let term = lead(
+                config.clone(),
+                &clients,
+                &identity,
+                &metrics,
+                controls.for_term(term_rx),
+            );
+            tokio::pin!(term);
+            let ended = tokio::select! {
+                result = &mut term => match result {
+                    Ok(Ended::Reload(new)) => {
+                        config = new;
+                        continue;
+                    }
+                    // The term ended by itself: a fatal error. Release the
+                    // lease so that another instance takes over at once.
+                    other => {
+                        election.release().await;
+                        return other.map(|_| ());
+                    }
+                },
+                // A restarted hold counts its renew deadline from now: at
+                // most one retry period later than the last renewal, well
+                // inside the lease's duration.
+                ended = election.hold(&mut shutdown) => ended,
+            };
+            // Stop leading before anyone else may start: workers finish the
+            // batch in hand and stop; the routes stay.
+            let _ = term_tx.send(true);
+            let result = term.await;
+            controls.liveness.term_ended();
+            ready.send_replace(false);
+            if ended == TermEnd::Shutdown {
                 election.release().await;
-                return result;
+                return result.map(|_| ());
             }
-            ended = election.hold(&mut shutdown) => ended,
+            break ended;
         };
-        // Stop leading before anyone else may start: workers finish the
-        // batch in hand and stop; the routes stay.
-        let _ = term_tx.send(true);
-        let result = term.await;
-        controls.liveness.term_ended();
-        ready.send_replace(false);
-        if ended == TermEnd::Shutdown {
-            election.release().await;
-            return result;
-        }
         metrics.leader(false);
-        tracing::warn!("stepped down as leader; routes stay as they are");
+        tracing::warn!(?ended, "stepped down as leader; routes stay as they are");
     }
 }
 
 /// One term as leader, until `shutdown` turns true.
 async fn lead(
-    config: &Arc<Config>,
+    config: Arc<Config>,
     clients: &Clients,
     identity: &str,
     metrics: &Arc<Metrics>,
     controls: Controls,
-) -> anyhow::Result<()> {
-    let shutdown = controls.shutdown.clone();
+) -> anyhow::Result<Ended> {
+    // The Node writer and the Event sender stop with the term, also when
+    // the term ends by itself for a new config.
+    let (end_term, shutdown) = term_signal(&controls.shutdown);
     let directory = NodeDirectory::default();
     let writer = NodeWriter::new();
     let publisher = EventPublisher::new(
@@ -219,7 +277,7 @@ async fn lead(
     ));
     let source = KubernetesSource::new(
         Api::all(clients.watch.clone()),
-        KubernetesNodes::of(config)?,
+        KubernetesNodes::of(&config)?,
         writer.clone(),
         directory,
     );
@@ -228,7 +286,35 @@ async fn lead(
         metrics: metrics.clone(),
     };
     let sink: Arc<dyn StatusSink> = Arc::new(writer);
-    run_with_source(config.clone(), source, observers, Some(sink), controls).await
+    let ended = run_with_source(
+        config,
+        source,
+        observers,
+        Some(sink),
+        controls.for_term(shutdown),
+    )
+    .await;
+    end_term.send_replace(true);
+    ended
+}
+
+/// A term's own end: it turns true when `outer` does, or when the sender
+/// returned here is told so.
+fn term_signal(outer: &watch::Receiver<bool>) -> (Arc<watch::Sender<bool>>, watch::Receiver<bool>) {
+    let (sender, receiver) = watch::channel(*outer.borrow());
+    let sender = Arc::new(sender);
+    let forward = sender.clone();
+    let mut outer = outer.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            stopped = outer.wait_for(|stop| *stop) => if stopped.is_ok() {
+                forward.send_replace(true);
+            },
+            // Every receiver of the term is gone: nothing left to tell.
+            () = forward.closed() => {}
+        }
+    });
+    (sender, receiver)
 }
 
 fn record_pool_usage(metrics: &Metrics, ipam: &Ipam) {
@@ -312,8 +398,16 @@ impl Routers {
         liveness.worker_died(&router);
     }
 
-    async fn stop(mut self) {
-        stop_within(&mut self.workers, SHUTDOWN_DEADLINE).await;
+    async fn stop(self) {
+        let Routers {
+            senders,
+            mut workers,
+            ..
+        } = self;
+        // A worker stops when the term ends or when its desired routes can
+        // no longer change: a term ended for a new config is the second.
+        drop(senders);
+        stop_within(&mut workers, SHUTDOWN_DEADLINE).await;
     }
 
     fn publish(&self, desired: &BTreeMap<String, Arc<RouterDesired>>) {
@@ -339,6 +433,8 @@ struct Controls {
     shutdown: watch::Receiver<bool>,
     release: watch::Receiver<u64>,
     liveness: Arc<Liveness>,
+    /// The latest valid config from the config file.
+    configs: watch::Receiver<Arc<Config>>,
 }
 
 impl Controls {
@@ -350,6 +446,7 @@ impl Controls {
             shutdown: ended,
             release: self.release.clone(),
             liveness: self.liveness.clone(),
+            configs: self.configs.clone(),
         }
     }
 }
@@ -388,13 +485,20 @@ async fn run_with_source(
     observers: Observers,
     status: Option<Arc<dyn StatusSink>>,
     controls: Controls,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
     let Controls {
         ready,
         mut shutdown,
         release,
         liveness,
+        mut configs,
     } = controls;
+    // A config that came while no term ran is this term's to take.
+    let mut offered = {
+        let latest = configs.borrow_and_update();
+        (**latest != *config).then(|| latest.clone())
+    };
+    let mut reload = None;
     let progress = tokio::spawn(report_progress(source.progress(), liveness.clone()));
     let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
     reconciler.resume_after(&source.resume_point());
@@ -415,9 +519,34 @@ async fn run_with_source(
         "controller started"
     );
     loop {
+        if let Some(new) = offered.take().filter(|new| **new != *config) {
+            let assigned = reconciler
+                .ipam()
+                .assignments()
+                .flat_map(|(_, subnets)| subnets);
+            match reload::refused_live(&config, &new, assigned) {
+                None => {
+                    reload = Some(new);
+                    break;
+                }
+                Some(why) => {
+                    observers.metrics.config_reloaded(false);
+                    tracing::error!(
+                        reason = why,
+                        "the changed config cannot apply while running; the running config stays"
+                    );
+                }
+            }
+        }
         let snapshot = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
+            changed = configs.changed() => {
+                if changed.is_ok() {
+                    offered = Some(configs.borrow_and_update().clone());
+                }
+                continue;
+            }
             Some(ended) = routers.workers.join_next_with_id() => {
                 if *shutdown.borrow() {
                     break;
@@ -457,13 +586,17 @@ async fn run_with_source(
             desired,
         }));
     }
-    tracing::info!("stopping; routes stay on the routers");
+    if reload.is_some() {
+        tracing::info!("applying the new config: a new term starts; routes stay on the routers");
+    } else {
+        tracing::info!("stopping; routes stay on the routers");
+    }
     // Nothing of this term may report progress once it is over: a follower
     // has no source to be stalled.
     progress.abort();
     let _ = progress.await;
     routers.stop().await;
-    Ok(())
+    Ok(reload.map_or(Ended::Stopped, Ended::Reload))
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub struct Metrics {
     sync_duration: SyncHistogram,
     removals_refused: Family<RouterLabels, Counter>,
     withdrawals_held: Family<RouterLabels, Gauge>,
+    config_reload_success: Gauge,
     pool_subnets: Family<PoolLabels, Gauge>,
     node_events: Family<OutcomeLabels, Counter>,
     leader: Gauge,
@@ -143,6 +144,12 @@ impl Metrics {
             "Withdrawals held back by the removal guard now, waiting for the node list to recover or for `nativeroute release`",
             withdrawals_held.clone(),
         );
+        let config_reload_success = Gauge::default();
+        registry.register(
+            "nativeroute_config_last_reload_success",
+            "1 if the config file's last version was valid and taken, 0 if it was refused (the running config stays)",
+            config_reload_success.clone(),
+        );
         let pool_subnets = Family::default();
         registry.register(
             "nativeroute_pool_subnets",
@@ -173,6 +180,7 @@ impl Metrics {
             sync_duration,
             removals_refused,
             withdrawals_held,
+            config_reload_success,
             pool_subnets,
         }
     }
@@ -226,6 +234,11 @@ impl Metrics {
         self.foreign_routes
             .get_or_create(&labels)
             .set(saturating_i64(foreign));
+    }
+
+    /// Whether the config file's last version was taken.
+    pub fn config_reloaded(&self, success: bool) {
+        self.config_reload_success.set(i64::from(success));
     }
 
     /// How many withdrawals are held back on `router` now.
