@@ -22,7 +22,7 @@ use crate::inventory::file::{FileInventory, FileSource};
 use crate::inventory::kubernetes::{
     self, Clients, KubernetesNodes, KubernetesSource, NodeDirectory, NodeWriter,
 };
-use crate::ipam::Ipam;
+use crate::ipam::{Ipam, NextFit};
 use crate::leader::{LeaderElection, LeaseSettings, TermEnd};
 use crate::metrics::{self, Metrics};
 use crate::reconcile::Reconciler;
@@ -175,7 +175,7 @@ async fn run_kubernetes(
         metrics.leader(true);
         loop {
             let term = controls.for_term(controls.shutdown.clone());
-            match lead(config.clone(), &clients, &identity, &metrics, term).await? {
+            match lead(config.clone(), &clients, &identity, &metrics, None, term).await? {
                 Ended::Stopped => return Ok(()),
                 Ended::Reload(new) => config = new,
             }
@@ -201,11 +201,14 @@ async fn run_kubernetes(
         // without letting the lease go.
         let ended = loop {
             let (term_tx, term_rx) = watch::channel(false);
+            // Next-fit continues where the last leader stopped: the
+            // cursor travels on the Lease.
             let term = lead(
                 config.clone(),
                 &clients,
                 &identity,
                 &metrics,
+                Some(election.next_fit()),
                 controls.for_term(term_rx),
             );
             tokio::pin!(term);
@@ -250,6 +253,7 @@ async fn lead(
     clients: &Clients,
     identity: &str,
     metrics: &Arc<Metrics>,
+    next_fit: Option<NextFit>,
     controls: Controls,
 ) -> anyhow::Result<Ended> {
     // The Node writer and the Event sender stop with the term, also when
@@ -275,12 +279,15 @@ async fn lead(
         reporter.clone(),
         shutdown.clone(),
     ));
-    let source = KubernetesSource::new(
+    let mut source = KubernetesSource::new(
         Api::all(clients.watch.clone()),
         KubernetesNodes::of(&config)?,
         writer.clone(),
         directory,
     );
+    if let Some(next_fit) = next_fit {
+        source = source.resuming(next_fit);
+    }
     let observers = Observers {
         reporter,
         metrics: metrics.clone(),

@@ -894,6 +894,33 @@ async fn after_a_restart_a_just_released_subnet_is_not_handed_out_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_newest_nodes_subnet_released_before_a_restart_is_not_handed_out_at_once() {
+    let Converged {
+        lab,
+        controller,
+        subnets,
+        ..
+    } = KubeLab::converged(KubeConfig::default()).await;
+    // The newest node goes: no Node left tells where next-fit stood, only
+    // the cursor the leader keeps on its Lease.
+    assert!(lab.api.delete_node("node3"));
+    let mut remaining = subnets.clone();
+    remaining.remove("node3");
+    lab.wait_for_routes("node3's route is withdrawn", &lab.lab_routes(&remaining))
+        .await;
+    controller.stop(Duration::from_secs(10));
+
+    let mut second = lab.start_controller("second");
+    lab.put(KubeLab::kubelet_node("node4", ip("192.168.3.5")));
+    let node4 = lab.wait_for_subnets(&["node4"]).await["node4"];
+    assert_ne!(
+        node4, subnets["node3"],
+        "the newest node's subnet, released just before the restart, went out again at once"
+    );
+    second.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_next_fit_cursor_goes_with_the_leader_lease_to_the_next_leader() {
     use nativeroute::inventory::NodeSource;
     use nativeroute::leader::{LeaderElection, LeaseSettings, LeaseTiming, TermEnd};
