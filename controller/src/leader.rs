@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::ipam::NextFit;
+use crate::status::board::{ROUTERS_ANNOTATION, RouterBoard};
 
 /// How the lease is held.
 #[derive(Clone, Debug)]
@@ -211,6 +212,8 @@ pub struct LeaderElection {
     settings: LeaseSettings,
     observed: Option<Observed>,
     next_fit: NextFit,
+    /// Carried on the Lease with each renewal, for `nativeroute status`.
+    board: Option<RouterBoard>,
 }
 
 /// Whether a round takes the lease (and with it the cursor the last leader
@@ -228,7 +231,14 @@ impl LeaderElection {
             settings,
             observed: None,
             next_fit: NextFit::default(),
+            board: None,
         }
+    }
+
+    /// Writes how each router stands on the Lease with every renewal.
+    pub fn reporting(mut self, board: RouterBoard) -> Self {
+        self.board = Some(board);
+        self
     }
 
     /// Where next-fit continues: read from the Lease when this instance
@@ -408,6 +418,7 @@ impl LeaderElection {
             Phase::Taking => Some(next_fit_of(&lease)),
             Phase::Renewing => {
                 self.note_next_fit(&mut lease);
+                self.note_routers(&mut lease);
                 None
             }
         };
@@ -427,6 +438,17 @@ impl LeaderElection {
             }
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(Round::Conflict),
             Err(err) => Err(err),
+        }
+    }
+
+    /// Writes how each router stands on `lease`.
+    fn note_routers(&self, lease: &mut Lease) {
+        if let Some(board) = &self.board {
+            lease
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(ROUTERS_ANNOTATION.to_owned(), board.to_json());
         }
     }
 

@@ -9,6 +9,7 @@
 //! [`run`] (the controller), [`lab`] (the seed topology in namespaces).
 
 pub mod check;
+pub mod cluster_status;
 pub mod config;
 pub mod desired;
 pub mod health;

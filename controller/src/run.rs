@@ -29,6 +29,7 @@ use crate::reconcile::Reconciler;
 use crate::reload::{self, ConfigWatch};
 use crate::report::kubernetes::{EventPublisher, EventReporter};
 use crate::report::{LogReporter, Reporter};
+use crate::status::board::RouterBoard;
 use crate::status::{RouteStates, RoutingPlan, StatusSink, run_status};
 use crate::sync::{Observers, WorkerInputs, WorkerSettings, run_worker};
 
@@ -115,6 +116,7 @@ pub async fn run(
         release: options.release,
         liveness,
         configs,
+        board: RouterBoard::default(),
     };
     match &config.nodes {
         NodesConfig::File { .. } => {
@@ -150,6 +152,7 @@ async fn run_file_inventory(
         let observers = Observers {
             reporter: Arc::new(LogReporter::new(EVENT_QUIET)),
             metrics: metrics.clone(),
+            board: controls.board.clone(),
         };
         let term = controls.for_term(controls.shutdown.clone());
         match run_with_source(config.clone(), source, observers, None, term).await? {
@@ -183,7 +186,8 @@ async fn run_kubernetes(
     };
     let mut shutdown = controls.shutdown.clone();
     let ready = &controls.ready;
-    let mut election = LeaderElection::new(clients.lease.clone(), lease);
+    let mut election =
+        LeaderElection::new(clients.lease.clone(), lease).reporting(controls.board.clone());
     loop {
         metrics.leader(false);
         // A follower is doing its job: ready, so that a Deployment of
@@ -291,6 +295,7 @@ async fn lead(
     let observers = Observers {
         reporter,
         metrics: metrics.clone(),
+        board: controls.board.clone(),
     };
     let sink: Arc<dyn StatusSink> = Arc::new(writer);
     let ended = run_with_source(
@@ -442,6 +447,8 @@ struct Controls {
     liveness: Arc<Liveness>,
     /// The latest valid config from the config file.
     configs: watch::Receiver<Arc<Config>>,
+    /// How each router stands, for the Lease and `nativeroute status`.
+    board: RouterBoard,
 }
 
 impl Controls {
@@ -454,6 +461,7 @@ impl Controls {
             release: self.release.clone(),
             liveness: self.liveness.clone(),
             configs: self.configs.clone(),
+            board: self.board.clone(),
         }
     }
 }
@@ -499,6 +507,7 @@ async fn run_with_source(
         release,
         liveness,
         mut configs,
+        board: _,
     } = controls;
     // A config that came while no term ran is this term's to take.
     let mut offered = {

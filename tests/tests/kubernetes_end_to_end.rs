@@ -973,3 +973,63 @@ async fn the_next_fit_cursor_goes_with_the_leader_lease_to_the_next_leader() {
         "the term's source resumes there"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_the_nodes_the_leader_and_each_router_from_the_cluster() {
+    let Converged {
+        lab,
+        mut controller,
+        subnets,
+        ..
+    } = KubeLab::converged(KubeConfig::default()).await;
+    let config = lab.config.display().to_string();
+    let kubeconfig = lab.kubeconfig.display().to_string();
+    let status = async |output: &str| {
+        nativeroute(&[
+            "status",
+            "--config",
+            &config,
+            "--kubeconfig",
+            &kubeconfig,
+            "-o",
+            output,
+        ])
+        .await
+    };
+    // The router board rides on the Lease's renewals, and node status on
+    // the Nodes: wait for both.
+    let mut json = serde_json::Value::Null;
+    wait_until(
+        "status shows the router and every node programmed",
+        Duration::from_secs(15),
+        async || {
+            let (ok, out) = status("json").await;
+            json = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+            ok && json["routers"]["rtr"]["routes"] == 3
+                && json["nodes"].as_array().is_some_and(|nodes| {
+                    nodes.len() == 3 && nodes.iter().all(|n| n["status"] == "rtr=programmed")
+                })
+        },
+    )
+    .await;
+    assert_eq!(json["leader"], "leader-a", "{json:#}");
+    assert_eq!(json["routers"]["rtr"]["up"], true);
+    assert_eq!(json["routers"]["rtr"]["withheld"], 0);
+    let node1 = json["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["name"] == "node1"))
+        .expect("node1 listed");
+    assert_eq!(node1["subnets"][0], subnets["node1"].to_string());
+
+    let (ok, text) = status("text").await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("leader: leader-a")
+            && text.contains("ROUTER")
+            && text.contains("rtr=programmed"),
+        "{text}"
+    );
+    let (_, yaml) = status("yaml").await;
+    assert!(yaml.contains("leader: leader-a"), "{yaml}");
+    controller.assert_running();
+}

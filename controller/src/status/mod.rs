@@ -9,6 +9,7 @@
 //! moment first: status is not on the path of a route, and a burst of
 //! changes should become one write per node, not several.
 
+pub mod board;
 mod summary;
 
 pub use summary::{NodeStatus, summarize};

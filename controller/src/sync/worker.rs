@@ -23,6 +23,7 @@ use crate::desired::RouterDesired;
 use crate::metrics::Metrics;
 use crate::report::{Reason, Reporter};
 use crate::routers;
+use crate::status::board::RouterBoard;
 use crate::status::{RouteState, RouteStates};
 
 #[derive(Clone, Debug)]
@@ -83,6 +84,7 @@ pub struct WorkerInputs {
 pub struct Observers {
     pub reporter: Arc<dyn Reporter>,
     pub metrics: Arc<Metrics>,
+    pub board: RouterBoard,
 }
 
 /// Runs until `shutdown` turns true or the desired-state sender is gone.
@@ -169,6 +171,7 @@ pub async fn run_worker(
                 let name = worker.router.name.as_str();
                 worker.observers.metrics.sync_failed(name);
                 worker.observers.metrics.router_up(name, false);
+                worker.observers.board.failed(name, &err.to_string());
                 let delay = worker.settings.backoff(router_failures);
                 tracing::warn!(router = %worker.router.name, error = %err, retry_in = ?delay, "sync failed");
                 worker.driver = None;
@@ -260,6 +263,9 @@ impl Worker {
         metrics.withdrawals_held(name, withheld.len());
         self.withheld = withheld;
         if plan.has_no_changes() {
+            self.observers
+                .board
+                .synced(name, view.owned.len(), self.withheld.len());
             metrics.routes_held(name, view.owned.len(), view.foreign.len());
             metrics.sync_finished(name, started.elapsed());
             publish_states(&self.states, want, view, &plan);
@@ -287,6 +293,9 @@ impl Worker {
         for (action, (ok, failed)) in tally {
             metrics.route_changes(name, action.as_str(), ok, failed);
         }
+        self.observers
+            .board
+            .synced(name, view.owned.len(), self.withheld.len());
         metrics.routes_held(name, view.owned.len(), view.foreign.len());
         metrics.sync_finished(name, started.elapsed());
         publish_states(&self.states, want, view, &plan);
