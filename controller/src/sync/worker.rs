@@ -161,8 +161,10 @@ pub async fn run_worker(
                     refusals += 1;
                     retry_at = Some(Instant::now() + worker.settings.backoff(refusals));
                 }
-                // Housekeeping only when no change waits for this router.
-                if !desired.has_changed().unwrap_or(true) {
+                // Housekeeping only when no change waits for this router,
+                // and never after the term ended: deleting a nexthop object
+                // the next leader's routes use would withdraw them.
+                if !desired.has_changed().unwrap_or(true) && !*shutdown.borrow() {
                     worker.tidy().await;
                 }
             }
