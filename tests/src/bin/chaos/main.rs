@@ -316,6 +316,7 @@ async fn finish(
         withdrawals: &withdrawals,
         outages: &outages,
         held: &observed.held,
+        shared: &observed.shared,
         monitor_overruns: overruns,
         server_errors,
         gone,

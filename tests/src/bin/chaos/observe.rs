@@ -103,6 +103,9 @@ pub struct Observed {
     pub routes: BTreeMap<Router, RouteHistory>,
     /// Incarnation uid → its subnet.
     pub subnets: HashMap<String, Ipv4Net>,
+    /// Subnets seen on more than one Node at once (spec.podCIDR), with the
+    /// Nodes and when first seen.
+    pub shared: BTreeMap<(Ipv4Net, Vec<String>), Instant>,
     pub held: BTreeMap<Router, Held>,
     pub samples: usize,
 }
@@ -201,7 +204,16 @@ fn sample(targets: &Targets, observed: &Mutex<Observed>, round: u64) {
         }
     }
     if let Some(subnets) = subnets {
-        seen.subnets.extend(subnets);
+        let mut holders: BTreeMap<Ipv4Net, Vec<String>> = BTreeMap::new();
+        for (name, uid, subnet) in subnets {
+            holders.entry(subnet).or_default().push(name);
+            seen.subnets.insert(uid, subnet);
+        }
+        let now = Instant::now();
+        for (subnet, mut names) in holders.into_iter().filter(|(_, n)| n.len() > 1) {
+            names.sort();
+            seen.shared.entry((subnet, names)).or_insert(now);
+        }
     }
     if let Some(held) = held {
         let now = Instant::now();
@@ -225,14 +237,15 @@ fn sample(targets: &Targets, observed: &Mutex<Observed>, round: u64) {
     }
 }
 
-/// Each Node's uid and spec.podCIDR, where set.
-fn subnets_of(api: &ApiServer) -> Vec<(String, Ipv4Net)> {
+/// Each Node's name, uid and spec.podCIDR, where set.
+fn subnets_of(api: &ApiServer) -> Vec<(String, String, Ipv4Net)> {
     api.nodes()
         .into_iter()
         .filter_map(|node| {
+            let name = node.metadata.name?;
             let uid = node.metadata.uid?;
             let cidr = node.spec?.pod_cidr?.parse().ok()?;
-            Some((uid, cidr))
+            Some((name, uid, cidr))
         })
         .collect()
 }

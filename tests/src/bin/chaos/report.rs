@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use ipnet::Ipv4Net;
+
 use super::checkpoint::CheckpointResult;
 use super::observe::{Held, Router};
 use super::run::Tally;
@@ -23,6 +25,8 @@ pub struct Summary<'a> {
     pub withdrawals: &'a [Withdrawal],
     pub outages: &'a [Outage],
     pub held: &'a BTreeMap<Router, Held>,
+    /// Subnets seen on two Nodes at once between checkpoints.
+    pub shared: &'a BTreeMap<(Ipv4Net, Vec<String>), Instant>,
     pub monitor_overruns: usize,
     /// 500s answered to the controller, and to the run's own patches.
     pub server_errors: (usize, usize),
@@ -80,6 +84,12 @@ impl Summary<'_> {
                     cp.foreign_changed
                 ));
             }
+        }
+        for ((subnet, names), at) in self.shared {
+            failed.push(format!(
+                "{subnet} held by {names:?} at once (spec.podCIDR, seen at {:.1}s)",
+                self.offset(*at)
+            ));
         }
         for w in self.withdrawals.iter().take(20) {
             failed.push(format!(
@@ -159,8 +169,11 @@ impl Summary<'_> {
             .map(|c| c.check.desired.duplicates.len())
             .sum();
         row(
-            "duplicate subnets (all checkpoints)",
-            duplicates.to_string(),
+            "duplicate subnets",
+            format!(
+                "{duplicates} at checkpoints, {} between them (spec.podCIDR sampled every 0.5 s)",
+                self.shared.len()
+            ),
         );
         let foreign: usize = self
             .tally

@@ -172,8 +172,9 @@ fn a_diff_names_missing_extra_and_moved_routes() {
     assert!(Diff::between(&want, &want).is_empty());
 }
 
-/// One incarnation with `subnet` via 192.168.2.10, live over `live`
-/// (seconds after `t0`), and a route history of (seconds, present).
+/// Incarnations of chaos-001 holding 11.11.1.0/24 via 192.168.2.10, each
+/// live over its (ms after `t0`, live) changes, and FRR's route history
+/// of (ms, present).
 struct Scene {
     t0: Instant,
     incarnations: Vec<Incarnation>,
@@ -182,27 +183,35 @@ struct Scene {
 }
 
 impl Scene {
-    fn new(live: &[(u64, bool)], route: &[(u64, bool)]) -> Scene {
+    fn new(lives: &[&[(u64, bool)]], route: &[(u64, bool)]) -> Scene {
         let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let incarnation = Incarnation {
-            name: "chaos-001".into(),
-            uid: "uid-1".into(),
-            next_hops: vec![ip("192.168.2.10")],
-            live: live.iter().map(|(s, l)| (at(*s), *l)).collect(),
-        };
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let incarnations: Vec<Incarnation> = lives
+            .iter()
+            .enumerate()
+            .map(|(i, live)| Incarnation {
+                name: "chaos-001".into(),
+                uid: format!("uid-{i}"),
+                next_hops: vec![ip("192.168.2.10")],
+                live: live.iter().map(|(ms, l)| (at(*ms), *l)).collect(),
+            })
+            .collect();
+        let subnets = incarnations
+            .iter()
+            .map(|i| (i.uid.clone(), net("11.11.1.0/24")))
+            .collect();
         let mut history = RouteHistory::default();
         history.changes.insert(
             net("11.11.1.0/24"),
             route
                 .iter()
-                .map(|(s, present)| (at(*s), present.then_some(ip("192.168.2.10"))))
+                .map(|(ms, present)| (at(*ms), present.then_some(ip("192.168.2.10"))))
                 .collect(),
         );
         Scene {
             t0,
-            incarnations: vec![incarnation],
-            subnets: HashMap::from([("uid-1".into(), net("11.11.1.0/24"))]),
+            incarnations,
+            subnets,
             routes: BTreeMap::from([(Router::Frr, history)]),
         }
     }
@@ -226,7 +235,10 @@ impl Scene {
 
 #[test]
 fn a_route_gone_while_its_node_stayed_routable_is_a_live_withdrawal() {
-    let scene = Scene::new(&[(0, true)], &[(1, true), (50, false), (51, true)]);
+    let scene = Scene::new(
+        &[&[(0, true)]],
+        &[(5_000, true), (50_000, false), (51_000, true)],
+    );
     let faults = BTreeMap::new();
     let evidence = scene.evidence(&faults);
     let found = evidence.live_withdrawals();
@@ -245,13 +257,16 @@ fn a_route_gone_after_its_node_stopped_being_routable_is_not_blamed() {
     // Relabelled out at 40 s, back in at 45 s; the route went at 50 s
     // (late, but the controller may have seen the node out).
     let scene = Scene::new(
-        &[(0, true), (40, false), (45, true)],
-        &[(1, true), (50, false), (51, true)],
+        &[&[(0, true), (40_000, false), (45_000, true)]],
+        &[(5_000, true), (50_000, false), (51_000, true)],
     );
     let faults = BTreeMap::new();
     assert!(scene.evidence(&faults).live_withdrawals().is_empty());
     // During a fault of the router itself, a sampled loss is not blamed either.
-    let scene = Scene::new(&[(0, true)], &[(1, true), (50, false), (51, true)]);
+    let scene = Scene::new(
+        &[&[(0, true)]],
+        &[(5_000, true), (50_000, false), (51_000, true)],
+    );
     let faults = BTreeMap::from([(
         Router::Frr,
         vec![(
@@ -259,5 +274,18 @@ fn a_route_gone_after_its_node_stopped_being_routable_is_not_blamed() {
             scene.t0 + Duration::from_secs(52),
         )],
     )]);
+    assert!(scene.evidence(&faults).live_withdrawals().is_empty());
+}
+
+#[test]
+fn a_node_registered_again_under_its_name_may_lose_the_old_route_a_moment() {
+    // Deleted at 10.0 s and created again (same subnet pinned) at 10.1 s;
+    // a slow router adds the first incarnation's route at 10.3 s, removes
+    // it for the deletion at 10.5 s and adds it for the new one at 11 s.
+    let scene = Scene::new(
+        &[&[(0, true), (10_000, false)], &[(10_100, true)]],
+        &[(10_300, true), (10_500, false), (11_000, true)],
+    );
+    let faults = BTreeMap::new();
     assert!(scene.evidence(&faults).live_withdrawals().is_empty());
 }

@@ -3,7 +3,8 @@
 //!
 //! A withdrawal of subnet S at time t is unjustified when one incarnation
 //! holding S was routable for the whole time since S was last seen absent
-//! on that router: the route came back for that node, and the node never
+//! on that router (less `SETTLING`, for a batch computed a moment before
+//! it was applied): the route came back for that node, and the node never
 //! stopped being routable before it went again. The incarnations' live
 //! intervals are conservative (see `cluster::Incarnation`).
 
@@ -20,7 +21,8 @@ use super::observe::{Change, RouteHistory, Router};
 /// withdrawal is that withdrawal.
 const SAMPLE_SLACK: Duration = Duration::from_secs(2);
 /// How long a route must have stood in a routable period to count as the
-/// node's (see `outages_in`).
+/// node's (see `outages_in`), and how much older than a route's return the
+/// state a router worker acted on may be.
 const SETTLING: Duration = Duration::from_secs(2);
 
 /// A route taken from a node that was routable throughout.
@@ -141,9 +143,13 @@ impl Evidence<'_> {
                 .map(|w| (*w, true))
                 .chain(sampled.into_iter().map(|w| (w, false)));
             for ((at, dst), is_exact) in judged {
+                // A worker applies what it computed when its batch began,
+                // up to a batch earlier (FRR takes a few hundred ms): the
+                // state that put the route back may be that much older.
                 let absent = moments
                     .get(&dst)
                     .and_then(|list| list.iter().rev().find(|m| **m < at).copied())
+                    .and_then(|m| m.checked_sub(SETTLING))
                     .unwrap_or(self.started);
                 let covering = periods
                     .get(&dst)
