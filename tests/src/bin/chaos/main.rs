@@ -69,7 +69,7 @@ struct Cli {
     /// several times, 9 checkpoints.
     #[arg(long)]
     full: bool,
-    /// Node events (CI size: 800).
+    /// Node events (CI size: 700).
     #[arg(long)]
     events: Option<usize>,
     /// kill -9 restarts of a controller (CI size: 4).

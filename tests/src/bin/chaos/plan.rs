@@ -284,7 +284,7 @@ pub fn sizes(full: bool) -> Sizes {
         }
     } else {
         Sizes {
-            events: 800,
+            events: 700,
             restarts: 4,
             handovers: 2,
             nodes: 100,
