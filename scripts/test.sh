@@ -11,6 +11,12 @@ bash scripts/setup.sh
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked --no-fail-fast -- --test-threads "${TEST_THREADS:-4}"
 
+# The chaos run at CI size (docs/benchmarks.md, "Chaos run"; 3 to 6
+# minutes): the debug controller built above, two of them, both routers,
+# every fault once; it fails when an invariant breaks. CHAOS_SEED replays
+# another plan.
+cargo run --locked -p nativeroute-tests --bin chaos -- --seed "${CHAOS_SEED:-1}"
+
 # The container image, from the release binary; its binary is run from
 # inside the mounted image (running containers is not possible everywhere).
 bash scripts/build-image.sh
