@@ -133,6 +133,14 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Interrupted or terminated, the run still tears its world down
+        // (namespaces, FRR, sshd, controllers) as the future is dropped.
+        let terminated = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => signal.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
         tokio::select! {
             outcome = chaos(&cli) => match outcome {
                 Ok(true) => ExitCode::SUCCESS,
@@ -145,6 +153,10 @@ fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("chaos: interrupted; tearing down");
                 ExitCode::from(130)
+            }
+            _ = terminated => {
+                eprintln!("chaos: terminated (SIGTERM); tearing down");
+                ExitCode::from(143)
             }
         }
     })
