@@ -154,15 +154,20 @@ impl Cluster {
         self.model.population()
     }
 
-    /// Applies one event, first waiting for the withdrawal budget if it
-    /// takes or moves a route. Returns once the write is stored.
+    /// How long `event` must wait for the withdrawal budget; zero if it
+    /// takes or moves no route, or fits. The caller waits (and keeps its
+    /// timers going meanwhile) and asks again.
+    pub fn budget_wait(&mut self, event: &NodeEvent) -> Duration {
+        if !self.model.withdraws(event) {
+            return Duration::ZERO;
+        }
+        self.budget.wait(self.model.live())
+    }
+
+    /// Applies one event (the caller has waited for `budget_wait`).
+    /// Returns once the write is stored.
     pub async fn apply(&mut self, event: &NodeEvent) -> Result<()> {
         if self.model.withdraws(event) {
-            let wait = self.budget.wait(self.model.live());
-            if !wait.is_zero() {
-                self.budget_waits += wait;
-                tokio::time::sleep(wait).await;
-            }
             self.budget.recent.push_back(Instant::now());
         }
         self.hold_refused_override(event).await;

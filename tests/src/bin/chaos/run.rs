@@ -14,6 +14,7 @@ use nativeroute_tests::route_monitor::RouteMonitor;
 use super::checkpoint::CheckpointResult;
 use super::cluster::Cluster;
 use super::controllers::{Controllers, LEASE_NAME, LEASE_NAMESPACE};
+use super::model::NodeEvent;
 use super::observe::{Observer, Router};
 use super::plan::{Plan, Step, Victim};
 use super::world::World;
@@ -32,6 +33,8 @@ pub enum Timer {
     Restart {
         index: usize,
         at: Instant,
+        killed_at: Instant,
+        was_leader: bool,
     },
     ApiBack {
         at: Instant,
@@ -112,6 +115,7 @@ impl Run {
             match step {
                 Step::Burst { events, pause } => {
                     for event in events {
+                        self.wait_for_budget(event).await?;
                         self.cluster.apply(event).await?;
                     }
                     let population = self.cluster.population();
@@ -133,6 +137,21 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// Waits until `event` fits the run's withdrawal budget, keeping the
+    /// timers going meanwhile (a killed controller starts again on time).
+    async fn wait_for_budget(&mut self, event: &NodeEvent) -> Result<()> {
+        loop {
+            let wait = self.cluster.budget_wait(event);
+            if wait.is_zero() {
+                return Ok(());
+            }
+            let nap = wait.min(Duration::from_millis(200));
+            tokio::time::sleep(nap).await;
+            self.cluster.budget_waits += nap;
+            self.fire_due_timers().await?;
+        }
     }
 
     pub fn log(&self, what: &str) {
@@ -173,7 +192,21 @@ impl Run {
 
     async fn fire(&mut self, timer: Timer) -> Result<()> {
         match timer {
-            Timer::Restart { index, .. } => self.controllers.start(index),
+            Timer::Restart {
+                index,
+                killed_at,
+                was_leader,
+                ..
+            } => {
+                if was_leader {
+                    // It takes the Lease back as soon as it runs again
+                    // (same identity); a few seconds to list and sync.
+                    self.tally
+                        .control_faults
+                        .push((killed_at, Instant::now() + LEADER_SETTLES));
+                }
+                self.controllers.start(index)
+            }
             Timer::ApiBack { .. } => {
                 self.world.api.restart().await?;
                 self.cluster.api_up = true;
@@ -218,20 +251,15 @@ impl Run {
         }
         let was_leader = Some(index) == leader;
         self.controllers.kill(index);
-        if was_leader {
-            // It takes the Lease back as soon as it runs again (same
-            // identity); a few seconds to list and sync.
-            let now = Instant::now();
-            self.tally
-                .control_faults
-                .push((now, now + down + LEADER_SETTLES));
-        }
         self.tally.kills += 1;
         self.tally.leader_kills += usize::from(was_leader);
         self.tally.mid_batch_kills += usize::from(mid_batch);
+        let killed_at = Instant::now();
         self.timers.push(Timer::Restart {
             index,
-            at: Instant::now() + down,
+            at: killed_at + down,
+            killed_at,
+            was_leader,
         });
         self.log(&format!(
             "kill -9 {} ({}{}), back in {down:?}",
