@@ -224,6 +224,32 @@ impl KubeLab {
             .collect()
     }
 
+    /// Whether everything a converged controller writes shows on the Node:
+    /// its subnet (annotation and spec.podCIDR alike), the status
+    /// annotation of the lab's one router and NetworkUnavailable=False.
+    pub fn shows_everything_written(&self, name: &str) -> bool {
+        let node = self.node(name);
+        let subnet = annotation(&node, "nativeroute.io/subnet");
+        let pod_cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
+        subnet.is_some()
+            && subnet == pod_cidr
+            && annotation(&node, "nativeroute.io/status").as_deref() == Some("rtr=programmed")
+            && self
+                .condition(name, "NetworkUnavailable")
+                .is_some_and(|c| c.status == "False")
+    }
+
+    /// Waits until every named Node shows everything a converged
+    /// controller writes (see `shows_everything_written`).
+    pub async fn wait_for_everything_written(&self, names: &[&str]) {
+        wait_until(
+            "every node shows its subnet, status and condition",
+            Duration::from_secs(20),
+            async || names.iter().all(|name| self.shows_everything_written(name)),
+        )
+        .await;
+    }
+
     /// Waits until the router holds exactly `want` (destination → next hop).
     pub async fn wait_for_routes(&self, what: &str, want: &BTreeMap<IpNet, IpAddr>) {
         wait_until(what, Duration::from_secs(10), async || {
