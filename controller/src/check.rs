@@ -1,5 +1,8 @@
 //! `nativeroute check`: the config is valid, the node inventory readable,
-//! and every router reachable (listing its routes proves access).
+//! and every router reachable (listing its routes proves access). A router
+//! with a CLI is probed first, step by step (prompt, paging, echo,
+//! configuration mode), so that a first contact says what is wrong before
+//! any batch is sent.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -63,10 +66,13 @@ pub async fn run_checks(config: Config, kubeconfig: Option<&Path>) -> bool {
     for router in &config.routers {
         let name = router.name.as_str();
         let checked = match routers::connect(router, &config.ownership()).await {
-            Ok(mut driver) => driver
-                .list()
-                .await
-                .map(|routes| (driver.describe(), routes)),
+            Ok(mut driver) => match probe(name, &mut *driver).await {
+                Ok(()) => driver
+                    .list()
+                    .await
+                    .map(|routes| (driver.describe(), routes)),
+                Err(err) => Err(err),
+            },
             Err(err) => Err(err),
         };
         match checked {
@@ -82,6 +88,32 @@ pub async fn run_checks(config: Config, kubeconfig: Option<&Path>) -> bool {
         }
     }
     ok
+}
+
+/// Prints each probe step of a router; a failed step fails the router.
+async fn probe(
+    name: &str,
+    driver: &mut dyn nativeroute_router_drivers::RouterDriver,
+) -> Result<(), nativeroute_router_drivers::DriverError> {
+    let steps = driver.probe().await?;
+    let mut failed = None;
+    for step in steps {
+        match step.result {
+            Ok(seen) => println!("router {name}: {}: ok ({seen})", step.what),
+            Err(error) => {
+                println!("router {name}: {}: FAILED: {error}", step.what);
+                failed = Some((step.what, error));
+            }
+        }
+    }
+    match failed {
+        None => Ok(()),
+        Some((what, error)) => Err(nativeroute_router_drivers::DriverError::Request {
+            router: name.to_owned(),
+            operation: what,
+            message: error,
+        }),
+    }
 }
 
 fn pool_text(config: &Config) -> String {

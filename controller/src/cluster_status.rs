@@ -175,7 +175,11 @@ fn as_text(status: &ClusterStatus, wide: bool) -> String {
     for (name, report) in &status.routers {
         routers.push(row([
             name,
-            if report.up { "yes" } else { "no" },
+            match (report.up, report.held_by_others) {
+                (true, true) => "held",
+                (true, false) => "yes",
+                (false, _) => "no",
+            },
             &report.routes.to_string(),
             &report.withheld.to_string(),
             report.last_sync.as_deref().unwrap_or("-"),

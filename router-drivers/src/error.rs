@@ -54,6 +54,19 @@ pub enum DriverError {
         operation: &'static str,
         message: String,
     },
+    /// A line sent got no answer in time: what it started (a commit) may
+    /// or may not have taken effect.
+    #[error("router {router}: {operation}: {message}")]
+    NoAnswer {
+        router: String,
+        operation: &'static str,
+        message: String,
+    },
+    /// Someone else holds the router's configuration (uncommitted edits,
+    /// an exclusive lock, every configuration session): nothing was
+    /// changed, and nothing of theirs was discarded.
+    #[error("router {router}: configuration held by someone else: {message}")]
+    HeldByOthers { router: String, message: String },
     /// The router answered something nativeroute cannot read.
     #[error("router {router}: cannot read the answer to {operation}: {message}")]
     Output {

@@ -29,6 +29,15 @@ use async_trait::async_trait;
 /// The outcome of one change of a batch, in the order the changes were given.
 pub type ChangeOutcome = Result<(), ChangeError>;
 
+/// One step of a first contact with a router (`nativeroute check`): what
+/// was tried, and what came of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeStep {
+    pub what: &'static str,
+    /// `Ok` with what was seen, `Err` with what went wrong.
+    pub result: Result<String, String>,
+}
+
 /// One router, reached one way.
 #[async_trait]
 pub trait RouterDriver: Send {
@@ -72,6 +81,15 @@ pub trait RouterDriver: Send {
     /// it never delays a change. Drivers without any have nothing to do.
     async fn tidy(&mut self) -> Result<(), DriverError> {
         Ok(())
+    }
+
+    /// Tries, step by step and without changing anything, what a batch
+    /// needs from the router's CLI (its prompt, paging off, the echo,
+    /// entering and leaving configuration), so that a first contact says
+    /// what is wrong before a batch is sent. Empty for drivers with no CLI
+    /// dialogue to try.
+    async fn probe(&mut self) -> Result<Vec<ProbeStep>, DriverError> {
+        Ok(Vec::new())
     }
 
     /// Describes how the router was reached, for `nativeroute check`

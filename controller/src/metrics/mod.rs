@@ -58,6 +58,7 @@ pub struct Metrics {
     route_changes: Family<ChangeLabels, Counter>,
     sync_errors: Family<RouterLabels, Counter>,
     router_up: Family<RouterLabels, Gauge>,
+    config_held: Family<RouterLabels, Gauge>,
     sync_duration: SyncHistogram,
     removals_refused: Family<RouterLabels, Counter>,
     withdrawals_held: Family<RouterLabels, Gauge>,
@@ -125,6 +126,12 @@ impl Metrics {
             "1 if the last contact with the router succeeded, else 0",
             router_up.clone(),
         );
+        let config_held = Family::default();
+        registry.register(
+            "nativeroute_router_config_held",
+            "1 while someone else holds the router's configuration (uncommitted edits, a lock, every session) and batches wait, else 0",
+            config_held.clone(),
+        );
         let sync_duration: SyncHistogram = Family::new_with_constructor(sync_histogram);
         registry.register_with_unit(
             "nativeroute_sync_duration",
@@ -177,6 +184,7 @@ impl Metrics {
             route_changes,
             sync_errors,
             router_up,
+            config_held,
             sync_duration,
             removals_refused,
             withdrawals_held,
@@ -223,6 +231,13 @@ impl Metrics {
         self.router_up
             .get_or_create(&self::router(router))
             .set(i64::from(up));
+    }
+
+    /// Whether someone else holds the router's configuration.
+    pub fn config_held(&self, router: &str, held: bool) {
+        self.config_held
+            .get_or_create(&self::router(router))
+            .set(i64::from(held));
     }
 
     /// What the router holds after a sync: our routes and others' inside the pool.

@@ -23,6 +23,10 @@ pub struct RouterReport {
     pub last_sync: Option<String>,
     /// Why the last sync failed, when it did.
     pub error: Option<String>,
+    /// The last sync found someone else holding the router's configuration
+    /// (uncommitted edits, a lock): it waits for them, retried with backoff.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_by_others: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -39,6 +43,7 @@ impl RouterBoard {
                 withheld,
                 last_sync: Some(now),
                 error: None,
+                held_by_others: false,
             }
         });
     }
@@ -49,6 +54,17 @@ impl RouterBoard {
         self.update(router, |report| {
             report.up = false;
             report.error = Some(error.to_owned());
+            report.held_by_others = false;
+        });
+    }
+
+    /// The router answered, but someone else holds its configuration: it
+    /// is up, and nothing could be written.
+    pub fn held_by_others(&self, router: &str, error: &str) {
+        self.update(router, |report| {
+            report.up = true;
+            report.error = Some(error.to_owned());
+            report.held_by_others = true;
         });
     }
 

@@ -172,8 +172,14 @@ pub async fn run_worker(
                 router_failures += 1;
                 let name = worker.router.name.as_str();
                 worker.observers.metrics.sync_failed(name);
-                worker.observers.metrics.router_up(name, false);
-                worker.observers.board.failed(name, &err.to_string());
+                let held = matches!(err, DriverError::HeldByOthers { .. });
+                worker.observers.metrics.router_up(name, held);
+                worker.observers.metrics.config_held(name, held);
+                if held {
+                    worker.observers.board.held_by_others(name, &err.to_string());
+                } else {
+                    worker.observers.board.failed(name, &err.to_string());
+                }
                 let delay = worker.settings.backoff(router_failures);
                 tracing::warn!(router = %worker.router.name, error = %err, retry_in = ?delay, "sync failed");
                 worker.driver = None;
@@ -244,6 +250,7 @@ impl Worker {
         let name = self.router.name.as_str();
         let metrics = &self.observers.metrics;
         metrics.router_up(name, true);
+        metrics.config_held(name, false);
         let now = Instant::now();
         let budget = self
             .budget

@@ -58,6 +58,26 @@ pub(super) fn screen(vendor: &dyn Vendor, listed: &RouterRoutes, change: &Change
     Screened::Send(change)
 }
 
+/// What a read after a batch with no answer in time (a commit that took
+/// too long, a broken connection) shows of `change`: taken, or not, with
+/// `why` the batch gave no answer.
+pub(super) fn settle_unanswered(listed: &RouterRoutes, change: &Change, why: &str) -> ChangeOutcome {
+    let ours = |route: Route| listed.owned.contains(&route);
+    let taken = match *change {
+        Change::Add(route) => ours(route),
+        Change::Replace { route, old_via } => ours(route) && !ours(Route::new(route.dst, old_via)),
+        Change::Remove(route) => !ours(route),
+    };
+    if taken {
+        Ok(())
+    } else {
+        Err(ChangeError::Refused {
+            dst: change.route().dst,
+            message: format!("{why}; the router read afresh does not show it taken"),
+        })
+    }
+}
+
 /// Whether a foreign route holds what `change` would write: any route to
 /// the destination of an add (Junos would merge next hops into one
 /// stanza), the destination and new next hop of a replace.

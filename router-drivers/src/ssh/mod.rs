@@ -26,6 +26,7 @@ use async_trait::async_trait;
 
 pub use self::host_keys::HostKeyPolicy;
 pub use self::session::Timeouts;
+pub use self::terminal::{EndMarker, LoginQuestion, LoginReply};
 pub use self::vendor::{ApplyOptions, BatchReport, Dialogue, LineError, Vendor};
 pub use self::vendors::VendorName;
 
@@ -188,7 +189,27 @@ impl SshDriver {
             .await
         };
         self.forget_connection_on_error(&result);
-        result
+        match result {
+            Err(DriverError::NoAnswer { message, .. }) => self.settle_unanswered(changes, &message).await,
+            other => other,
+        }
+    }
+
+    /// A batch got no answer in time, and which of its changes took effect
+    /// is unknown (a commit still running, or done just after the timeout):
+    /// the router, read again on a new connection, tells. A read that
+    /// fails leaves the batch failed as a whole.
+    async fn settle_unanswered(
+        &mut self,
+        changes: &[Change],
+        why: &str,
+    ) -> Result<Vec<ChangeOutcome>, DriverError> {
+        tracing::warn!(router = %self.router.name, why, "a batch got no answer in time; reading the router to see what it took");
+        let listed = self.list().await?;
+        Ok(changes
+            .iter()
+            .map(|change| fresh_list::settle_unanswered(&listed, change, why))
+            .collect())
     }
 
     /// A connection that failed once is not trusted again: a CLI left
@@ -249,6 +270,19 @@ impl RouterDriver for SshDriver {
                 }),
             })
             .collect())
+    }
+
+    async fn probe(&mut self) -> Result<Vec<crate::ProbeStep>, DriverError> {
+        let options = ApplyOptions {
+            save: false,
+            commit_confirm: None,
+            session_name: self.next_session_name(),
+        };
+        let connection =
+            connected(&mut self.connection, &self.target, &mut self.fingerprint).await?;
+        let result = batch::probe(connection, &self.target, &self.router, &options).await;
+        self.forget_connection_on_error(&result);
+        result
     }
 
     /// The address nativeroute logs in to, when the config gives one: a

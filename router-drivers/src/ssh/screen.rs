@@ -42,7 +42,36 @@ pub(super) struct Screen {
     partial_escape: String,
     /// Bytes received since the last answer.
     received: usize,
+    /// The echo the answer waits for, when a line was sent.
+    echo: Option<Echo>,
 }
+
+/// The echo of the line last sent, looked for in the text: a prompt counts
+/// only on a line after it. A prompt redrawn before the echo (RouterOS
+/// draws its prompt again, sometimes in a packet of its own) or one left
+/// over from an earlier line would otherwise end the answer early, and
+/// every later answer would belong to the line before it.
+#[derive(Debug)]
+struct Echo {
+    /// The line sent, trimmed.
+    line: String,
+    /// Where in `text` the search goes on: every earlier start has been
+    /// ruled out.
+    scan_from: usize,
+    /// Once seen: where the answer starts, just past the echo's line.
+    answer_from: Option<usize>,
+    /// Where the echo itself ended, while its line has not ended yet.
+    echo_end: Option<usize>,
+}
+
+/// How far into the output the echo is looked for. A CLI echoes a line
+/// before it answers it; a line not echoed within this much output was
+/// not echoed at all.
+const ECHO_WINDOW: usize = 64 << 10;
+
+/// The line sent was not echoed within [`ECHO_WINDOW`] of output.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct NoEcho;
 
 impl Screen {
     /// Takes in a chunk of the CLI's output.
@@ -131,18 +160,106 @@ impl Screen {
         self.received
     }
 
-    /// The answer, if the output so far ends in a prompt: everything before
-    /// the prompt's line. The screen is empty afterwards.
-    pub(super) fn take_answer(&mut self, prompt: &Regex) -> Option<String> {
+    /// From now on, an answer needs the echo of `line` before its prompt
+    /// (see [`Echo`]). A line with nothing to echo (a bare Enter) needs
+    /// none.
+    pub(super) fn expect_echo(&mut self, line: &str) {
+        let line = line.trim();
+        self.echo = (!line.is_empty()).then(|| Echo {
+            line: line.to_owned(),
+            scan_from: 0,
+            answer_from: None,
+            echo_end: None,
+        });
+    }
+
+    /// Whether the echo awaited has been seen, with the end of its line.
+    pub(super) fn echo_seen(&mut self) -> Result<bool, NoEcho> {
+        Ok(self.answer_start()?.is_some())
+    }
+
+    /// Where the answer starts: 0 when no echo is awaited, past the echo's
+    /// line once it came, `None` while it has not.
+    fn answer_start(&mut self) -> Result<Option<usize>, NoEcho> {
+        let Some(echo) = self.echo.as_mut() else {
+            return Ok(Some(0));
+        };
+        if echo.answer_from.is_none() {
+            if echo.echo_end.is_none() {
+                echo.echo_end = find_echo(&self.text, &echo.line, &mut echo.scan_from);
+            }
+            match echo.echo_end {
+                Some(end) => {
+                    echo.answer_from = self.text[end..].find('\n').map(|at| end + at + 1);
+                }
+                None if self.text.len() > ECHO_WINDOW + echo.line.len() * 2 => return Err(NoEcho),
+                None => {}
+            }
+        }
+        Ok(echo.answer_from)
+    }
+
+    /// The answer, if the output so far ends in a prompt on a line after
+    /// the echo awaited: everything between the two. The screen is empty
+    /// afterwards.
+    pub(super) fn take_answer(&mut self, prompt: &Regex) -> Result<Option<String>, NoEcho> {
+        let Some(from) = self.answer_start()? else {
+            return Ok(None);
+        };
+        let unfinished = !self.partial_char.is_empty() || !self.partial_escape.is_empty();
+        let last_line = &self.text[self.line_start..];
+        if unfinished
+            || self.line_start < from
+            || last_line.len() > MAX_PROMPT
+            || !prompt.is_match(last_line)
+        {
+            return Ok(None);
+        }
+        let mut answer = std::mem::take(&mut self.text);
+        answer.truncate(self.line_start.saturating_sub(1).max(from));
+        answer.drain(..from);
+        self.clear();
+        Ok(Some(answer))
+    }
+
+    /// With an end marker (a line the CLI prints on its own after the
+    /// answer): the answer, once a line that is exactly `marker` has come,
+    /// after the echo, and the output ends in a prompt after it.
+    /// Everything between the echo and the marker; the screen is empty
+    /// afterwards.
+    pub(super) fn take_marked_answer(
+        &mut self,
+        prompt: &Regex,
+        marker: &str,
+    ) -> Result<Option<String>, NoEcho> {
+        let Some(from) = self.answer_start()? else {
+            return Ok(None);
+        };
         let unfinished = !self.partial_char.is_empty() || !self.partial_escape.is_empty();
         let last_line = &self.text[self.line_start..];
         if unfinished || last_line.len() > MAX_PROMPT || !prompt.is_match(last_line) {
-            return None;
+            return Ok(None);
         }
+        let Some(at) = marker_line(&self.text[from..self.line_start], marker) else {
+            return Ok(None);
+        };
         let mut answer = std::mem::take(&mut self.text);
-        answer.truncate(self.line_start.saturating_sub(1));
+        answer.truncate(from + at);
+        answer.drain(..from);
         self.clear();
-        Some(answer)
+        Ok(Some(answer))
+    }
+
+    /// The line the output ends in, so far.
+    pub(super) fn last_line(&self) -> &str {
+        &self.text[self.line_start..]
+    }
+
+    /// Whether the line the output ends in matches `pattern` (a question
+    /// asked at login).
+    pub(super) fn last_line_matches(&self, pattern: &Regex) -> bool {
+        let last = self.last_line();
+        last.len() <= MAX_PROMPT && pattern.is_match(last)
     }
 
     /// Everything received since the last answer, for an error message.
@@ -153,6 +270,51 @@ impl Screen {
     pub(super) fn clear(&mut self) {
         *self = Screen::default();
     }
+}
+
+/// Where the echo of `line` ends in `text`, if it is there. A terminal
+/// wraps a long echo: a line break inside it is skipped. Starts before
+/// `scan_from` have been ruled out; it moves up to the first start that
+/// could still match once more text comes.
+fn find_echo(text: &str, line: &str, scan_from: &mut usize) -> Option<usize> {
+    let first = line.chars().next()?;
+    while let Some(offset) = text[*scan_from..].find(first) {
+        let start = *scan_from + offset;
+        let mut wanted = line.chars().peekable();
+        let mut end = start;
+        for (at, c) in text[start..].char_indices() {
+            match wanted.peek() {
+                None => break,
+                Some(&w) if w == c => {
+                    wanted.next();
+                    end = start + at + c.len_utf8();
+                }
+                Some(_) if c == '\n' && end > start => {}
+                Some(_) => break,
+            }
+        }
+        if wanted.peek().is_none() {
+            return Some(end);
+        }
+        if end == start + text[start..].len() || text[end..].chars().all(|c| c == '\n') {
+            // Matched to the end of what has come: wait for more.
+            *scan_from = start;
+            return None;
+        }
+        *scan_from = start + first.len_utf8();
+    }
+    *scan_from = text.len();
+    None
+}
+
+/// Where in `text` a line that is exactly `marker` starts.
+fn marker_line(text: &str, marker: &str) -> Option<usize> {
+    let mut offset = 0;
+    text.split_inclusive('\n').find_map(|line| {
+        let at = offset;
+        offset += line.len();
+        (line.trim() == marker && line.ends_with('\n')).then_some(at)
+    })
 }
 
 /// Where an escape sequence starts that `text` ends before its end. A title
@@ -239,10 +401,10 @@ mod tests {
     #[test]
     fn a_prompt_ends_the_answer_unless_an_escape_is_still_arriving() {
         let mut screen = screen_of(&[b"show clock\r\n12:00\r\nRouter#\x1b["]);
-        assert_eq!(screen.take_answer(&prompt()), None);
+        assert_eq!(screen.take_answer(&prompt()), Ok(None));
         screen.push(b"K");
         assert_eq!(
-            screen.take_answer(&prompt()).as_deref(),
+            screen.take_answer(&prompt()).ok().flatten().as_deref(),
             Some("show clock\n12:00")
         );
         assert_eq!(screen.seen(), "");
@@ -253,9 +415,74 @@ mod tests {
     fn an_escape_that_cannot_continue_does_not_hold_the_prompt_back() {
         let mut screen = screen_of(&[b"odd \x1bZ here\r\nRouter#"]);
         assert_eq!(
-            screen.take_answer(&prompt()).as_deref(),
+            screen.take_answer(&prompt()).ok().flatten().as_deref(),
             Some("odd \x1bZ here")
         );
+    }
+
+    #[test]
+    fn a_prompt_before_the_echo_does_not_end_the_answer() {
+        let mut screen = Screen::default();
+        screen.expect_echo("show clock");
+        // A prompt drawn again (or left over) before the echo arrives.
+        screen.push(b"\r\nRouter#");
+        assert_eq!(screen.take_answer(&prompt()), Ok(None));
+        screen.push(b"show clock\r\n12:00\r\nRouter#");
+        assert_eq!(
+            screen.take_answer(&prompt()),
+            Ok(Some("12:00".to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_echo_is_found_when_the_terminal_wrapped_it_or_cut_it_into_chunks() {
+        let line = "/ipv6 route remove [find dst-address=fd11:11:0:3::/64 gateway=fd00:3::3]";
+        let wrapped = format!("{}\r\n{}\r\n", &line[..30], &line[30..]);
+        let mut screen = Screen::default();
+        screen.expect_echo(line);
+        for chunk in wrapped.as_bytes().chunks(7) {
+            screen.push(chunk);
+            assert_eq!(screen.take_answer(&prompt()), Ok(None));
+        }
+        screen.push(b"failure: no such item\r\nrouter>");
+        assert_eq!(
+            screen.take_answer(&prompt()),
+            Ok(Some("failure: no such item".to_owned()))
+        );
+        // An empty answer: the prompt right on the line after the echo.
+        screen.expect_echo("end");
+        screen.push(b"end\r\nRouter#");
+        assert_eq!(screen.take_answer(&prompt()), Ok(Some(String::new())));
+    }
+
+    #[test]
+    fn an_echo_that_never_comes_is_an_error_not_a_wait() {
+        let mut screen = Screen::default();
+        screen.expect_echo("show clock");
+        screen.push("x".repeat(70 << 10).as_bytes());
+        assert_eq!(screen.take_answer(&prompt()), Err(super::NoEcho));
+    }
+
+    #[test]
+    fn a_marked_answer_ends_at_the_marker_line_not_at_a_redrawn_prompt() {
+        let mut screen = Screen::default();
+        screen.expect_echo("/ip route add x");
+        screen.push(b"/ip route add x\r\n");
+        screen.push(b"\r[a@r] > ");
+        assert_eq!(screen.take_marked_answer(&routeros(), "end-1"), Ok(None));
+        screen.push(b"\r[a@r] > /ip route add x\r\nfailure: already have such route\r\n");
+        screen.push(b"[a@r] > :put (\"end-\" . \"1\")\r\nend-1\r\n[a@r] > ");
+        assert_eq!(
+            screen.take_marked_answer(&routeros(), "end-1"),
+            Ok(Some(
+                "[a@r] > [a@r] > /ip route add x\nfailure: already have such route\n[a@r] > :put (\"end-\" . \"1\")\n"
+                    .to_owned()
+            ))
+        );
+    }
+
+    fn routeros() -> Regex {
+        Regex::new(r"^\[[^\[\]]+\] >\s*$").expect("a prompt pattern")
     }
 
     proptest! {
@@ -312,7 +539,7 @@ mod tests {
         let mut answer = None;
         for chunk in output.as_bytes().chunks(4096) {
             screen.push(chunk);
-            answer = screen.take_answer(&prompt);
+            answer = screen.take_answer(&prompt).ok().flatten();
         }
         let took = started.elapsed();
         let answer = answer.expect("the prompt ends the answer");

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use super::terminal::{EndMarker, LoginQuestion};
 use crate::{Change, Ownership, RouterRoutes};
 
 /// How a CLI is driven.
@@ -82,6 +83,75 @@ pub trait Vendor: Send + Sync {
     /// would belong to the line before.
     fn login_settle(&self) -> Duration {
         Duration::ZERO
+    }
+
+    /// Prompted vendors: what ends a typed line.
+    fn enter(&self) -> &'static str {
+        "\n"
+    }
+
+    /// Prompted vendors: questions the CLI may ask at login before its
+    /// first prompt, and how each is answered.
+    fn login_questions(&self) -> Vec<LoginQuestion> {
+        Vec::new()
+    }
+
+    /// Prompted vendors whose prompt cannot end an answer (drawn again at
+    /// any moment): the command that marks the end of the n-th answer.
+    fn end_marker(&self) -> Option<fn(u64) -> EndMarker> {
+        None
+    }
+
+    /// Prompted vendors: how long a commit may take, when longer than a
+    /// command (the larger of the two is waited for).
+    fn commit_timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Prompted vendors: how long a save (`write memory`) may take, when
+    /// longer than a command.
+    fn save_timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Prompted vendors: whether `answer`, which [`Vendor::error_in`]
+    /// calls an error, says that `line` found its work done already (a
+    /// route to remove that is gone). Such a line counts as taken.
+    fn already_done(&self, line: &str, answer: &str) -> bool {
+        let _ = (line, answer);
+        false
+    }
+
+    /// Prompted vendors: whether `answer` says someone else holds the
+    /// configuration (uncommitted edits, an exclusive lock, every session
+    /// slot), and what it said. Nothing of ours can go in until they are
+    /// done, and nothing of theirs may be discarded: the batch is retried
+    /// later, as a whole.
+    fn held_by_others(&self, answer: &str) -> Option<String> {
+        let _ = answer;
+        None
+    }
+
+    /// Prompted vendors with configuration sessions that outlive a broken
+    /// connection (EOS): the command that shows them.
+    fn pending_sessions_query(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The lines that drop the sessions in `shown` (the answer to
+    /// [`Vendor::pending_sessions_query`]) that nativeroute left pending
+    /// under this ownership tag; never anyone else's.
+    fn drop_stale_sessions(&self, shown: &str, ownership: &Ownership) -> Vec<String> {
+        let _ = (shown, ownership);
+        Vec::new()
+    }
+
+    /// Prompted vendors: lines that enter configuration and leave it
+    /// without changing anything, for `nativeroute check`. Empty where
+    /// there is no configuration mode.
+    fn configuration_probe(&self, options: &ApplyOptions) -> Vec<String> {
+        let _ = options;
+        Vec::new()
     }
 
     /// Prompted vendors: lines sent once per terminal before anything else

@@ -47,13 +47,19 @@ fn running_config() -> Vec<Step> {
     steps
 }
 
-/// Into a session of this batch's own: the name carries the route tag and
-/// is new for every batch.
+/// `show configuration sessions` with no session pending, as EOS 4.17
+/// prints the limits (ansible/ansible-modules-core#4945).
+const NO_SESSIONS: &str = "Maximum number of completed sessions: 1\r\n\
+                           Maximum number of pending sessions: 5\r\n\r\n";
+
+/// The pending sessions read first (to drop any of ours a broken
+/// connection left), then into a session of this batch's own: the name
+/// carries the route tag and is new for every batch.
 fn enter_session() -> Vec<Step> {
-    vec![Step::line(
-        "configure session nativeroute-1111-{word}",
-        SESSION,
-    )]
+    vec![
+        answered("show configuration sessions", NO_SESSIONS, EXEC),
+        Step::line("configure session nativeroute-1111-{word}", SESSION),
+    ]
 }
 
 /// The session names the driver typed, in order.

@@ -17,10 +17,11 @@ const GREETING: &str = "\r\n************************************\r\n\
                         * core-1: authorized access only   *\r\n\
                         ************************************\r\n\r\ncore-1#";
 
-/// A new terminal, paging and wrapping off.
+/// A new terminal, paging off and lines as wide as Netmiko sets them
+/// (`terminal width 511`; no Cisco source confirms `terminal width 0`).
 fn terminal() -> Vec<Step> {
     let mut steps = vec![Step::NewShell];
-    steps.extend(quiet(&["terminal length 0", "terminal width 0"], EXEC));
+    steps.extend(quiet(&["terminal length 0", "terminal width 511"], EXEC));
     steps
 }
 

@@ -9,8 +9,10 @@ use super::{
     replace_refused, term_ends,
 };
 
-/// `netops` with colours and terminal detection off, dumb terminal on.
-const LOGIN: &str = "netops+cte200w";
+/// `netops` with colours and terminal detection off, 511 columns and 4098
+/// rows: the suffix Netmiko (`MikrotikBase.__init__`) and scrapli_community
+/// append.
+const LOGIN: &str = "netops+ct511w4098h";
 const PROMPT: &str = "[netops@edge-2] > ";
 const GREETING: &str = "\r\n\r\n\
     \x20 MMM      MMM       KKK                          TTTTTTTTTTT      KKK\r\n\
@@ -19,6 +21,34 @@ const GREETING: &str = "\r\n\r\n\
     \x20 MikroTik RouterOS 7.14.3 (c) 1999-2024       https://www.mikrotik.com/\r\n\r\n\
     Press F1 for help\r\n\r\n\
     [netops@edge-2] > ";
+
+/// `steps` with the end marker the driver types after every line: RouterOS
+/// draws its prompt again and echoes a line twice (scrapli_community's
+/// mikrotik_routeros driver, Netmiko's `MikrotikBase`), so an answer ends
+/// at the marker's output, not at a prompt. Markers count from 1 in each
+/// shell.
+fn marked(steps: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut n = 0;
+    for step in steps {
+        match step {
+            Step::NewShell => {
+                n = 0;
+                out.push(Step::NewShell);
+            }
+            Step::Line { expect, reply } => {
+                n += 1;
+                out.push(Step::Line { expect, reply });
+                out.push(Step::line(
+                    format!(":put (\"nativeroute-end-\" . \"{n}\")"),
+                    format!("nativeroute-end-{n}\r\n{PROMPT}"),
+                ));
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
 
 fn routes() -> Vec<Step> {
     vec![
@@ -71,7 +101,7 @@ fn batch_lines() -> Vec<&'static str> {
 
 #[tokio::test]
 async fn routeros_list_owns_enabled_routes_with_our_comment() {
-    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, routes()).await;
+    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, marked(routes())).await;
     let mut driver = lab.connect().await;
 
     let routes = list(&mut driver).await;
@@ -93,7 +123,7 @@ async fn routeros_batch_is_typed_line_by_line_with_nothing_to_commit() {
     let mut steps = routes();
     steps.push(Step::NewShell);
     steps.extend(quiet(&batch_lines(), PROMPT));
-    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps)
+    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, marked(steps))
         .await
         .saving();
     let outcomes = lab.list_and_apply_batch().await;
@@ -110,7 +140,7 @@ async fn routeros_failure_keeps_the_lines_before_it() {
         Step::line(lines[0], PROMPT),
         answered(lines[1], "failure: already have such route\r\n", PROMPT),
     ];
-    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps).await;
+    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, marked(steps)).await;
     let outcomes = lab.apply_batch().await;
 
     assert_eq!(
@@ -132,7 +162,7 @@ async fn routeros_term_ending_mid_batch_types_no_further_line() {
         Step::line(lines[1], PROMPT),
         term_ends,
     ];
-    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, steps).await;
+    let lab = Transcript::start(VendorName::RouterOs, LOGIN, GREETING, marked(steps)).await;
     let outcomes = lab.apply_batch_fenced(&fence).await;
 
     assert_eq!(

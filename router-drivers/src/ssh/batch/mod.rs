@@ -106,7 +106,7 @@ pub(super) async fn list(
             let mut terminal = open_terminal(connection, target, vendor).await?;
             let mut output = String::new();
             for command in &commands {
-                let answer = terminal.send(command, vendor.prompt()).await?;
+                let answer = ask(&mut terminal, vendor, command, target.timeouts.command).await?;
                 if let Some(error) = refusal(vendor, &answer) {
                     terminal.close().await;
                     return Err(output_error(
@@ -172,6 +172,7 @@ pub(super) async fn apply(
                 changes,
                 script: &script,
                 fence,
+                ownership: &router.ownership,
             };
             run.apply(connection).await
         }
@@ -245,19 +246,133 @@ fn outcomes_of(
     Ok(outcomes)
 }
 
+/// The first contact of `nativeroute check` with a prompted CLI: the
+/// prompt at login, each line of the terminal setup (paging off), and
+/// entering and leaving configuration without a change, each a step of its
+/// own; every line typed must come back as its echo. A step that fails
+/// ends the probe. Batch CLIs have nothing to try beyond the list.
+pub(super) async fn probe(
+    connection: &Connection,
+    target: &SshTarget,
+    router: &SshRouter,
+    options: &ApplyOptions,
+) -> Result<Vec<crate::ProbeStep>, DriverError> {
+    use crate::ProbeStep;
+    let vendor = router.vendor.profile();
+    if vendor.dialogue() == Dialogue::Batch {
+        return Ok(Vec::new());
+    }
+    let mut steps = Vec::new();
+    let mut terminal = connection.terminal(target).await?;
+    terminal.set_enter(vendor.enter());
+    let login = terminal
+        .read_login(vendor.prompt(), &vendor.login_questions())
+        .await;
+    let prompt_step = |result| ProbeStep {
+        what: "prompt recognised",
+        result,
+    };
+    if let Err(error) = login {
+        steps.push(prompt_step(Err(error.to_string())));
+        terminal.close().await;
+        return Ok(steps);
+    }
+    steps.push(prompt_step(Ok(format!(
+        "the CLI's prompt after login is one the {vendor} profile knows",
+        vendor = vendor.name()
+    ))));
+    let settle = vendor.login_settle();
+    if !settle.is_zero() {
+        terminal.discard_until_quiet(settle).await?;
+    }
+    let groups = [
+        ("terminal set up (paging off)", vendor.terminal_setup()),
+        (
+            "configuration entered and left without a change",
+            vendor.configuration_probe(options),
+        ),
+    ];
+    let mut echoed = 0;
+    for (what, lines) in groups {
+        if lines.is_empty() {
+            continue;
+        }
+        let mut result = Ok(format!("{lines:?} accepted"));
+        for line in &lines {
+            let answer = match ask(&mut terminal, vendor, line, target.timeouts.command).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    result = Err(format!("{line:?}: {error}"));
+                    break;
+                }
+            };
+            echoed += 1;
+            if let Some(message) = vendor.held_by_others(&answer) {
+                result = Err(format!("{line:?}: configuration held by someone else: {message}"));
+                break;
+            }
+            if let Some(error) = refusal(vendor, &answer) {
+                result = Err(format!("{line:?} was refused: {error}"));
+                break;
+            }
+        }
+        let failed = result.is_err();
+        steps.push(ProbeStep { what, result });
+        if failed {
+            // Leave configuration if the probe got in; answers do not
+            // matter, the terminal is closed right after.
+            for line in vendor.abort(options) {
+                if ask(&mut terminal, vendor, &line, target.timeouts.command)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            break;
+        }
+    }
+    if echoed > 0 {
+        steps.push(ProbeStep {
+            what: "echo seen",
+            result: Ok(format!("each of the {echoed} lines typed came back as its echo")),
+        });
+    }
+    terminal.close().await;
+    Ok(steps)
+}
+
+/// Types `line` and returns the answer, the vendor's way: up to the next
+/// prompt after its echo, or up to an end marker where prompts cannot be
+/// trusted. `timeout` bounds a line that is not marked.
+async fn ask(
+    terminal: &mut Terminal,
+    vendor: &dyn Vendor,
+    line: &str,
+    timeout: std::time::Duration,
+) -> Result<String, DriverError> {
+    match vendor.end_marker() {
+        Some(marker) => terminal.send_marked(line, vendor.prompt(), marker).await,
+        None => terminal.send_within(line, vendor.prompt(), timeout).await,
+    }
+}
+
 async fn open_terminal(
     connection: &Connection,
     target: &SshTarget,
     vendor: &dyn Vendor,
 ) -> Result<Terminal, DriverError> {
     let mut terminal = connection.terminal(target).await?;
-    terminal.read_to_prompt(vendor.prompt()).await?;
+    terminal.set_enter(vendor.enter());
+    terminal
+        .read_login(vendor.prompt(), &vendor.login_questions())
+        .await?;
     let settle = vendor.login_settle();
     if !settle.is_zero() {
         terminal.discard_until_quiet(settle).await?;
     }
     for line in vendor.terminal_setup() {
-        let answer = terminal.send(&line, vendor.prompt()).await?;
+        let answer = ask(&mut terminal, vendor, &line, target.timeouts.command).await?;
         if let Some(error) = refusal(vendor, &answer) {
             // Closed, not dropped: russh sends no close for a dropped
             // channel, and a shell left open per retry would use up the

@@ -2,12 +2,14 @@
 //! prompt before the next is sent: an error stops the batch on the line
 //! that caused it, and the fence is looked at before every line.
 
-use super::{Script, open_terminal, output_error, refusal, refused};
+use std::time::Duration;
+
+use super::{Script, ask, open_terminal, output_error, refusal, refused};
 use crate::ssh::redact::redact;
 use crate::ssh::session::{Connection, SshTarget};
 use crate::ssh::terminal::Terminal;
 use crate::ssh::vendor::{ApplyOptions, Vendor};
-use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence};
+use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence, Ownership};
 
 /// One batch, and everything needed to type it.
 pub(super) struct Run<'a> {
@@ -17,6 +19,7 @@ pub(super) struct Run<'a> {
     pub(super) changes: &'a [Change],
     pub(super) script: &'a Script,
     pub(super) fence: &'a Fence,
+    pub(super) ownership: &'a Ownership,
 }
 
 /// Where typing the script stopped.
@@ -27,6 +30,10 @@ enum Stop {
     Refused { at: usize, error: String },
     /// The term ended before line `at` was sent.
     Fenced { at: usize },
+    /// Someone else holds the configuration: nothing of ours went in.
+    Held { message: String },
+    /// Line `at` of the finish or after it got no answer in time.
+    NoAnswer { at: usize, error: DriverError },
 }
 
 impl Run<'_> {
@@ -35,10 +42,22 @@ impl Run<'_> {
         connection: &Connection,
     ) -> Result<Vec<ChangeOutcome>, DriverError> {
         let mut terminal = open_terminal(connection, self.target, self.vendor).await?;
-        let outcomes = match self.type_lines(&mut terminal, 0).await {
+        let outcomes = match self.drop_stale_sessions(&mut terminal).await {
+            Ok(()) => self.type_lines(&mut terminal, 0).await,
+            Err(error) => Err(error),
+        };
+        let outcomes = match outcomes {
             Ok(Stop::Done) => Ok(vec![Ok(()); self.changes.len()]),
             Ok(Stop::Refused { at, error }) => self.refused(&mut terminal, at, error).await,
             Ok(Stop::Fenced { at }) => Ok(self.fenced(&mut terminal, at).await),
+            Ok(Stop::Held { message }) => {
+                self.abandon(&mut terminal).await;
+                Err(DriverError::HeldByOthers {
+                    router: self.target.router.clone(),
+                    message: redact(&message).into_owned(),
+                })
+            }
+            Ok(Stop::NoAnswer { at, error }) => self.no_answer(at, error),
             Err(error) => Err(error),
         };
         // Closed, not dropped: russh sends no close for a dropped channel.
@@ -54,10 +73,23 @@ impl Run<'_> {
             if self.fence.is_raised() {
                 return Ok(Stop::Fenced { at });
             }
-            let answer = terminal.send(line, self.vendor.prompt()).await?;
+            let answer = match ask(terminal, self.vendor, line, self.timeout_for(at)).await {
+                Ok(answer) => answer,
+                Err(error @ DriverError::NoAnswer { .. }) if at >= self.script.finish_at => {
+                    return Ok(Stop::NoAnswer { at, error });
+                }
+                Err(error) => return Err(error),
+            };
+            if let Some(message) = self.vendor.held_by_others(&answer) {
+                return Ok(Stop::Held { message });
+            }
             let Some(error) = refusal(self.vendor, &answer) else {
                 continue;
             };
+            if self.vendor.already_done(line, &answer) {
+                tracing::debug!(router = %self.target.router, line, answer = %redact(&error), "already done");
+                continue;
+            }
             if at >= self.script.committed_at {
                 warn_after_commit(self.target, line, &error);
                 continue;
@@ -65,6 +97,59 @@ impl Run<'_> {
             return Ok(Stop::Refused { at, error });
         }
         Ok(Stop::Done)
+    }
+
+    /// How long line `at` may take: a commit or a save may take longer
+    /// than a command, as the vendor says.
+    fn timeout_for(&self, at: usize) -> Duration {
+        let command = self.target.timeouts.command;
+        if at >= self.script.committed_at {
+            command.max(self.vendor.save_timeout())
+        } else if at >= self.script.finish_at {
+            command.max(self.vendor.commit_timeout())
+        } else {
+            command
+        }
+    }
+
+    /// Configuration sessions an earlier batch of ours left pending (a
+    /// connection that broke mid-batch) count against the router's limit
+    /// until they expire a day later: they are dropped before a batch
+    /// opens one more. Only ours, by name; a refusal here is only logged.
+    async fn drop_stale_sessions(&self, terminal: &mut Terminal) -> Result<(), DriverError> {
+        let Some(query) = self.vendor.pending_sessions_query() else {
+            return Ok(());
+        };
+        let command = self.target.timeouts.command;
+        let shown = ask(terminal, self.vendor, query, command).await?;
+        for line in self.vendor.drop_stale_sessions(&shown, self.ownership) {
+            if self.fence.is_raised() {
+                break;
+            }
+            tracing::info!(router = %self.target.router, line, "dropping a configuration session of ours left pending");
+            let answer = ask(terminal, self.vendor, &line, command).await?;
+            if let Some(error) = refusal(self.vendor, &answer) {
+                tracing::warn!(router = %self.target.router, line, error, "the router refused to drop a pending session");
+            }
+        }
+        Ok(())
+    }
+
+    /// A line of the finish, or after it, got no answer in time. Where the
+    /// finish is a commit, its outcome is unknown: the error goes up, and
+    /// the driver reads the router again to settle each change. Elsewhere
+    /// every change had been answered and taken already.
+    fn no_answer(&self, at: usize, error: DriverError) -> Result<Vec<ChangeOutcome>, DriverError> {
+        if self.vendor.transactional() && at < self.script.committed_at {
+            return Err(error);
+        }
+        tracing::warn!(
+            router = %self.target.router,
+            line = %self.script.lines[at],
+            error = %error,
+            "no answer after the changes took effect; they stand"
+        );
+        Ok(vec![Ok(()); self.changes.len()])
     }
 
     async fn refused(
@@ -95,6 +180,12 @@ impl Run<'_> {
                 Stop::Done | Stop::Fenced { .. } => {}
                 Stop::Refused { at, error } => {
                     warn_after_commit(self.target, &self.script.lines[at], &error);
+                }
+                Stop::Held { message } => {
+                    warn_after_commit(self.target, "the finish", &message);
+                }
+                Stop::NoAnswer { at, error } => {
+                    warn_after_commit(self.target, &self.script.lines[at], &error.to_string());
                 }
             }
         }
@@ -175,7 +266,8 @@ impl Run<'_> {
     /// the terminal is closed right after.
     async fn abandon(&self, terminal: &mut Terminal) {
         for line in self.vendor.abort(self.options) {
-            if terminal.send(&line, self.vendor.prompt()).await.is_err() {
+            let command = self.target.timeouts.command;
+            if ask(terminal, self.vendor, &line, command).await.is_err() {
                 break;
             }
         }

@@ -9,6 +9,15 @@
 //! confirms it in time; `write memory` saves. EOS answers a bad line with a
 //! message starting with `%`.
 //!
+//! A session that a broken connection left pending counts against EOS's
+//! limit (5 by default) for a day, and once the limit is reached every
+//! `configure session` is refused. So before each batch the pending
+//! sessions are read, and ours (`nativeroute-<tag>-…`) are aborted as NAPALM
+//! aborts its own (`configure session NAME abort`); anyone else's are left
+//! alone. A limit reached by others' sessions is reported as the
+//! configuration held by someone else. `write memory` gets 100 s and a
+//! session's commit 120 s, as Netmiko gives its saves and commits.
+//!
 //! Ownership: the static route's `tag`; the route is also named
 //! `nativeroute` for the person reading the configuration.
 
@@ -35,6 +44,13 @@ static PROMPT: LazyLock<Regex> = LazyLock::new(|| {
 /// `% Invalid input`, `% Incomplete command`, `% Ambiguous command`.
 static ERROR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?m)^\s*%\s*(.+?)\s*$").expect("the EOS error pattern is a valid regex")
+});
+
+/// What EOS says when every session slot is taken (the text Ansible's
+/// arista.eos looks for).
+static SESSIONS_FULL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^.*Maximum number of pending sessions has been reached.*$")
+        .expect("the EOS session limit pattern is a valid regex")
 });
 
 /// EOS writes every static route with a prefix length, IPv4 and IPv6 alike.
@@ -152,6 +168,50 @@ impl Vendor for AristaEos {
 
     fn abort(&self, _options: &ApplyOptions) -> Vec<String> {
         vec!["abort".to_owned()]
+    }
+
+    fn commit_timeout(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    fn save_timeout(&self) -> Duration {
+        Duration::from_secs(100)
+    }
+
+    fn held_by_others(&self, answer: &str) -> Option<String> {
+        SESSIONS_FULL
+            .find(answer)
+            .map(|found| found.as_str().trim().trim_start_matches('%').trim().to_owned())
+    }
+
+    fn pending_sessions_query(&self) -> Option<&'static str> {
+        Some("show configuration sessions")
+    }
+
+    /// The table lists `Name State User Terminal`; the session of the
+    /// terminal asking is marked `*` before its name.
+    fn drop_stale_sessions(&self, shown: &str, ownership: &Ownership) -> Vec<String> {
+        let ours = format!("nativeroute-{}-", ownership.route_tag);
+        shown
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let name = words.next().filter(|word| *word != "*")?;
+                let state = words.next()?;
+                let ours = name.starts_with(&ours)
+                    && name[ours.len()..]
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '-');
+                (ours && state == "pending").then(|| format!("configure session {name} abort"))
+            })
+            .collect()
+    }
+
+    fn configuration_probe(&self, options: &ApplyOptions) -> Vec<String> {
+        vec![
+            format!("configure session {}", options.session_name),
+            "abort".to_owned(),
+        ]
     }
 
     fn transactional(&self) -> bool {

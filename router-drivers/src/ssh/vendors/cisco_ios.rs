@@ -2,14 +2,22 @@
 //! the `#` prompt: privilege 15).
 //!
 //! Each line takes effect when it is entered, so an error keeps what came
-//! before it; `end` leaves configuration and `write memory` saves.
-//! IOS answers a bad line with a message starting with `%`.
+//! before it; `end` leaves configuration and `write memory` saves (given
+//! 100 s, as Netmiko gives it).
+//!
+//! Not every line starting with `%` is a refusal: a syslog message
+//! (`%SYS-5-CONFIG_I: …`, with `terminal monitor` on) and the warning
+//! `%No matching route to delete` (a route removed by hand before us) are
+//! not. As Ansible's cisco.ios does, only known error texts refuse a line;
+//! any other `%` line is logged. Removing a route that is gone counts as
+//! done.
 //!
 //! Ownership: the static route's `tag`; the route is also named
 //! `nativeroute` for the person reading the configuration.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use regex::Regex;
@@ -26,10 +34,32 @@ static PROMPT: LazyLock<Regex> = LazyLock::new(|| {
         .expect("the IOS prompt pattern is a valid regex")
 });
 
-/// `% Invalid input detected at '^' marker.`, `% Incomplete command.`,
-/// `%Inconsistent address and mask`.
+/// The refusals: `% Invalid input detected at '^' marker.`, `% Incomplete
+/// command.`, `% Ambiguous command: "…"`, `%Inconsistent address and
+/// mask`, `% Bad mask`, `%Invalid next hop address (it's this router)`,
+/// `% Error …`, `Command authorization failed.`, `Command rejected: …`
+/// (after Ansible cisco.ios's `terminal_stderr_re`), and the removal of a
+/// route that is not there, settled by [`CiscoIos::already_done`].
 static ERROR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?m)^\s*%\s*(.+?)\s*$").expect("the IOS error pattern is a valid regex")
+    Regex::new(
+        r"(?mi)^\s*(%\s*(?:invalid|incomplete command|ambiguous command|unknown command|inconsistent address|bad mask|error|no matching route|.*overlaps with).*?|command authorization failed.*?|command rejected.*?)\s*$",
+    )
+    .expect("the IOS error pattern is a valid regex")
+});
+
+/// `%No matching route to delete`: the route a `no ip route` names is gone.
+static NO_MATCHING_ROUTE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?mi)^\s*%\s*no matching route to delete")
+        .expect("the IOS absent-route pattern is a valid regex")
+});
+
+/// Any other `%` line that is not a syslog message (`%FAC-5-MNEMONIC:`,
+/// after a timestamp when `service timestamps` is on).
+static OTHER_PERCENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^\s*(%.+?)\s*$").expect("the IOS percent pattern is a valid regex")
+});
+static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"%[A-Z0-9_]+-\d-[A-Z0-9_]+:").expect("the IOS syslog pattern is a valid regex")
 });
 
 /// A route as IOS writes it: IPv4 with a dotted mask, IPv6 with a length.
@@ -68,7 +98,7 @@ impl Vendor for CiscoIos {
     fn terminal_setup(&self) -> Vec<String> {
         vec![
             "terminal length 0".to_owned(),
-            "terminal width 0".to_owned(),
+            "terminal width 511".to_owned(),
         ]
     }
 
@@ -134,7 +164,31 @@ impl Vendor for CiscoIos {
         vec!["end".to_owned()]
     }
 
+    fn save_timeout(&self) -> Duration {
+        Duration::from_secs(100)
+    }
+
     fn error_in(&self, answer: &str) -> Option<String> {
-        ERROR.captures(answer).map(|found| found[1].to_owned())
+        if let Some(found) = ERROR.captures(answer) {
+            return Some(found[1].trim_start_matches('%').trim_start().to_owned());
+        }
+        for found in OTHER_PERCENT.captures_iter(answer) {
+            if !SYSLOG.is_match(&found[1]) {
+                tracing::warn!(said = %&found[1], "IOS printed a message nativeroute does not know; not taken as a refusal");
+            }
+        }
+        None
+    }
+
+    fn already_done(&self, line: &str, answer: &str) -> bool {
+        (line.starts_with("no ip route ") || line.starts_with("no ipv6 route "))
+            && NO_MATCHING_ROUTE.is_match(answer)
+            && ERROR
+                .captures_iter(answer)
+                .all(|found| NO_MATCHING_ROUTE.is_match(&found[1]))
+    }
+
+    fn configuration_probe(&self, _options: &ApplyOptions) -> Vec<String> {
+        vec!["configure terminal".to_owned(), "end".to_owned()]
     }
 }

@@ -16,6 +16,13 @@
 //! line before the message (`syntax error, expecting <command>.`,
 //! `error: configuration check-out failed`).
 //!
+//! Someone else's uncommitted edits or exclusive lock stop every batch
+//! (`error: shared configuration database modified`, `error: configuration
+//! database modified`, `error: configuration database locked by: …`).
+//! They are reported as the configuration held by someone else and the
+//! batch is retried later; nothing of theirs is ever discarded. A commit
+//! gets 120 s, as Netmiko gives it.
+//!
 //! Ownership: the static route's `tag`. nativeroute owns a route only when
 //! its stanza holds exactly our tag and one next-hop address, so deleting
 //! the whole stanza on removal takes nothing of anyone else's, as long as
@@ -46,6 +53,12 @@ static PROMPT: LazyLock<Regex> = LazyLock::new(|| {
 static ERROR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(error:|syntax error|unknown command|missing argument|invalid )")
         .expect("the Junos error pattern is a valid regex")
+});
+
+/// Someone else holds the candidate configuration.
+static HELD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^\s*error: (?:shared )?configuration database (?:modified|locked by)")
+        .expect("the Junos lock pattern is a valid regex")
 });
 
 /// Where a static route lives: `inet.0` is the default, IPv6 routes are in
@@ -214,6 +227,26 @@ impl Vendor for Junos {
 
     fn transactional(&self) -> bool {
         true
+    }
+
+    fn commit_timeout(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    /// The error with the users Junos lists as editing or holding it.
+    fn held_by_others(&self, answer: &str) -> Option<String> {
+        HELD.is_match(answer).then(|| {
+            answer
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && *line != "[edit]")
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn configuration_probe(&self, _options: &ApplyOptions) -> Vec<String> {
+        vec!["configure private".to_owned(), "exit".to_owned()]
     }
 
     // A commit explains itself over several lines (the statement, the

@@ -5,11 +5,19 @@
 //! there is no configuration mode, commit or save, and an error keeps what
 //! came before it. Commands use absolute paths (`/ip route add …`), so the
 //! prompt never moves into a submenu. Terminal options travel in the login
-//! name: `+cte200w` turns off colours (`c`) and terminal detection (`t`),
-//! selects the dumb terminal (`e`), so answers come without escape
-//! sequences or cursor tricks, and sets 200 columns (`200w`; the default 80
-//! would wrap the echo of a `remove [find …]` line); paging is off per
-//! command (`without-paging`).
+//! name: `+ct511w4098h`, as Netmiko and scrapli send it, turns off colours
+//! (`c`) and terminal detection (`t`) and sets 511 columns and 4098 rows (a
+//! `/ipv6 route remove [find …]` line with full addresses and a long prompt
+//! is over 200 characters, and its echo must not wrap); paging is off per
+//! command (`without-paging`). Enter is "\r\n", as both drivers send it.
+//!
+//! RouterOS draws its prompt again and echoes a line twice (scrapli and
+//! Netmiko both work around it), so no prompt can be trusted to end an
+//! answer: every line is followed by `:put` of a marker, and the answer
+//! ends at the marker's output. A freshly reset router asks whether to
+//! show the licence and may ask for Enter before its first prompt; both are
+//! answered as Netmiko answers them. One that asks for a new password is
+//! left for a person.
 //!
 //! Ownership: the route's `comment` (`nativeroute-1111`). A removal finds
 //! the route by destination, gateway, comment, the main table and enabled
@@ -23,6 +31,7 @@ use ipnet::IpNet;
 use regex::Regex;
 
 use super::{owner_comment, sort_route};
+use crate::ssh::terminal::{EndMarker, LoginQuestion, LoginReply};
 use crate::ssh::vendor::{ApplyOptions, Dialogue, Vendor};
 use crate::{Change, Ownership, RouterRoutes};
 
@@ -45,6 +54,32 @@ static ERROR: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("the RouterOS error pattern is a valid regex")
 });
+
+/// `Do you want to see the software license? [Y/n]: `
+static LICENCE_QUESTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"software license\? \[Y/n\]:?\s*$")
+        .expect("the RouterOS licence question pattern is a valid regex")
+});
+
+/// `Please press "Enter" to continue!`
+static PRESS_ENTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)press "?enter"? to continue!?\s*$"#)
+        .expect("the RouterOS Enter pattern is a valid regex")
+});
+
+/// `new password>` (RouterOS 7 at the first login after a reset).
+static NEW_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)new password>\s*$").expect("the RouterOS password pattern is a valid regex")
+});
+
+/// The n-th end marker: a concatenation, so that the echo of the command
+/// never holds the marker's output as one word.
+fn end_marker(n: u64) -> EndMarker {
+    EndMarker {
+        command: format!(":put (\"nativeroute-end-\" . \"{n}\")"),
+        output: format!("nativeroute-end-{n}"),
+    }
+}
 
 fn menu(dst: IpNet) -> &'static str {
     match dst {
@@ -177,13 +212,40 @@ impl Vendor for RouterOs {
         if username.contains('+') {
             username.to_owned()
         } else {
-            format!("{username}+cte200w")
+            format!("{username}+ct511w4098h")
         }
     }
 
     // RouterOS draws its prompt again shortly after login.
     fn login_settle(&self) -> Duration {
         Duration::from_millis(250)
+    }
+
+    fn enter(&self) -> &'static str {
+        "\r\n"
+    }
+
+    fn login_questions(&self) -> Vec<LoginQuestion> {
+        vec![
+            LoginQuestion {
+                question: &LICENCE_QUESTION,
+                reply: LoginReply::Key("n"),
+            },
+            LoginQuestion {
+                question: &PRESS_ENTER,
+                reply: LoginReply::Enter,
+            },
+            LoginQuestion {
+                question: &NEW_PASSWORD,
+                reply: LoginReply::Refuse(
+                    "RouterOS wants a new password (the first login after a reset); log in once by hand and set one",
+                ),
+            },
+        ]
+    }
+
+    fn end_marker(&self) -> Option<fn(u64) -> EndMarker> {
+        Some(end_marker)
     }
 
     // Static routes only (`!dynamic`): connected and protocol routes are

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use regex::Regex;
@@ -190,6 +191,19 @@ impl Vendor for Vyos {
 
     fn transactional(&self) -> bool {
         true
+    }
+
+    // As Netmiko gives them: a commit can take minutes on a large config.
+    fn commit_timeout(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    fn save_timeout(&self) -> Duration {
+        Duration::from_secs(100)
+    }
+
+    fn configuration_probe(&self, _options: &ApplyOptions) -> Vec<String> {
+        vec!["configure".to_owned(), "exit".to_owned()]
     }
 
     fn error_in(&self, answer: &str) -> Option<String> {
