@@ -14,6 +14,7 @@ use russh::{Channel, ChannelId, Pty};
 
 use super::lines::LineSplitter;
 use super::replay::Replay;
+use super::terminal::TerminalBehaviour;
 
 /// What the server and all its connections share.
 #[derive(Debug)]
@@ -74,9 +75,31 @@ struct Shell {
     lines: LineSplitter,
 }
 
+impl Shell {
+    fn new(terminal: &TerminalBehaviour) -> Self {
+        Self {
+            lines: LineSplitter::new(terminal.waits_after_cr()),
+            ..Self::default()
+        }
+    }
+}
+
 impl Connection {
     fn mismatch(&self, problem: String) {
         self.shared.replay().mismatch(problem);
+    }
+
+    /// A shell ends, by the client or with the connection: a line still
+    /// waiting to learn whether "\n" follows its "\r" never will, and
+    /// goes to the script as ended by a bare "\r", so that it shows in the
+    /// mismatches instead of vanishing.
+    fn abandon(&self, mut shell: Shell) {
+        if !shell.started || shell.closing {
+            return;
+        }
+        if let Some(line) = shell.lines.take_pending() {
+            self.shared.replay().line(&line);
+        }
     }
 
     fn start_shell(
@@ -139,7 +162,8 @@ impl russh::server::Handler for Connection {
         // The handler callbacks serve the channel; the Channel object is
         // dropped, since an unread one would stall the connection once its
         // queue fills.
-        self.shells.insert(channel.id(), Shell::default());
+        let shell = Shell::new(self.shared.replay().terminal());
+        self.shells.insert(channel.id(), shell);
         reply.accept().await;
         Ok(())
     }
@@ -228,9 +252,12 @@ impl russh::server::Handler for Connection {
         }
         for line in shell.lines.push(data) {
             let answer = self.shared.replay().line(&line);
-            // Session::data only queues, in order, so replies leave in the
-            // order the lines came.
-            session.data(channel, answer.output)?;
+            // Session::data only queues, in order, each call as its own
+            // channel data message, so replies leave in the order the lines
+            // came and with the terminal's message boundaries.
+            for message in answer.messages {
+                session.data(channel, message)?;
+            }
             if answer.close {
                 shell.closing = true;
                 session.eof(channel)?;
@@ -246,7 +273,17 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.shells.remove(&channel);
+        if let Some(shell) = self.shells.remove(&channel) {
+            self.abandon(shell);
+        }
         Ok(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for (_, shell) in std::mem::take(&mut self.shells) {
+            self.abandon(shell);
+        }
     }
 }

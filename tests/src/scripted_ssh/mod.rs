@@ -6,12 +6,20 @@
 //! [`ScriptedSshServer::mismatches`] and closes the shell at once, so a
 //! driver that goes astray fails fast instead of waiting for a prompt.
 //!
+//! The terminal is a plain one unless a [`TerminalBehaviour`] says
+//! otherwise: routers differ in the line ending they act on, in what they
+//! redraw after an echo (RouterOS) and in where they wrap, and drivers have
+//! to cope with each.
+//!
 //! It listens on 127.0.0.1 only, with a fresh ed25519 host key, and lets in
 //! one user with one public key.
 
 mod connection;
 mod lines;
 mod replay;
+mod terminal;
+#[cfg(test)]
+mod wire_tests;
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -32,6 +40,7 @@ use tokio::task::JoinHandle;
 
 use connection::{Acceptor, Shared};
 use replay::Replay;
+pub use terminal::TerminalBehaviour;
 
 /// What the router says and expects, in order, across every shell of every
 /// connection.
@@ -111,12 +120,29 @@ pub struct ScriptedSshServer {
 impl ScriptedSshServer {
     /// Listens on 127.0.0.1 with a fresh ed25519 host key, and accepts only
     /// `username` with the key of `client_public_key` (an OpenSSH public key
-    /// line, as in authorized_keys).
+    /// line, as in authorized_keys). The terminal is the plain one.
     pub async fn start(
         script: Script,
         username: &str,
         client_public_key: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with(
+            script,
+            TerminalBehaviour::default(),
+            username,
+            client_public_key,
+        )
+        .await
+    }
+
+    /// As [`start`](Self::start), with the router's own terminal habits.
+    pub async fn start_with(
+        script: Script,
+        terminal: TerminalBehaviour,
+        username: &str,
+        client_public_key: &str,
+    ) -> anyhow::Result<Self> {
+        terminal.check()?;
         let client_key = PublicKey::from_openssh(client_public_key).with_context(|| {
             format!("the client key {client_public_key:?} is not an OpenSSH public key line")
         })?;
@@ -135,7 +161,7 @@ impl ScriptedSshServer {
         let shared = Arc::new(Shared {
             username: username.to_owned(),
             client_key: client_key.key_data().clone(),
-            replay: std::sync::Mutex::new(Replay::new(script)),
+            replay: std::sync::Mutex::new(Replay::new(script, terminal)),
             connections: AtomicUsize::new(0),
         });
         let acceptor = Acceptor {
