@@ -63,6 +63,7 @@ fn config(router: &SshRouter, vendor: VendorName, key: &ClientKey) -> SshRouterC
             auth: Duration::from_secs(5),
             command: Duration::from_secs(30),
             keepalive: Duration::from_secs(15),
+            commit: None,
         },
         ownership: ownership(),
     }

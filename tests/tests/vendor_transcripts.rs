@@ -75,6 +75,7 @@ impl Transcript {
                 auth: Duration::from_secs(10),
                 command: Duration::from_secs(10),
                 keepalive: Duration::from_secs(15),
+                commit: None,
             },
             ownership: ownership(),
         };

@@ -115,6 +115,7 @@ pub(super) struct RawRouter {
     pub connect_timeout: Option<HumanDuration>,
     pub auth_timeout: Option<HumanDuration>,
     pub command_timeout: Option<HumanDuration>,
+    pub commit_timeout: Option<HumanDuration>,
     pub keepalive_interval: Option<HumanDuration>,
     // plugin
     pub command: Option<Vec<String>>,

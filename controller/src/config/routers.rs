@@ -108,7 +108,7 @@ fn refuse_foreign_keys(
     allowed: &[&str],
     report: &mut impl FnMut(String, String),
 ) {
-    let set: [(&str, bool); 17] = [
+    let set: [(&str, bool); 18] = [
         ("netns", router.netns.is_some()),
         ("table", router.table.is_some()),
         ("vendor", router.vendor.is_some()),
@@ -124,6 +124,7 @@ fn refuse_foreign_keys(
         ("authTimeout", router.auth_timeout.is_some()),
         ("commandTimeout", router.command_timeout.is_some()),
         ("keepaliveInterval", router.keepalive_interval.is_some()),
+        ("commitTimeout", router.commit_timeout.is_some()),
         ("command", router.command.is_some()),
         ("timeout", router.timeout.is_some()),
     ];
@@ -186,6 +187,7 @@ fn check_ssh(
             "authTimeout",
             "commandTimeout",
             "keepaliveInterval",
+            "commitTimeout",
         ],
         report,
     );
@@ -272,11 +274,19 @@ fn check_ssh(
     let keepalive = router
         .keepalive_interval
         .map_or(defaults.keepalive, |d| d.0);
+    let commit = router.commit_timeout.map(|d| d.0);
+    if commit.is_some() && !vendor.has_commit() {
+        report(
+            format!("{field}.commitTimeout"),
+            format!("{vendor} has no commit or save typed at a prompt; use commandTimeout"),
+        );
+    }
     for (key, value) in [
         ("connectTimeout", connect),
         ("authTimeout", auth),
         ("commandTimeout", command),
         ("keepaliveInterval", keepalive),
+        ("commitTimeout", commit.unwrap_or(command)),
     ] {
         if value.is_zero() {
             report(format!("{field}.{key}"), "must be longer than 0s".into());
@@ -299,6 +309,7 @@ fn check_ssh(
             auth,
             command,
             keepalive,
+            commit,
         },
     }))
 }

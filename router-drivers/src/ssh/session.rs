@@ -32,6 +32,11 @@ pub struct Timeouts {
     pub command: Duration,
     /// Keepalive interval on an idle connection; three unanswered close it.
     pub keepalive: Duration,
+    /// Prompted vendors: a commit or a save, which may take longer than a
+    /// command. `None`: the vendor's own bound (Netmiko's: 120 s for a
+    /// Junos or VyOS commit, 100 s for `write memory`), or the command
+    /// timeout if that is longer.
+    pub commit: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -41,6 +46,7 @@ impl Default for Timeouts {
             auth: Duration::from_secs(10),
             command: Duration::from_secs(60),
             keepalive: Duration::from_secs(15),
+            commit: None,
         }
     }
 }

@@ -23,6 +23,8 @@ use crate::{Change, ChangeError, ChangeOutcome, DriverError, Fence, RouterRoutes
 struct Script {
     lines: Vec<String>,
     owners: Vec<Option<usize>>,
+    /// The first line after entering configuration.
+    begun_at: usize,
     /// The first line of the vendor's `finish` (commit, or leaving
     /// configuration): every change's lines come before it.
     finish_at: usize,
@@ -41,10 +43,12 @@ impl Script {
         let mut script = Script {
             lines: Vec::new(),
             owners: Vec::new(),
+            begun_at: 0,
             finish_at: 0,
             committed_at: 0,
         };
         script.push(vendor.begin(options), None);
+        script.begun_at = script.lines.len();
         for (index, lines) in rendered {
             script.push(lines, Some(index));
         }

@@ -30,8 +30,9 @@ enum Stop {
     Refused { at: usize, error: String },
     /// The term ended before line `at` was sent.
     Fenced { at: usize },
-    /// Someone else holds the configuration: nothing of ours went in.
-    Held { message: String },
+    /// Someone else holds the configuration, as the answer to line `at`
+    /// says: nothing of ours went in.
+    Held { at: usize, message: String },
     /// Line `at` of the finish or after it got no answer in time.
     NoAnswer { at: usize, error: DriverError },
 }
@@ -50,8 +51,12 @@ impl Run<'_> {
             Ok(Stop::Done) => Ok(vec![Ok(()); self.changes.len()]),
             Ok(Stop::Refused { at, error }) => self.refused(&mut terminal, at, error).await,
             Ok(Stop::Fenced { at }) => Ok(self.fenced(&mut terminal, at).await),
-            Ok(Stop::Held { message }) => {
-                self.abandon(&mut terminal).await;
+            Ok(Stop::Held { at, message }) => {
+                // Refused at entering configuration, there is nothing to
+                // leave; at the commit, our own edits are dropped.
+                if at >= self.script.begun_at {
+                    self.abandon(&mut terminal).await;
+                }
                 Err(DriverError::HeldByOthers {
                     router: self.target.router.clone(),
                     message: redact(&message).into_owned(),
@@ -81,7 +86,7 @@ impl Run<'_> {
                 Err(error) => return Err(error),
             };
             if let Some(message) = self.vendor.held_by_others(&answer) {
-                return Ok(Stop::Held { message });
+                return Ok(Stop::Held { at, message });
             }
             let Some(error) = refusal(self.vendor, &answer) else {
                 continue;
@@ -102,11 +107,16 @@ impl Run<'_> {
     /// How long line `at` may take: a commit or a save may take longer
     /// than a command, as the vendor says.
     fn timeout_for(&self, at: usize) -> Duration {
-        let command = self.target.timeouts.command;
+        let timeouts = &self.target.timeouts;
+        let command = timeouts.command;
         if at >= self.script.committed_at {
-            command.max(self.vendor.save_timeout())
+            timeouts
+                .commit
+                .unwrap_or_else(|| command.max(self.vendor.save_timeout()))
         } else if at >= self.script.finish_at {
-            command.max(self.vendor.commit_timeout())
+            timeouts
+                .commit
+                .unwrap_or_else(|| command.max(self.vendor.commit_timeout()))
         } else {
             command
         }
@@ -181,7 +191,7 @@ impl Run<'_> {
                 Stop::Refused { at, error } => {
                     warn_after_commit(self.target, &self.script.lines[at], &error);
                 }
-                Stop::Held { message } => {
+                Stop::Held { message, .. } => {
                     warn_after_commit(self.target, "the finish", &message);
                 }
                 Stop::NoAnswer { at, error } => {

@@ -62,6 +62,15 @@ impl VendorName {
         matches!(self, VendorName::Junos | VendorName::AristaEos)
     }
 
+    /// Whether a commit or a save is typed at this vendor's prompt, so that
+    /// `commitTimeout` means something.
+    pub fn has_commit(self) -> bool {
+        matches!(
+            self,
+            VendorName::CiscoIos | VendorName::AristaEos | VendorName::Junos | VendorName::Vyos
+        )
+    }
+
     /// Whether `cliCommand` means anything for this vendor (it starts a
     /// program on a Unix host rather than logging in to a network OS).
     pub fn has_cli_command(self) -> bool {
