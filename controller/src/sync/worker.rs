@@ -176,7 +176,10 @@ pub async fn run_worker(
                 worker.observers.metrics.router_up(name, held);
                 worker.observers.metrics.config_held(name, held);
                 if held {
-                    worker.observers.board.held_by_others(name, &err.to_string());
+                    worker
+                        .observers
+                        .board
+                        .held_by_others(name, &err.to_string());
                 } else {
                     worker.observers.board.failed(name, &err.to_string());
                 }

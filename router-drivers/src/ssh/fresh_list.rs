@@ -61,7 +61,11 @@ pub(super) fn screen(vendor: &dyn Vendor, listed: &RouterRoutes, change: &Change
 /// What a read after a batch with no answer in time (a commit that took
 /// too long, a broken connection) shows of `change`: taken, or not, with
 /// `why` the batch gave no answer.
-pub(super) fn settle_unanswered(listed: &RouterRoutes, change: &Change, why: &str) -> ChangeOutcome {
+pub(super) fn settle_unanswered(
+    listed: &RouterRoutes,
+    change: &Change,
+    why: &str,
+) -> ChangeOutcome {
     let ours = |route: Route| listed.owned.contains(&route);
     let taken = match *change {
         Change::Add(route) => ours(route),

@@ -190,7 +190,9 @@ impl SshDriver {
         };
         self.forget_connection_on_error(&result);
         match result {
-            Err(DriverError::NoAnswer { message, .. }) => self.settle_unanswered(changes, &message).await,
+            Err(DriverError::NoAnswer { message, .. }) => {
+                self.settle_unanswered(changes, &message).await
+            }
             other => other,
         }
     }

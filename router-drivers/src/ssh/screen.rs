@@ -428,10 +428,7 @@ mod tests {
         screen.push(b"\r\nRouter#");
         assert_eq!(screen.take_answer(&prompt()), Ok(None));
         screen.push(b"show clock\r\n12:00\r\nRouter#");
-        assert_eq!(
-            screen.take_answer(&prompt()),
-            Ok(Some("12:00".to_owned()))
-        );
+        assert_eq!(screen.take_answer(&prompt()), Ok(Some("12:00".to_owned())));
     }
 
     #[test]

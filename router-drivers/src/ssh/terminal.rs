@@ -112,7 +112,9 @@ impl Terminal {
                     self.write_raw(key).await?;
                 }
                 LoginReply::Refuse(why) => {
-                    return Err(self.error("logging in", format!("the CLI asks {question:?}: {why}")));
+                    return Err(
+                        self.error("logging in", format!("the CLI asks {question:?}: {why}"))
+                    );
                 }
             }
         }
@@ -183,7 +185,10 @@ impl Terminal {
                 Err(DriverError::NoAnswer {
                     router: self.target.router.clone(),
                     operation,
-                    message: format!("{missing} within {timeout:?}; last output: {:?}", self.tail()),
+                    message: format!(
+                        "{missing} within {timeout:?}; last output: {:?}",
+                        self.tail()
+                    ),
                 })
             }
         }

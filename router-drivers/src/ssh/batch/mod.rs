@@ -312,7 +312,9 @@ pub(super) async fn probe(
             };
             echoed += 1;
             if let Some(message) = vendor.held_by_others(&answer) {
-                result = Err(format!("{line:?}: configuration held by someone else: {message}"));
+                result = Err(format!(
+                    "{line:?}: configuration held by someone else: {message}"
+                ));
                 break;
             }
             if let Some(error) = refusal(vendor, &answer) {
@@ -339,7 +341,9 @@ pub(super) async fn probe(
     if echoed > 0 {
         steps.push(ProbeStep {
             what: "echo seen",
-            result: Ok(format!("each of the {echoed} lines typed came back as its echo")),
+            result: Ok(format!(
+                "each of the {echoed} lines typed came back as its echo"
+            )),
         });
     }
     terminal.close().await;

@@ -179,9 +179,14 @@ impl Vendor for AristaEos {
     }
 
     fn held_by_others(&self, answer: &str) -> Option<String> {
-        SESSIONS_FULL
-            .find(answer)
-            .map(|found| found.as_str().trim().trim_start_matches('%').trim().to_owned())
+        SESSIONS_FULL.find(answer).map(|found| {
+            found
+                .as_str()
+                .trim()
+                .trim_start_matches('%')
+                .trim()
+                .to_owned()
+        })
     }
 
     fn pending_sessions_query(&self) -> Option<&'static str> {
@@ -227,7 +232,48 @@ impl Vendor for AristaEos {
 mod tests {
     use std::time::Duration;
 
-    use super::timer;
+    use super::{AristaEos, timer};
+    use crate::Ownership;
+    use crate::ssh::vendor::Vendor;
+
+    /// The table as EOS prints it (the format of a real capture in
+    /// ansible/ansible-modules-core#4945, the `*` of the asking terminal's
+    /// own session as in a real capture of a later release).
+    #[test]
+    fn only_our_own_pending_sessions_are_dropped() {
+        let shown = "Maximum number of completed sessions: 1\n\
+                     Maximum number of pending sessions: 5\n\
+                     \n\
+                     \x20 Name                            State         User    Terminal\n\
+                     \x20 ------------------------------ ------------- ------- --------\n\
+                     \x20 nativeroute-1111-1764920000000-3    pending\n\
+                     \x20 nativeroute-1111-1764920000000-4    completed\n\
+                     \x20 * nativeroute-1111-1764920000001-5  pending       netops  vty4\n\
+                     \x20 nativeroute-2222-1764920000000-1    pending\n\
+                     \x20 napalm_123456                       pending\n\
+                     \x20 nativeroute-1111-evil abort         pending\n";
+        let ownership = Ownership {
+            pool: vec!["11.11.0.0/16".parse().expect("pool")],
+            netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
+            route_tag: 1111,
+        };
+        assert_eq!(
+            AristaEos.drop_stale_sessions(shown, &ownership),
+            ["configure session nativeroute-1111-1764920000000-3 abort"]
+        );
+    }
+
+    #[test]
+    fn every_session_slot_taken_is_the_configuration_held_by_others() {
+        let answer = "% Maximum number of pending sessions has been reached. Please commit or abort some sessions.";
+        assert_eq!(
+            AristaEos.held_by_others(answer).as_deref(),
+            Some(
+                "Maximum number of pending sessions has been reached. Please commit or abort some sessions."
+            )
+        );
+        assert_eq!(AristaEos.held_by_others("% Invalid input"), None);
+    }
 
     #[test]
     fn the_commit_timer_is_hours_minutes_seconds() {

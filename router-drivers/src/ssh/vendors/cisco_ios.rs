@@ -192,3 +192,53 @@ impl Vendor for CiscoIos {
         vec!["configure terminal".to_owned(), "end".to_owned()]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CiscoIos;
+    use crate::ssh::vendor::Vendor;
+
+    #[test]
+    fn only_known_error_texts_refuse_a_line() {
+        let refused = [
+            "                ^\n% Invalid input detected at '^' marker.",
+            "% Incomplete command.",
+            "% Ambiguous command:  \"ip route 11\"",
+            "%Inconsistent address and mask",
+            "%Invalid next hop address (it's this router)",
+            "Command authorization failed.",
+        ];
+        for answer in refused {
+            assert!(CiscoIos.error_in(answer).is_some(), "{answer:?}");
+        }
+        let not_refused = [
+            // A syslog line with `terminal monitor` on (a real IOS sample).
+            "*May 23 20:27:20.718: %SYS-5-CONFIG_I: Configured from console by console",
+            "%LINK-3-UPDOWN: Interface GigabitEthernet0/1, changed state to up",
+            "Building configuration...\n[OK]",
+        ];
+        for answer in not_refused {
+            assert_eq!(CiscoIos.error_in(answer), None, "{answer:?}");
+        }
+        assert_eq!(
+            CiscoIos
+                .error_in("% Invalid input detected at '^' marker.")
+                .as_deref(),
+            Some("Invalid input detected at '^' marker.")
+        );
+    }
+
+    #[test]
+    fn a_removal_of_a_gone_route_is_done_and_nothing_else_is() {
+        let gone = "%No matching route to delete";
+        assert!(CiscoIos.error_in(gone).is_some());
+        assert!(CiscoIos.already_done("no ip route 11.11.1.0 255.255.255.0 192.168.3.3", gone));
+        assert!(CiscoIos.already_done("no ipv6 route fd11:11:0:3::/64 fd00:3::3", gone));
+        assert!(!CiscoIos.already_done(
+            "ip route 11.11.1.0 255.255.255.0 192.168.3.3 tag 1111 name nativeroute",
+            gone
+        ));
+        let worse = "%No matching route to delete\n% Invalid input detected at '^' marker.";
+        assert!(!CiscoIos.already_done("no ip route 11.11.1.0 255.255.255.0 192.168.3.3", worse));
+    }
+}

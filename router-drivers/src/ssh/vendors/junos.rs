@@ -265,7 +265,33 @@ impl Vendor for Junos {
 mod tests {
     use std::time::Duration;
 
-    use super::minutes;
+    use super::{Junos, minutes};
+    use crate::ssh::vendor::Vendor;
+
+    #[test]
+    fn others_edits_or_locks_hold_the_configuration_and_say_who() {
+        let modified = "Users currently editing the configuration:\n\
+                        \x20 alice terminal p1 (pid 4242) on since 2026-12-05 09:00:00 UTC\n\
+                        \x20     [edit]\n\
+                        error: shared configuration database modified";
+        let held = Junos.held_by_others(modified).expect("held");
+        assert!(held.contains("alice terminal p1"), "{held}");
+        assert!(held.ends_with("error: shared configuration database modified"));
+        assert!(
+            Junos
+                .held_by_others("error: configuration database modified")
+                .is_some()
+        );
+        let locked = "error: configuration database locked by:\n\
+                      \x20 bob terminal p0 (pid 1234) on since 2026-12-05 08:00:00 UTC\n\
+                      \x20     exclusive [edit]";
+        assert!(Junos.held_by_others(locked).is_some());
+        assert_eq!(
+            Junos.held_by_others("error: configuration check-out failed"),
+            None
+        );
+        assert_eq!(Junos.held_by_others("warning: statement not found"), None);
+    }
 
     #[test]
     fn a_confirmed_commit_waits_whole_minutes() {

@@ -347,7 +347,7 @@ impl Vendor for RouterOs {
 
 #[cfg(test)]
 mod tests {
-    use super::{RouterOs, words};
+    use super::{LICENCE_QUESTION, NEW_PASSWORD, PRESS_ENTER, RouterOs, end_marker, words};
     use crate::ssh::vendor::Vendor;
     use crate::{Ownership, Route};
 
@@ -357,6 +357,28 @@ mod tests {
             netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
             route_tag: 1111,
         }
+    }
+
+    #[test]
+    fn the_login_name_carries_the_options_netmiko_and_scrapli_send() {
+        assert_eq!(RouterOs.login_name("netops"), "netops+ct511w4098h");
+        assert_eq!(RouterOs.login_name("netops+ct80w"), "netops+ct80w");
+        assert_eq!(RouterOs.enter(), "\r\n");
+    }
+
+    #[test]
+    fn first_login_questions_are_recognised() {
+        assert!(LICENCE_QUESTION.is_match("Do you want to see the software license? [Y/n]: "));
+        assert!(PRESS_ENTER.is_match(r#"Please press "Enter" to continue!"#));
+        assert!(NEW_PASSWORD.is_match("new password> "));
+        assert!(!LICENCE_QUESTION.is_match("[netops@edge-2] > "));
+    }
+
+    #[test]
+    fn the_marker_output_is_never_a_word_of_its_own_echo() {
+        let marker = end_marker(7);
+        assert_eq!(marker.output, "nativeroute-end-7");
+        assert!(!marker.command.contains(&marker.output));
     }
 
     #[test]
