@@ -266,6 +266,42 @@ fn an_ssh_router_takes_each_timeout_on_its_own_and_refuses_a_zero() {
 }
 
 #[test]
+fn a_commit_timeout_is_taken_where_a_commit_is_typed_and_refused_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::parse(&ssh_config(
+        dir.path(),
+        "    vendor: junos\n    commitTimeout: 5m\n",
+    ))
+    .expect("valid ssh config");
+    let DriverConfig::Ssh(ssh) = &config.routers[0].driver else {
+        panic!("expected an ssh router, got {:?}", config.routers[0].driver);
+    };
+    assert_eq!(ssh.timeouts.commit, Some(Duration::from_secs(300)));
+    let defaults =
+        Config::parse(&ssh_config(dir.path(), "    vendor: junos\n")).expect("valid ssh config");
+    let DriverConfig::Ssh(ssh) = &defaults.routers[0].driver else {
+        panic!("expected an ssh router");
+    };
+    assert_eq!(ssh.timeouts.commit, None, "the vendor's own bound");
+    let message = problems_of(&ssh_config(
+        dir.path(),
+        "    vendor: frr\n    commitTimeout: 5m\n",
+    ));
+    assert!(
+        message.contains("routers[0].commitTimeout") && message.contains("frr has no commit"),
+        "{message}"
+    );
+    let message = problems_of(&ssh_config(
+        dir.path(),
+        "    vendor: vyos\n    commitTimeout: 0s\n",
+    ));
+    assert!(
+        message.contains("routers[0].commitTimeout") && message.contains("longer than 0s"),
+        "{message}"
+    );
+}
+
+#[test]
 fn an_ssh_router_without_known_hosts_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = ssh_config(dir.path(), "    vendor: frr\n");
