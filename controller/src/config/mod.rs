@@ -150,7 +150,8 @@ pub enum DriverConfig {
         netns: Option<String>,
         table: u32,
     },
-    Ssh(SshConfig),
+    // Boxed: far larger than the other drivers' settings.
+    Ssh(Box<SshConfig>),
     Plugin {
         command: Vec<String>,
         timeout: Duration,

@@ -292,7 +292,7 @@ fn check_ssh(
             report(format!("{field}.{key}"), "must be longer than 0s".into());
         }
     }
-    Some(DriverConfig::Ssh(SshConfig {
+    Some(DriverConfig::Ssh(Box::new(SshConfig {
         vendor,
         host,
         port,
@@ -311,7 +311,7 @@ fn check_ssh(
             keepalive,
             commit,
         },
-    }))
+    })))
 }
 
 fn check_commit_confirm(
