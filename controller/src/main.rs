@@ -120,7 +120,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format, cli.log_level.as_ref());
+    let _log_writer = telemetry::init(cli.log_format, cli.log_level.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

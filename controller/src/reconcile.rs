@@ -12,8 +12,8 @@ use crate::config::{Config, IpamMode};
 use crate::desired::{self, IgnoredOverride, NodeView, RouterDesired};
 use crate::inventory::annotations::{self, NodeSettings};
 use crate::inventory::{Snapshot, Standing};
-use crate::ipam::{self, Claim, Ipam, Outcome};
-use crate::report::{Reason, Reporter};
+use crate::ipam::{self, Claim, How, Ipam, Outcome};
+use crate::report::{BULK, Reason, Reporter};
 use crate::status::NodeRouting;
 
 pub struct Reconciler {
@@ -125,8 +125,28 @@ impl Reconciler {
                 pinned: settings.pinned.clone(),
                 wants_subnet: allocate && !settings.exclude && node.standing == Standing::Listed,
             });
-        for outcome in ipam::assign(&mut self.ipam, claims) {
-            self.report_outcome(outcome);
+        let outcomes = ipam::assign(&mut self.ipam, claims);
+        let assigned = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Outcome::Assigned { .. }))
+            .count();
+        let in_bulk = assigned > BULK;
+        if in_bulk {
+            let count = |wanted: How| {
+                outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Outcome::Assigned { how, .. } if *how == wanted))
+                    .count()
+            };
+            tracing::info!(
+                restored = count(How::Restored),
+                pinned = count(How::Pinned),
+                fresh = count(How::Fresh),
+                "{assigned} subnets assigned"
+            );
+        }
+        for outcome in outcomes {
+            self.report_outcome(outcome, in_bulk);
         }
 
         let views: Vec<NodeView<'_>> = snapshot
@@ -200,7 +220,10 @@ impl Reconciler {
             .collect()
     }
 
-    fn report_outcome(&self, outcome: Outcome) {
+    /// Tells the node what became of its claim; an assignment among many
+    /// (`in_bulk`) only at debug in the log, which has had a summary.
+    fn report_outcome(&self, outcome: Outcome, in_bulk: bool) {
+        let routine = matches!(outcome, Outcome::Assigned { .. });
         let (node, reason, message) = match outcome {
             Outcome::Assigned { node, subnet, how } => (
                 node,
@@ -262,7 +285,11 @@ impl Reconciler {
                 ),
             ),
         };
-        self.reporter.node_event(&node, reason, &message);
+        if routine && in_bulk {
+            self.reporter.node_event_in_bulk(&node, reason, &message);
+        } else {
+            self.reporter.node_event(&node, reason, &message);
+        }
     }
 }
 

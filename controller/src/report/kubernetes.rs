@@ -71,7 +71,17 @@ impl EventReporter {
 
 impl Reporter for EventReporter {
     fn node_event(&self, node: &str, reason: Reason, message: &str) {
-        if node == "-" || !self.log.say(node, reason, message) {
+        self.send(node, reason, message, false);
+    }
+
+    fn node_event_in_bulk(&self, node: &str, reason: Reason, message: &str) {
+        self.send(node, reason, message, true);
+    }
+}
+
+impl EventReporter {
+    fn send(&self, node: &str, reason: Reason, message: &str, in_bulk: bool) {
+        if node == "-" || !self.log.say_in(node, reason, message, in_bulk) {
             return;
         }
         let event = NodeEvent {

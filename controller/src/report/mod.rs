@@ -69,7 +69,19 @@ impl fmt::Display for Reason {
 /// Where node Events go.
 pub trait Reporter: Send + Sync {
     fn node_event(&self, node: &str, reason: Reason, message: &str);
+
+    /// One of many routine Events at once (a cold start, a re-list): the
+    /// same Event, but its log line is at debug, for the caller logs one
+    /// summary line instead.
+    fn node_event_in_bulk(&self, node: &str, reason: Reason, message: &str) {
+        self.node_event(node, reason, message);
+    }
 }
+
+/// More routine Events than this from one pass are logged as one summary
+/// line (their own lines at debug): a cold start of 10,000 nodes would
+/// otherwise write 20,000 lines before the last route goes in.
+pub const BULK: usize = 20;
 
 /// Events as log lines, with repeats held back for `quiet` after each.
 pub struct LogReporter {
@@ -123,11 +135,18 @@ impl LogReporter {
 impl LogReporter {
     /// Logs the event unless it repeats; true when it was logged.
     pub fn say(&self, node: &str, reason: Reason, message: &str) -> bool {
+        self.say_in(node, reason, message, false)
+    }
+
+    /// [`LogReporter::say`], at debug for a routine event `in_bulk`.
+    pub fn say_in(&self, node: &str, reason: Reason, message: &str, in_bulk: bool) -> bool {
         if self.is_repeat(node, reason, message) {
             return false;
         }
         if reason.is_warning() {
             tracing::warn!(node, reason = reason.as_str(), "{message}");
+        } else if in_bulk {
+            tracing::debug!(node, reason = reason.as_str(), "{message}");
         } else {
             tracing::info!(node, reason = reason.as_str(), "{message}");
         }
@@ -138,6 +157,10 @@ impl LogReporter {
 impl Reporter for LogReporter {
     fn node_event(&self, node: &str, reason: Reason, message: &str) {
         self.say(node, reason, message);
+    }
+
+    fn node_event_in_bulk(&self, node: &str, reason: Reason, message: &str) {
+        self.say_in(node, reason, message, true);
     }
 }
 

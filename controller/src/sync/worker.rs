@@ -21,7 +21,7 @@ use super::diff::{Held, RouterState, SyncPlan, diff};
 use crate::config::{RemovalGuard, RouterConfig};
 use crate::desired::RouterDesired;
 use crate::metrics::Metrics;
-use crate::report::{Reason, Reporter};
+use crate::report::{BULK, Reason, Reporter};
 use crate::routers;
 use crate::status::board::RouterBoard;
 use crate::status::{RouteState, RouteStates};
@@ -384,6 +384,8 @@ fn take_outcomes(
     outcomes: Vec<ChangeOutcome>,
 ) -> BTreeMap<Action, (u64, u64)> {
     let mut tally: BTreeMap<Action, (u64, u64)> = BTreeMap::new();
+    // Routine outcomes of a large batch are summed up by "router synced".
+    let in_bulk = changes.len() > BULK;
     for (change, outcome) in changes.iter().zip(outcomes) {
         let route = change.route();
         let node = match change {
@@ -409,7 +411,12 @@ fn take_outcomes(
                 } else {
                     (Reason::RouteCreated, "programmed")
                 };
-                reporter.node_event(node, reason, &format!("router {router}: {verb} {route}"));
+                let message = format!("router {router}: {verb} {route}");
+                if in_bulk {
+                    reporter.node_event_in_bulk(node, reason, &message);
+                } else {
+                    reporter.node_event(node, reason, &message);
+                }
             }
             Err(err) => {
                 counts.1 += 1;
