@@ -47,6 +47,8 @@ pub enum LoginReply {
     Refuse(&'static str),
 }
 
+const WAITING_FOR_MARKER: &str = "waiting for the end marker";
+
 /// How many login questions are answered before the CLI is taken to be
 /// asking in a loop.
 const MAX_LOGIN_QUESTIONS: usize = 4;
@@ -180,6 +182,7 @@ impl Terminal {
                 // not match, or a slow operation).
                 let missing = match self.screen.echo_seen() {
                     Ok(false) => "no echo of the line sent",
+                    _ if operation == WAITING_FOR_MARKER => "no end marker",
                     _ => "no prompt",
                 };
                 Err(DriverError::NoAnswer {
@@ -272,7 +275,7 @@ impl Terminal {
         .await?;
         self.write(&marker.command).await?;
         let answer = self
-            .read_until(timeout, "waiting for the end marker", |screen| {
+            .read_until(timeout, WAITING_FOR_MARKER, |screen| {
                 screen.take_marked_answer(prompt, &marker.output)
             })
             .await?;

@@ -302,6 +302,8 @@ pub(super) async fn probe(
             continue;
         }
         let mut result = Ok(format!("{lines:?} accepted"));
+        // Whether a line was taken: only then is there a mode to leave.
+        let mut taken = false;
         for line in &lines {
             let answer = match ask(&mut terminal, vendor, line, target.timeouts.command).await {
                 Ok(answer) => answer,
@@ -321,18 +323,21 @@ pub(super) async fn probe(
                 result = Err(format!("{line:?} was refused: {error}"));
                 break;
             }
+            taken = true;
         }
         let failed = result.is_err();
         steps.push(ProbeStep { what, result });
         if failed {
             // Leave configuration if the probe got in; answers do not
             // matter, the terminal is closed right after.
-            for line in vendor.abort(options) {
-                if ask(&mut terminal, vendor, &line, target.timeouts.command)
-                    .await
-                    .is_err()
-                {
-                    break;
+            if taken {
+                for line in vendor.abort(options) {
+                    if ask(&mut terminal, vendor, &line, target.timeouts.command)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
                 }
             }
             break;

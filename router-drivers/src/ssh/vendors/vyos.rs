@@ -38,7 +38,9 @@ static PROMPT: LazyLock<Regex> = LazyLock::new(|| {
 /// The last line of each refusal, or the first of one with no such line.
 static ERROR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(Set failed|Delete failed|Commit failed|Invalid command|Configuration path: .* is not valid)",
+        // `Failed to generate committed config` is a failed commit too, as
+        // Netmiko's VyOS driver reads it.
+        r"^(Set failed|Delete failed|Commit failed|Failed to generate committed config|Invalid command|Configuration path: .* is not valid)",
     )
     .expect("the VyOS error pattern is a valid regex")
 });
