@@ -1,9 +1,16 @@
 //! The prompted vendor profiles (Cisco IOS, Arista EOS, Junos, VyOS,
 //! RouterOS) driven through the real SSH driver against a scripted server
 //! that answers as each vendor's CLI does: its banner and prompts, its
-//! `[edit]` lines, its error texts. The server checks every line the
-//! driver types, in order, against the transcript; a test passes only when
-//! the driver followed it to the end, on one connection.
+//! `[edit]` lines, its error texts, and, where a test says so, its
+//! terminal's habits (the line ending it takes, prompts it draws again,
+//! where it wraps). The server checks every line the driver types, in
+//! order, against the transcript; a test passes only when the driver
+//! followed it to the end, on one connection unless it says otherwise.
+//!
+//! Where a reply is not the harness's own invention, the test cites where
+//! it comes from: the vendor's documentation, a capture from a real device,
+//! or the drivers network engineers already use (Netmiko, scrapli, NAPALM,
+//! Ansible). See issue 13.
 //!
 //! One file per vendor under `vendor_transcripts/`; the harness is here.
 
@@ -24,9 +31,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use nativeroute_router_drivers::ssh::{HostKeyPolicy, SshDriver, SshRouter, Timeouts, VendorName};
 use nativeroute_router_drivers::{
-    Change, ChangeError, ChangeOutcome, Fence, Ownership, Route, RouterDriver, RouterRoutes,
+    Change, ChangeError, ChangeOutcome, Fence, Ownership, ProbeStep, Route, RouterDriver,
+    RouterRoutes,
 };
-use nativeroute_tests::scripted_ssh::{Script, ScriptedSshServer, Step, client_key};
+use nativeroute_tests::scripted_ssh::{
+    Script, ScriptedSshServer, Step, TerminalBehaviour, client_key,
+};
 use tempfile::TempDir;
 
 /// The user in the config; RouterOS logs in with options appended.
@@ -41,15 +51,27 @@ struct Transcript {
 
 impl Transcript {
     /// Starts a server that lets in `login` (the name the vendor's profile
-    /// sends for [`USER`]) and replays `steps` after `greeting`.
+    /// sends for [`USER`]) and replays `steps` after `greeting`, on a plain
+    /// terminal.
     async fn start(vendor: VendorName, login: &str, greeting: &str, steps: Vec<Step>) -> Self {
+        Self::start_on(TerminalBehaviour::default(), vendor, login, greeting, steps).await
+    }
+
+    /// As [`Transcript::start`], on a terminal with the router's own habits.
+    async fn start_on(
+        terminal: TerminalBehaviour,
+        vendor: VendorName,
+        login: &str,
+        greeting: &str,
+        steps: Vec<Step>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (key, public_key) = client_key(dir.path()).expect("a client key");
         let script = Script {
             greeting: greeting.to_owned(),
             steps,
         };
-        let server = ScriptedSshServer::start(script, login, &public_key)
+        let server = ScriptedSshServer::start_with(script, terminal, login, &public_key)
             .await
             .expect("the scripted server starts");
         let known_hosts = dir.path().join("known_hosts");
@@ -93,6 +115,18 @@ impl Transcript {
 
     fn confirming(mut self, window: Duration) -> Self {
         self.router.commit_confirm = Some(window);
+        self
+    }
+
+    /// How long the driver waits for the answer to one line.
+    fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.router.timeouts.command = timeout;
+        self
+    }
+
+    /// How long the driver waits for a commit or a save (`commitTimeout`).
+    fn commit_timeout(mut self, timeout: Duration) -> Self {
+        self.router.timeouts.commit = Some(timeout);
         self
     }
 
@@ -226,6 +260,40 @@ async fn apply(driver: &mut SshDriver, changes: &[Change]) -> Vec<ChangeOutcome>
         .apply(changes)
         .await
         .unwrap_or_else(|err| panic!("the batch is attempted: {err}"))
+}
+
+/// The first contact of `nativeroute check`, step by step.
+async fn probe(driver: &mut SshDriver) -> Vec<ProbeStep> {
+    driver
+        .probe()
+        .await
+        .unwrap_or_else(|err| panic!("the probe runs: {err}"))
+}
+
+/// Probe steps as one short line each: what was tried, and whether it
+/// went well (the full text of a failure is in the panic message).
+fn probed(steps: &[ProbeStep]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|step| match &step.result {
+            Ok(_) => format!("{}: ok", step.what),
+            Err(error) => format!("{}: FAILED ({error})", step.what),
+        })
+        .collect()
+}
+
+/// The steps of a probe that went well, where the vendor has a terminal
+/// to set up and a configuration mode to enter and leave.
+fn every_probe_step_passed() -> Vec<String> {
+    [
+        "prompt recognised",
+        "terminal set up (paging off)",
+        "configuration entered and left without a change",
+        "echo seen",
+    ]
+    .iter()
+    .map(|what| format!("{what}: ok"))
+    .collect()
 }
 
 /// A leadership term, and the step at which the transcript ends it: once

@@ -7,11 +7,12 @@ use std::time::Duration;
 use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
-use nativeroute_router_drivers::Change;
+use nativeroute_router_drivers::{Change, DriverError, RouterDriver};
 
 use super::{
-    Transcript, USER, address, all_fenced, answered, apply, batch, foreign, list, net, owned,
-    owned_in_every_list, quiet, replace_refused, route, summary, term_ends,
+    Transcript, USER, address, all_fenced, answered, apply, batch, every_probe_step_passed,
+    foreign, list, net, owned, owned_in_every_list, probe, probed, quiet, replace_refused, route,
+    summary, term_ends,
 };
 
 const EXEC: &str = "leaf-1#";
@@ -301,5 +302,126 @@ async fn eos_replace_never_removes_an_old_next_hop_that_is_no_longer_ours() {
         summary(&outcomes),
         ["11.11.1.0/24 is already routed on this router by a route nativeroute does not own"]
     );
+    lab.assert_followed(driver).await;
+}
+
+/// Sessions left pending, in the layout of `show configuration sessions`
+/// on a real EOS 4.17 (ansible/ansible-modules-core#4945,
+/// https://github.com/ansible/ansible-modules-core/issues/4945: the limits,
+/// a blank line, `Name State User Terminal`, dashes, one row per session,
+/// User and Terminal empty for a session whose terminal is gone), with the
+/// `* ` a later release puts before the asking terminal's own session
+/// (a device capture in a public test fixture, stored-index file
+/// 19420329935: `* sess-1752--1065862336-5    pending ...`). Two are ours
+/// and pending, one is ours and completed, one is NAPALM's (`napalm_` and
+/// microseconds, napalm-automation/napalm `napalm/eos/eos.py`), and one is
+/// another controller's, with another route tag.
+const LEFT_PENDING: &str = "Maximum number of completed sessions: 1\r\n\
+    Maximum number of pending sessions: 5\r\n\r\n\
+    \x20 Name                                State         User       Terminal\r\n\
+    \x20 ---------------------------------- ------------- ---------- --------\r\n\
+    \x20 nativeroute-1111-1764920000000-3    pending\r\n\
+    \x20 nativeroute-1111-1764920000000-4    completed\r\n\
+    \x20 nativeroute-1111-1764920004242-7    pending\r\n\
+    \x20 * napalm_123456                     pending       netops     vty5\r\n\
+    \x20 nativeroute-2222-1-1                pending\r\n";
+
+/// Issue 13, point 5: a batch cut off by a broken connection leaves its
+/// session pending, and pending sessions count against EOS's limit for a
+/// day (https://www.arista.com/en/um-eos/eos-configure-session: "will time
+/// out after 24 hours"). Before a batch opens one more, ours are aborted
+/// the way NAPALM aborts its own (`configure session NAME abort`); the
+/// completed one, NAPALM's and the other controller's are left alone.
+#[tokio::test]
+async fn eos_aborts_only_its_own_sessions_left_pending_before_a_batch() {
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.push(answered("show configuration sessions", LEFT_PENDING, EXEC));
+    steps.push(Step::line(
+        "configure session nativeroute-1111-1764920000000-3 abort",
+        EXEC,
+    ));
+    steps.push(Step::line(
+        "configure session nativeroute-1111-1764920004242-7 abort",
+        EXEC,
+    ));
+    steps.push(Step::line(
+        "configure session nativeroute-1111-{word}",
+        SESSION,
+    ));
+    steps.extend(batch_lines());
+    steps.push(Step::line("commit", EXEC));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps).await;
+    let outcomes = lab.apply_batch().await;
+
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
+}
+
+/// Issue 13, point 5: every session slot is taken by others (the leaked
+/// `ansible_…` sessions of ansible/ansible-modules-core#4945, NAPALM's,
+/// another controller's), so EOS refuses the batch's own session with the
+/// text Ansible's arista.eos looks for (ansible-collections/arista.eos
+/// `plugins/terminal/eos.py`, `terminal_stderr_re`: "Maximum number of
+/// pending sessions has been reached"; the `% ` before it is EOS's usual
+/// form, the rest of the device's line is not on record). The router is
+/// held by others: nothing of theirs is aborted, and since the session was
+/// never entered there is nothing to abort of ours either.
+#[tokio::test]
+async fn eos_session_limit_reached_by_others_is_the_router_held() {
+    let full = "Maximum number of completed sessions: 1\r\n\
+        Maximum number of pending sessions: 5\r\n\r\n\
+        \x20 Name                  State         User    Terminal\r\n\
+        \x20 ------------------ ------------- ---------- --------\r\n\
+        \x20 ansible_1474306246    pending\r\n\
+        \x20 ansible_1474306321    pending\r\n\
+        \x20 ansible_1474307030    pending\r\n\
+        \x20 napalm_123456         pending\r\n\
+        \x20 nativeroute-2222-1-1  pending\r\n";
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.push(answered("show configuration sessions", full, EXEC));
+    steps.push(answered(
+        "configure session nativeroute-1111-{word}",
+        "% Maximum number of pending sessions has been reached\r\n",
+        EXEC,
+    ));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let error = driver
+        .apply(&batch())
+        .await
+        .expect_err("nothing can be applied while others hold every session");
+
+    let message = error.to_string();
+    assert!(
+        matches!(error, DriverError::HeldByOthers { .. }),
+        "{error:?}"
+    );
+    assert!(
+        message.contains("Maximum number of pending sessions has been reached"),
+        "{message}"
+    );
+    lab.assert_followed(driver).await;
+}
+
+/// Issue 13, point 10: `nativeroute check` on EOS: the prompt, paging off,
+/// a configuration session entered and aborted, every line echoed.
+#[tokio::test]
+async fn eos_probe_opens_a_session_and_aborts_it() {
+    let mut steps = terminal();
+    steps.push(Step::line(
+        "configure session nativeroute-1111-{word}",
+        SESSION,
+    ));
+    steps.push(Step::line("abort", EXEC));
+    let lab = Transcript::start(VendorName::AristaEos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let steps = probed(&probe(&mut driver).await);
+
+    assert_eq!(steps, every_probe_step_passed());
     lab.assert_followed(driver).await;
 }

@@ -1,14 +1,16 @@
 //! Cisco IOS: privileged EXEC at login, each line live as it is entered,
 //! `end` and `write memory` after the batch.
 
+use std::time::Duration;
+
 use nativeroute_router_drivers::ssh::VendorName;
 use nativeroute_tests::scripted_ssh::Step;
 
 use nativeroute_router_drivers::Change;
 
 use super::{
-    Transcript, USER, address, answered, apply, foreign, list, net, owned, owned_in_every_list,
-    quiet, replace_refused, route, summary, term_ends,
+    Transcript, USER, address, answered, apply, every_probe_step_passed, foreign, list, net, owned,
+    owned_in_every_list, probe, probed, quiet, replace_refused, route, summary, term_ends,
 };
 
 const EXEC: &str = "core-1#";
@@ -17,8 +19,13 @@ const GREETING: &str = "\r\n************************************\r\n\
                         * core-1: authorized access only   *\r\n\
                         ************************************\r\n\r\ncore-1#";
 
-/// A new terminal, paging off and lines as wide as Netmiko sets them
-/// (`terminal width 511`; no Cisco source confirms `terminal width 0`).
+/// A new terminal, paging off and lines as wide as Netmiko sets them.
+/// Issue 13, point 7: ktbyers/netmiko `netmiko/cisco/cisco_ios.py`
+/// (`CiscoIosBase.session_preparation`: `cmd = "terminal width 511"`), and
+/// a real Cisco 881 answering it with its prompt alone in Netmiko's
+/// `tests/SLOG/cisco881_slog_wr_compare.log`; no Cisco source confirms the
+/// `terminal width 0` the profile once sent. Every IOS transcript here
+/// starts with this, so each fails on a profile that sends another width.
 fn terminal() -> Vec<Step> {
     let mut steps = vec![Step::NewShell];
     steps.extend(quiet(&["terminal length 0", "terminal width 511"], EXEC));
@@ -236,5 +243,164 @@ async fn ios_removes_only_routes_the_fresh_list_shows_as_ours() {
     .await;
 
     assert_eq!(summary(&outcomes), ["ok", "ok"]);
+    lab.assert_followed(driver).await;
+}
+
+/// The lines of [`super::batch`] on IOS, in order.
+const BATCH_LINES: [&str; 5] = [
+    "ip route 11.11.5.0 255.255.255.0 192.168.3.5 tag 1111 name nativeroute",
+    "ip route 11.11.1.0 255.255.255.0 192.168.3.4 tag 1111 name nativeroute",
+    "no ip route 11.11.1.0 255.255.255.0 192.168.3.3",
+    "no ipv6 route fd11:11:0:3::/64 fd00:3::3",
+    "ipv6 route fd11:11:0:7::/64 fd00:3::7 tag 1111 name nativeroute",
+];
+
+/// Issue 13, point 6: someone removed the IPv6 route by hand between the
+/// fresh list and its `no ipv6 route`. IOS says `%No matching route to
+/// delete` (the exact text Net::Telnet::Cisco 1.10 lists among the
+/// warnings, not errors, of `Cisco.pm`'s `new`:
+/// https://metacpan.org/release/JOSHUA/Net-Telnet-Cisco-1.10/view/Cisco.pm;
+/// Ansible cisco.ios's `terminal_stderr_re` does not match it either). Gone
+/// is what was asked: the removal is done, and the batch goes on and saves.
+#[tokio::test]
+async fn ios_removal_of_a_route_already_gone_is_done_and_the_batch_goes_on() {
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.push(configure());
+    steps.extend(quiet(&BATCH_LINES[..3], CONFIG));
+    steps.push(answered(
+        BATCH_LINES[3],
+        "%No matching route to delete\r\n",
+        CONFIG,
+    ));
+    steps.push(Step::line(BATCH_LINES[4], CONFIG));
+    steps.extend(end_and_save());
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
+        .await
+        .saving();
+    let outcomes = lab.apply_batch().await;
+
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
+}
+
+/// Issue 13, point 6: with `terminal monitor` on, syslog messages land in
+/// the answers. In the middle of the batch a link changes state: Cisco's
+/// own example messages ("Configuring System Message Logging", Cisco IOS
+/// Software Configuration Guide for Cisco Aironet Access Points,
+/// OL-11350-01, table 21-1, mirrored at
+/// https://manualsdump.com/en/manuals/cisco_systems-0l-11350-01/278847/431),
+/// without the timestamp, which "appears only if the service timestamps
+/// log … command is configured" (same table), so the line starts with
+/// `%`. Right after `end`, before the prompt, `%SYS-5-CONFIG_I` with a
+/// timestamp, as an OSPF lab write-up in a public repository captured it
+/// on real IOS (`R2(config-router)#end` / `*May 23 20:27:20.718: …` /
+/// `R2#`; stored-index file 19443924932). None of them refuses anything.
+#[tokio::test]
+async fn ios_syslog_lines_in_an_answer_refuse_nothing() {
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.push(configure());
+    steps.push(Step::line(BATCH_LINES[0], CONFIG));
+    steps.push(answered(
+        BATCH_LINES[1],
+        "%LINK-3-UPDOWN: Interface GigabitEthernet0/1, changed state to up\r\n\
+         %LINEPROTO-5-UPDOWN: Line protocol on Interface GigabitEthernet0/1, \
+         changed state to up\r\n",
+        CONFIG,
+    ));
+    steps.extend(quiet(&BATCH_LINES[2..], CONFIG));
+    steps.push(answered(
+        "end",
+        "*May 23 20:27:20.718: %SYS-5-CONFIG_I: Configured from console by console\r\n",
+        EXEC,
+    ));
+    steps.push(answered(
+        "write memory",
+        "Building configuration...\r\n[OK]\r\n",
+        EXEC,
+    ));
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
+        .await
+        .saving();
+    let outcomes = lab.apply_batch().await;
+
+    assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
+}
+
+/// Issue 13, point 6: only known error texts refuse a line, as Ansible
+/// cisco.ios's `terminal_stderr_re` (ansible-collections/cisco.ios
+/// `plugins/terminal/ios.py`) has it. A `%` line nativeroute has no rule
+/// for (`%No CEF interface information`, another of Net::Telnet::Cisco's
+/// default warnings) lets the first add stand; `% Invalid input detected
+/// at '^' marker.` under its caret line, as a real Cisco 881 prints it in
+/// ktbyers/netmiko `tests/SLOG/cisco881_slog_wr_compare.log`, refuses the
+/// replace, and the batch stops there.
+#[tokio::test]
+async fn ios_unknown_percent_line_is_no_refusal_but_invalid_input_is() {
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = running_config();
+    steps.extend(terminal());
+    steps.push(configure());
+    steps.push(answered(
+        BATCH_LINES[0],
+        "%No CEF interface information\r\n",
+        CONFIG,
+    ));
+    steps.push(answered(
+        BATCH_LINES[1],
+        "              ^\r\n% Invalid input detected at '^' marker.\r\n\r\n",
+        CONFIG,
+    ));
+    steps.extend(end_and_save());
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps)
+        .await
+        .saving();
+    let outcomes = lab.apply_batch().await;
+
+    assert_eq!(
+        outcomes,
+        replace_refused("Invalid input detected at '^' marker.", false)
+    );
+}
+
+/// Issue 13, point 10: `nativeroute check` on IOS: the prompt, paging off
+/// and the width, `configure terminal` and `end`, every line echoed.
+#[tokio::test]
+async fn ios_probe_tries_the_terminal_and_configuration_mode_without_a_change() {
+    let mut steps = terminal();
+    steps.push(configure());
+    steps.push(Step::line("end", EXEC));
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let steps = probed(&probe(&mut driver).await);
+
+    assert_eq!(steps, every_probe_step_passed());
+    lab.assert_followed(driver).await;
+}
+
+/// Issue 13, point 10: the login lands somewhere the IOS profile does not
+/// know (a Unix shell, `core-1$`): the probe says the prompt was not
+/// recognised, quoting what came, and types nothing.
+#[tokio::test]
+async fn ios_probe_reports_a_prompt_the_profile_does_not_know() {
+    let greeting = "Last login: Mon Nov 23 10:00:00 2026 from 10.0.0.5\r\ncore-1$ ";
+    let lab = Transcript::start(VendorName::CiscoIos, USER, greeting, Vec::new())
+        .await
+        .command_timeout(Duration::from_secs(2));
+    let mut driver = lab.connect().await;
+
+    let steps = probe(&mut driver).await;
+
+    assert_eq!(steps.len(), 1, "{:?}", probed(&steps));
+    assert_eq!(steps[0].what, "prompt recognised");
+    let error = steps[0]
+        .result
+        .clone()
+        .expect_err("the prompt is not recognised");
+    assert!(error.contains("no prompt within 2s"), "{error}");
+    assert!(error.contains("core-1$"), "{error}");
     lab.assert_followed(driver).await;
 }

@@ -4,15 +4,16 @@
 
 use std::time::Duration;
 
-use nativeroute_router_drivers::ssh::VendorName;
+use nativeroute_router_drivers::ssh::{SshDriver, VendorName};
 use nativeroute_router_drivers::{DriverError, RouterDriver};
 use nativeroute_tests::scripted_ssh::Step;
 
 use nativeroute_router_drivers::Change;
 
 use super::{
-    Transcript, USER, address, all_fenced, all_refused, answered, apply, foreign, list, net, owned,
-    owned_in_every_list, replace_refused, route, summary, term_ends,
+    Transcript, USER, address, all_fenced, all_refused, answered, apply, batch,
+    every_probe_step_passed, foreign, list, net, owned, owned_in_every_list, probe, probed,
+    replace_refused, route, summary, term_ends,
 };
 
 const OPERATIONAL: &str = "netops@mx1> ";
@@ -331,5 +332,211 @@ async fn junos_leaves_a_stanza_that_is_no_longer_ours_alone() {
     .await;
 
     assert_eq!(summary(&outcomes), ["ok"]);
+    lab.assert_followed(driver).await;
+}
+
+/// The batch must not go in: someone else holds the configuration. What
+/// the error says.
+async fn held(driver: &mut SshDriver) -> String {
+    let error = driver
+        .apply(&batch())
+        .await
+        .expect_err("nothing can be applied while someone else holds the configuration");
+    assert!(
+        matches!(error, DriverError::HeldByOthers { .. }),
+        "{error:?}"
+    );
+    error.to_string()
+}
+
+/// Issue 13, point 8: someone has uncommitted edits in the shared
+/// candidate, so `configure private` is refused and Junos stays in
+/// operational mode. The reply is a live capture from cJunosEvolved
+/// 26.2R1.7-EVO (field notes "live facts for `restore_junos.py`", §4, in a
+/// public repository; stored-index file 68887465182): the one line, no
+/// list of users. The router is held by others: nothing is typed after it,
+/// not `rollback 0` (configuration was never entered, and a `rollback 0`
+/// anywhere shared would discard their edits, §8 of the same notes).
+#[tokio::test]
+async fn junos_others_uncommitted_edits_hold_the_router_at_configure_private() {
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(answered(
+        "configure private",
+        "error: shared configuration database modified\r\n",
+        OPERATIONAL,
+    ));
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let message = held(&mut driver).await;
+
+    assert!(
+        message.contains("error: shared configuration database modified"),
+        "{message}"
+    );
+    lab.assert_followed(driver).await;
+}
+
+/// Issue 13, point 8: a confirmed commit edits exclusively, and `configure
+/// exclusive` is refused while another session has uncommitted edits. The
+/// reply, with the users Junos lists, is the live capture of §8 of the
+/// same cJunosEvolved notes. The error names who holds the router.
+#[tokio::test]
+async fn junos_others_uncommitted_edits_hold_the_router_at_configure_exclusive() {
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(answered(
+        "configure exclusive",
+        "Users currently editing the configuration:\r\n\
+         \x20 admin terminal pts/0 (pid 31745) on since 2026-09-20 23:25:28 UTC\r\n\
+         \x20     [edit]\r\n\
+         error: configuration database modified\r\n",
+        OPERATIONAL,
+    ));
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps)
+        .await
+        .confirming(Duration::from_secs(300));
+    let mut driver = lab.connect().await;
+
+    let message = held(&mut driver).await;
+
+    assert!(
+        message.contains("error: configuration database modified"),
+        "{message}"
+    );
+    assert!(
+        message.contains("admin terminal pts/0 (pid 31745)"),
+        "{message}"
+    );
+    lab.assert_followed(driver).await;
+}
+
+/// Issue 13, point 8: our private edits are in, but someone holds the
+/// configuration exclusively, so the commit is refused. The reply is the
+/// one openstack/networking-generic-switch feeds Netmiko's Juniper commit
+/// in `networking_generic_switch/tests/unit/netmiko/test_juniper.py`
+/// (which retries on it). The router is held by others; our own private
+/// candidate is dropped (`rollback 0`, then `exit`), nothing of theirs.
+#[tokio::test]
+async fn junos_exclusive_lock_at_commit_holds_the_router_and_drops_our_edits() {
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(enter("configure private"));
+    steps.extend(batch_lines());
+    steps.push(answered(
+        "commit",
+        "error: configuration database locked by:\r\n\
+         \x20 user terminal p0 (pid 1234) on since 2017-1-1 00:00:00 UTC\r\n\
+         \x20     exclusive private [edit]\r\n",
+        EDIT,
+    ));
+    steps.extend(roll_back());
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let message = held(&mut driver).await;
+
+    assert!(
+        message.contains("error: configuration database locked by:"),
+        "{message}"
+    );
+    assert!(message.contains("user terminal p0 (pid 1234)"), "{message}");
+    lab.assert_followed(driver).await;
+}
+
+/// The routes after a commit whose answer never came: the first two
+/// changes are there, the last two are not. (Junos commits all or nothing,
+/// so a real router shows all or none of them; a list showing half lets
+/// one transcript prove that each change is judged by what the router
+/// shows, not by the batch as a whole.)
+const AFTER_THE_UNANSWERED_COMMIT: &str = "\
+    set routing-options static route 11.11.1.0/24 next-hop 192.168.3.4\r\n\
+    set routing-options static route 11.11.1.0/24 tag 1111\r\n\
+    set routing-options static route 11.11.5.0/24 next-hop 192.168.3.5\r\n\
+    set routing-options static route 11.11.5.0/24 tag 1111\r\n\
+    set routing-options rib inet6.0 static route fd11:11:0:3::/64 next-hop fd00:3::3\r\n\
+    set routing-options rib inet6.0 static route fd11:11:0:3::/64 tag 1111\r\n\r\n";
+
+/// Issue 13, point 9: a commit may take longer than a command (Netmiko
+/// gives a Junos commit 120 s: ktbyers/netmiko `netmiko/juniper/juniper.py`,
+/// `commit(..., read_timeout: float = 120.0)`), and one that outlives its
+/// own bound has an unknown outcome. With `commitTimeout` 2 s and the
+/// command timeout 10 s, the driver gives up on the commit after 2 s, reads
+/// the router again on a new connection, and settles each change by what
+/// that read shows.
+#[tokio::test]
+async fn junos_commit_without_an_answer_is_settled_by_reading_the_router_again() {
+    // The driver reads the router afresh before a batch that writes.
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(enter("configure private"));
+    steps.extend(batch_lines());
+    // Echoed, and then nothing: no prompt ever comes.
+    steps.push(Step::line("commit", ""));
+    // Then the read that settles the batch, on a new connection.
+    steps.extend(terminal());
+    steps.push(answered(
+        "show configuration routing-options | display inheritance | display set",
+        AFTER_THE_UNANSWERED_COMMIT,
+        OPERATIONAL,
+    ));
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps)
+        .await
+        .commit_timeout(Duration::from_secs(2));
+    assert_eq!(lab.router.timeouts.command, Duration::from_secs(10));
+    let mut driver = lab.connect().await;
+
+    let started = std::time::Instant::now();
+    let outcomes = summary(&apply(&mut driver, &batch()).await);
+    let took = started.elapsed();
+
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "the commit was given {took:?}, not its own 2 s"
+    );
+    assert_eq!(&outcomes[..2], ["ok", "ok"]);
+    for (outcome, dst) in outcomes[2..]
+        .iter()
+        .zip(["fd11:11:0:3::/64", "fd11:11:0:7::/64"])
+    {
+        assert!(
+            outcome.starts_with(&format!("refused {dst}: no prompt within 2s")),
+            "{outcome}"
+        );
+        assert!(outcome.contains("does not show it taken"), "{outcome}");
+    }
+    drop(driver);
+    assert_eq!(
+        lab.server.mismatches(),
+        Vec::<String>::new(),
+        "lines received: {:#?}",
+        lab.server.received()
+    );
+    assert!(lab.server.finished(), "{:#?}", lab.server.received());
+    assert_eq!(
+        lab.server.connections(),
+        2,
+        "the read after the timeout goes over a new connection"
+    );
+}
+
+/// Issue 13, point 10: `nativeroute check` on Junos: the prompt, the CLI
+/// settings, `configure private` and `exit` without a change, every line
+/// echoed.
+#[tokio::test]
+async fn junos_probe_enters_a_private_candidate_and_leaves_it() {
+    let mut steps = terminal();
+    steps.push(enter("configure private"));
+    steps.push(exit());
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps).await;
+    let mut driver = lab.connect().await;
+
+    let steps = probed(&probe(&mut driver).await);
+
+    assert_eq!(steps, every_probe_step_passed());
     lab.assert_followed(driver).await;
 }
