@@ -146,6 +146,14 @@ pub trait Vendor: Send + Sync {
         Vec::new()
     }
 
+    /// Prompted vendors: a command that changes nothing, typed by
+    /// `nativeroute check` where neither the terminal setup nor the
+    /// configuration probe types a line (so that Enter, the echo and any
+    /// end marker are tried before a batch tries them).
+    fn harmless_command(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Prompted vendors: lines that enter configuration and leave it
     /// without changing anything, for `nativeroute check`. Empty where
     /// there is no configuration mode.

@@ -295,6 +295,14 @@ pub(super) async fn probe(
             "configuration entered and left without a change",
             vendor.configuration_probe(options),
         ),
+        (
+            "a command that changes nothing answered",
+            vendor
+                .harmless_command()
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
+        ),
     ];
     let mut echoed = 0;
     for (what, lines) in groups {

@@ -150,7 +150,18 @@ impl Run<'_> {
     /// the driver reads the router again to settle each change. Elsewhere
     /// every change had been answered and taken already.
     fn no_answer(&self, at: usize, error: DriverError) -> Result<Vec<ChangeOutcome>, DriverError> {
-        if self.vendor.transactional() && at < self.script.committed_at {
+        let committing = self.vendor.transactional() && at < self.script.committed_at;
+        if committing && self.options.commit_confirm.is_some() {
+            // A confirmed commit that got no answer is not confirmed by us:
+            // whatever it took, the router rolls back by itself, so a read
+            // now would show changes that are about to go. Every change
+            // failed; the next sync reads the router and settles them.
+            let message = format!(
+                "{error}; a confirmed commit left unconfirmed is rolled back by the router"
+            );
+            return Ok(self.every_change(|dst| refused(dst, &message)));
+        }
+        if committing {
             return Err(error);
         }
         tracing::warn!(

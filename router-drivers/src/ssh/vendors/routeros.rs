@@ -248,6 +248,12 @@ impl Vendor for RouterOs {
         Some(end_marker)
     }
 
+    // The first of the commands Ansible's community.routeros facts module
+    // runs.
+    fn harmless_command(&self) -> Option<&'static str> {
+        Some("/system identity print without-paging")
+    }
+
     // Static routes only (`!dynamic`): connected and protocol routes are
     // not configuration, and a full BGP table would not fit a terminal.
     fn list(&self, _cli: &str) -> Vec<String> {
