@@ -17,6 +17,7 @@
 
 mod controller;
 mod frr_ssh;
+mod full_table;
 mod kubernetes;
 
 use std::io::Write as _;
@@ -41,6 +42,8 @@ enum Section {
     Ipam,
     Kubernetes,
     FrrSsh,
+    /// Rows (g) and (h) of issue 12; only ever run by `--only full-table`.
+    FullTable,
 }
 
 /// Benchmarks of nativeroute (run as root); they print tables, they do not
@@ -67,6 +70,15 @@ struct Cli {
     /// scaled to --frr-routes.
     #[arg(long, default_value_t = 500)]
     per_route_sample: usize,
+    /// Foreign routes the full-table section loads first.
+    #[arg(long, default_value_t = 1_000_000)]
+    full_table_foreign: usize,
+    /// Routes of ours the full-table section adds.
+    #[arg(long, default_value_t = 10_000)]
+    full_table_ours: usize,
+    /// Resyncs timed per run of the full-table section.
+    #[arg(long, default_value_t = 5)]
+    full_table_resyncs: usize,
     /// Run one section only.
     #[arg(long, value_enum)]
     only: Option<Section>,
@@ -84,6 +96,7 @@ struct Args {
     only: Option<Section>,
     kubernetes: kubernetes::Settings,
     frr_ssh: frr_ssh::Settings,
+    full_table: full_table::Settings,
 }
 
 impl Args {
@@ -104,6 +117,12 @@ fn parse_args() -> Args {
             runs: cli.runs,
             log_dir: cli.log_dir,
             log_level: cli.controller_log.clone(),
+        },
+        full_table: full_table::Settings {
+            foreign: cli.full_table_foreign,
+            ours: cli.full_table_ours,
+            runs: cli.runs,
+            resyncs: cli.full_table_resyncs,
         },
         frr_ssh: frr_ssh::Settings {
             routes: cli.frr_routes,
@@ -376,5 +395,8 @@ async fn main() {
     }
     if args.runs(Section::FrrSsh) {
         frr_ssh::bench(&args.frr_ssh).await;
+    }
+    if args.only == Some(Section::FullTable) {
+        full_table::bench(&args.full_table).await;
     }
 }
