@@ -181,6 +181,40 @@ async fn junos_confirmed_commit_is_made_exclusively_and_confirmed() {
     assert_eq!(outcomes, ["ok", "ok", "ok", "ok"]);
 }
 
+/// A `commit confirmed` that gets no answer in time is left unconfirmed:
+/// whatever it took, Junos rolls it back when the window ends. A read now
+/// would show changes about to go, so none is settled by one: every change
+/// fails, and no new connection is made for a read.
+#[tokio::test]
+async fn junos_confirmed_commit_without_an_answer_fails_every_change_unread() {
+    let mut steps = configuration();
+    steps.extend(terminal());
+    steps.push(enter("configure exclusive"));
+    steps.extend(batch_lines());
+    // Echoed, and then nothing: no prompt ever comes.
+    steps.push(Step::line("commit confirmed 5", ""));
+    let lab = Transcript::start(VendorName::Junos, USER, GREETING, steps)
+        .await
+        .confirming(Duration::from_secs(300))
+        .commit_timeout(Duration::from_secs(2));
+    let mut driver = lab.connect().await;
+
+    let outcomes = summary(&apply(&mut driver, &batch()).await);
+
+    for (outcome, change) in outcomes.iter().zip(batch()) {
+        let dst = change.route().dst;
+        assert!(
+            outcome.starts_with(&format!("refused {dst}: "))
+                && outcome.contains("rolled back by the router"),
+            "{outcome}"
+        );
+    }
+    drop(driver);
+    assert_eq!(lab.server.mismatches(), Vec::<String>::new());
+    assert!(lab.server.finished(), "{:#?}", lab.server.received());
+    assert_eq!(lab.server.connections(), 1, "no read after the timeout");
+}
+
 #[tokio::test]
 async fn junos_syntax_error_rolls_back_and_commits_nothing() {
     // The driver reads the router afresh before a batch that writes.
