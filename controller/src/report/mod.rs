@@ -91,7 +91,17 @@ pub struct LogReporter {
     /// evicting each other and be said on every read.
     /// The message is kept as a hash: thousands of nodes times their
     /// messages would otherwise cost megabytes.
-    last: Mutex<HashMap<(String, Reason, u64), Instant>>,
+    last: Mutex<Remembered>,
+}
+
+#[derive(Default)]
+struct Remembered {
+    said: HashMap<(String, Reason, u64), Instant>,
+    /// The size at which the next pruning happens. It doubles past what a
+    /// pruning left: while every event is recent (a cold start of 20,000
+    /// nodes), pruning at every insert past a fixed size would scan the
+    /// whole map each time, quadratic in the nodes.
+    prune_at: usize,
 }
 
 fn message_hash(message: &str) -> u64 {
@@ -109,7 +119,10 @@ impl LogReporter {
     pub fn new(quiet: Duration) -> Self {
         LogReporter {
             quiet,
-            last: Mutex::new(HashMap::new()),
+            last: Mutex::new(Remembered {
+                said: HashMap::new(),
+                prune_at: REMEMBERED,
+            }),
         }
     }
 
@@ -119,15 +132,16 @@ impl LogReporter {
         };
         let now = Instant::now();
         let key = (node.to_owned(), reason, message_hash(message));
-        if let Some(at) = last.get(&key)
+        if let Some(at) = last.said.get(&key)
             && now.duration_since(*at) < self.quiet
         {
             return true;
         }
-        if last.len() >= REMEMBERED {
-            last.retain(|_, at| now.duration_since(*at) < self.quiet);
+        if last.said.len() >= last.prune_at {
+            last.said.retain(|_, at| now.duration_since(*at) < self.quiet);
+            last.prune_at = (last.said.len() * 2).max(REMEMBERED);
         }
-        last.insert(key, now);
+        last.said.insert(key, now);
         false
     }
 }
@@ -175,6 +189,20 @@ mod tests {
         assert!(reporter.is_repeat("node1", Reason::InvalidAnnotation, "bad"));
         assert!(!reporter.is_repeat("node1", Reason::InvalidAnnotation, "worse"));
         assert!(!reporter.is_repeat("node2", Reason::InvalidAnnotation, "worse"));
+    }
+
+    #[test]
+    fn a_map_of_recent_events_is_pruned_again_only_once_it_doubled() {
+        let reporter = LogReporter::new(Duration::from_secs(60));
+        for i in 0..10_000 {
+            assert!(!reporter.is_repeat(&format!("node{i}"), Reason::SubnetAssigned, "x"));
+        }
+        let last = reporter.last.lock().expect("not poisoned");
+        // Every event is recent: nothing could be pruned, and the next
+        // pruning waits until the map has doubled again.
+        assert_eq!(last.said.len(), 10_000);
+        assert!(last.prune_at > last.said.len(), "{}", last.prune_at);
+        assert!(last.prune_at <= 2 * 10_000);
     }
 
     #[test]
