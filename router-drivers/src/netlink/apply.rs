@@ -14,7 +14,7 @@ use rtnetlink::RouteMessageBuilder;
 
 use super::NetlinkRouter;
 use super::batch::{Answer, KernelError};
-use super::dump::Snapshot;
+use super::dump::{Reading, catch_up};
 use super::message::RtnlMessage;
 use super::nexthop::NexthopMessage;
 use super::objects::{NexthopKey, Objects};
@@ -54,6 +54,7 @@ pub(super) async fn apply(
     changes: &[Change],
     fence: &Fence,
 ) -> Result<Vec<ChangeOutcome>, DriverError> {
+    catch_up(socket, &mut view.others)?;
     let mut steps: Vec<Step> = changes
         .iter()
         .map(|change| plan(change, router, view))
@@ -68,8 +69,10 @@ pub(super) async fn apply(
         )
     }) {
         // NLM_F_REPLACE overwrites whatever route holds the destination,
-        // whoever owns it: make sure by a fresh read that it is still ours.
-        *view = View::new(&Snapshot::take(socket).await?, router);
+        // whoever owns it: make sure by a fresh read that it is still ours,
+        // and that no foreign route sits beside it.
+        let others = view.take_others(router);
+        *view = View::new(Reading::take(socket, router, others).await?, router);
         steps = changes
             .iter()
             .map(|change| plan(change, router, view))
@@ -96,6 +99,8 @@ pub(super) async fn apply(
     .into_iter()
     .unzip();
     let answers = socket.batch("changing routes", requests, fence).await?;
+    // A foreign route that took a destination meanwhile explains a refusal.
+    catch_up(socket, &mut view.others)?;
     let mut sent = sent.into_iter();
     // Answers first: zip takes from its first side before it sees the
     // second run out, and an index taken that way would be lost.
@@ -132,7 +137,8 @@ pub(super) async fn tidy(
     router: &NetlinkRouter,
     view: &mut View,
 ) -> Result<(), DriverError> {
-    *view = View::new(&Snapshot::take(socket).await?, router);
+    let others = view.take_others(router);
+    *view = View::new(Reading::take(socket, router, others).await?, router);
     let unused = view.unused_nexthops();
     let requests = unused
         .iter()
@@ -240,7 +246,7 @@ fn plan(change: &Change, router: &NetlinkRouter, view: &View) -> Step {
         // NLM_F_REPLACE takes the first route to the destination, whoever
         // owns it: with a foreign one beside ours (`ip route prepend`), it
         // could take theirs. Leave both alone and say why.
-        Some(_) if view.foreign.contains(&dst) => {
+        Some(_) if view.others.holds(dst) => {
             Step::Settled(Err(ChangeError::ForeignRouteInTheWay { dst }))
         }
         Some(ours) => Step::Install {
@@ -358,7 +364,7 @@ fn outcome(step: &Step, answer: Answer, view: &mut View) -> ChangeOutcome {
             Ok(())
         }
         (Step::Install { dst, .. }, Err(error))
-            if error.errno == Errno::EEXIST && view.foreign.contains(dst) =>
+            if error.errno == Errno::EEXIST && view.others.holds(*dst) =>
         {
             Err(ChangeError::ForeignRouteInTheWay { dst: *dst })
         }

@@ -130,6 +130,7 @@ impl Socket {
                 .map(|(request, flags)| netlink_message(request, NLM_F_REQUEST | NLM_F_ACK | flags))
                 .collect();
             answers.extend(self.send_chunk(operation, chunk).await?);
+            self.reader.keep_up()?;
         }
         Ok(answers)
     }
@@ -202,7 +203,7 @@ fn netlink_message(request: RtnlMessage, flags: u16) -> NetlinkMessage<RtnlMessa
 
 /// The reason text of an extended ack, if the kernel attached one. The error
 /// payload is the request (only its header when capped), then the TLVs.
-fn extended_ack_reason(flags: u16, payload: &[u8]) -> Option<String> {
+pub(super) fn extended_ack_reason(flags: u16, payload: &[u8]) -> Option<String> {
     if flags & NLM_F_ACK_TLVS == 0 {
         return None;
     }
@@ -212,7 +213,11 @@ fn extended_ack_reason(flags: u16, payload: &[u8]) -> Option<String> {
         let length: [u8; 4] = payload.get(..4)?.try_into().ok()?;
         u32::from_ne_bytes(length) as usize
     };
-    let tlvs = payload.get(request_len.next_multiple_of(4)..)?;
+    reason_in(payload.get(request_len.next_multiple_of(4)..)?)
+}
+
+/// The reason text among an extended ack's TLVs, if there is one.
+pub(super) fn reason_in(tlvs: &[u8]) -> Option<String> {
     NlasIterator::new(tlvs)
         .filter_map(Result::ok)
         .find_map(|nla| {

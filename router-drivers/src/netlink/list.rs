@@ -7,51 +7,52 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netlink_packet_route::route::RouteType;
 
 use super::NetlinkRouter;
-use super::dump::{KernelRoute, Snapshot, interface_names};
+use super::dump::{KernelRoute, Reading, interface_names};
+use super::others::Others;
 use super::protocols::known_route_protocol;
 use super::socket::Socket;
 use super::view::View;
 use crate::{DriverError, ForeignRoute, Route, RouterRoutes};
 
 /// Lists what the router holds inside the pool, and returns the fresh view
-/// of the kernel that the listing was made from.
+/// of the kernel that the listing was made from. `others` is the picture
+/// of everyone else's routes from the last read, if there is one.
 pub(super) async fn list(
     socket: &mut Socket,
     router: &NetlinkRouter,
+    others: Others,
 ) -> Result<(RouterRoutes, View), DriverError> {
-    let snapshot = Snapshot::take(socket).await?;
-    let in_pool = snapshot
-        .routes
-        .iter()
-        .filter(|route| route.table == router.table && router.ownership.in_pool(&route.dst));
-    let (owned, foreign): (Vec<&KernelRoute>, Vec<&KernelRoute>) =
-        in_pool.partition(|route| route.protocol == router.ownership.netlink_protocol);
-
+    let reading = Reading::take(socket, router, others).await?;
     let mut routes = RouterRoutes::default();
+    let owned = reading
+        .marked
+        .iter()
+        .filter(|route| router.ownership.in_pool(&route.dst));
     for route in owned {
         // A route with our mark whose next hop cannot be told (a nexthop
         // group, a blackhole) is still ours. It is listed via the unspecified
         // address, so that the controller sees it differ and replaces it.
-        let via = snapshot.via(route).unwrap_or_else(|| {
+        let via = reading.via(route).unwrap_or_else(|| {
             tracing::warn!(router = %router.name, dst = %route.dst, "route of ours with no single gateway");
             unspecified(route)
         });
         routes.owned.push(Route::new(route.dst, via));
     }
+    let foreign: Vec<&KernelRoute> = reading.others.in_pool().collect();
     if !foreign.is_empty() {
         let names = interface_names(socket).await?;
         routes.foreign = foreign
             .into_iter()
             .map(|route| ForeignRoute {
                 dst: route.dst,
-                via: snapshot.via(route),
+                via: reading.via(route),
                 detail: detail(route, &names),
             })
             .collect();
     }
     routes.owned.sort();
     routes.foreign.sort_by_key(|route| (route.dst, route.via));
-    Ok((routes, View::new(&snapshot, router)))
+    Ok((routes, View::new(reading, router)))
 }
 
 fn unspecified(route: &KernelRoute) -> IpAddr {
@@ -77,7 +78,7 @@ fn detail(route: &KernelRoute, names: &HashMap<u32, String>) -> String {
     if let Some(id) = route.nh_id {
         words.push(format!("nhid {id}"));
     }
-    if route.multipath {
+    if route.multipath.is_some() {
         words.push("multipath".to_owned());
     }
     if let Some(oif) = route.oif {

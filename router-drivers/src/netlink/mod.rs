@@ -31,7 +31,9 @@ mod list;
 mod message;
 mod nexthop;
 mod objects;
+mod others;
 mod protocols;
+mod reader;
 mod socket;
 mod view;
 
@@ -39,7 +41,8 @@ use async_trait::async_trait;
 
 pub use self::protocols::known_route_protocol;
 
-use self::dump::Snapshot;
+use self::dump::Reading;
+use self::others::Others;
 use self::socket::Socket;
 use self::view::View;
 use crate::fence::all_fenced;
@@ -130,7 +133,10 @@ impl NetlinkDriver {
     ) -> Result<Vec<ChangeOutcome>, DriverError> {
         let view = match view {
             Some(view) => view,
-            None => view.insert(View::new(&Snapshot::take(socket).await?, router)),
+            None => {
+                let reading = Reading::take(socket, router, Others::new(router)).await?;
+                view.insert(View::new(reading, router))
+            }
         };
         apply::apply(socket, router, view, changes, fence).await
     }
@@ -153,7 +159,11 @@ impl RouterDriver for NetlinkDriver {
 
     async fn list(&mut self) -> Result<RouterRoutes, DriverError> {
         let socket = Self::socket(&mut self.socket, &mut self.view, &self.router).await?;
-        let result = list::list(socket, &self.router).await;
+        let others = match self.view.take() {
+            Some(mut view) => view.take_others(&self.router),
+            None => Others::new(&self.router),
+        };
+        let result = list::list(socket, &self.router, others).await;
         self.forget_socket_on_error(&result);
         let (routes, view) = result?;
         self.view = Some(view);

@@ -9,7 +9,7 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use nix::errno::Errno;
 
 use super::batch::KernelError;
-use super::dump::Snapshot;
+use super::dump::KernelNexthop;
 use super::message::RtnlMessage;
 use super::nexthop::NexthopMessage;
 use super::socket::Socket;
@@ -36,16 +36,15 @@ pub(super) struct Objects {
 }
 
 impl Objects {
-    pub(super) fn new(snapshot: &Snapshot, protocol: u8) -> Self {
+    pub(super) fn new(nexthops: &HashMap<u32, KernelNexthop>, protocol: u8) -> Self {
         let mut objects = Self {
             protocol,
             by_key: HashMap::new(),
             ours: HashMap::new(),
-            taken: snapshot.nexthops.keys().copied().collect(),
+            taken: nexthops.keys().copied().collect(),
             next_id: ID_BASE,
         };
-        let mut ids: Vec<_> = snapshot
-            .nexthops
+        let mut ids: Vec<_> = nexthops
             .iter()
             .filter(|(_, nh)| nh.protocol == protocol)
             .collect();

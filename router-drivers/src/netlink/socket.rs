@@ -1,4 +1,5 @@
-//! The driver's netlink socket, opened in the router's network namespace.
+//! The driver's netlink sockets, opened in the router's network namespace:
+//! one it changes the kernel through, and one it reads the kernel with.
 
 use futures::channel::mpsc::UnboundedReceiver;
 use netlink_packet_core::NetlinkMessage;
@@ -7,6 +8,7 @@ use netlink_sys::{AsyncSocket, SocketAddr, protocols::NETLINK_ROUTE};
 use tokio::task::JoinHandle;
 
 use super::message::RtnlMessage;
+use super::reader::Reader;
 use crate::DriverError;
 use crate::netns::{Identity, Namespace, create_inside};
 
@@ -30,6 +32,8 @@ pub(super) type Unsolicited = UnboundedReceiver<(NetlinkMessage<RtnlMessage>, So
 pub(super) struct Socket {
     pub(super) router: String,
     pub(super) handle: ConnectionHandle<RtnlMessage>,
+    /// Dumps, and the kernel's announcements of changes made by others.
+    pub(super) reader: Reader,
     /// Messages that answer no request; the only one that matters is the
     /// overrun notice saying acks were dropped.
     pub(super) unsolicited: Unsolicited,
@@ -64,10 +68,12 @@ impl Socket {
             handle,
             unsolicited,
             chunk,
+            reader,
         } = opened;
         Ok(Self {
             router: router.to_owned(),
             handle,
+            reader,
             unsolicited,
             chunk,
             namespace: identity,
@@ -92,9 +98,10 @@ struct Opened {
     handle: ConnectionHandle<RtnlMessage>,
     unsolicited: Unsolicited,
     chunk: usize,
+    reader: Reader,
 }
 
-/// Runs inside the router's namespace: opens the socket.
+/// Runs inside the router's namespace: opens the sockets.
 fn open_in(router: &str) -> Result<Opened, DriverError> {
     let socket_error = |source| DriverError::Socket {
         router: router.to_owned(),
@@ -106,6 +113,9 @@ fn open_in(router: &str) -> Result<Opened, DriverError> {
     // answer, in order.
     connection.set_forward_ack(true);
     let socket = connection.socket_mut().socket_mut();
+    // Bound now, so that its port is known: the reader ignores the
+    // announcements of the changes this socket makes.
+    let port = socket.bind_auto().map_err(socket_error)?.port_number();
     // Acks carry only the request's header, not the whole request.
     socket.set_cap_ack(true).map_err(socket_error)?;
     // The kernel's reason for a refusal, in words; nice to have, not needed.
@@ -128,5 +138,6 @@ fn open_in(router: &str) -> Result<Opened, DriverError> {
         handle,
         unsolicited,
         chunk,
+        reader: Reader::open_in(router, port)?,
     })
 }

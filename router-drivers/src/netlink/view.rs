@@ -1,20 +1,23 @@
 //! The driver's picture of the kernel between two reads of it.
 //!
-//! A full read of a router with 10,000 nodes costs tens of milliseconds, so
-//! it is taken by `list` (each resync) and whenever the picture is lost,
-//! and otherwise kept current from the kernel's answers to our own changes.
-//! Changes made by others in between show up as refusals (a nexthop deleted
-//! by hand, a foreign route in the way): the controller then lists again,
-//! which rebuilds the picture.
+//! A read of our routes costs the kernel a walk of our table (tens of
+//! milliseconds with a full Internet table in it), so it is taken by
+//! `list` (each resync), before a batch that replaces routes, by `tidy`,
+//! and whenever the picture is lost; otherwise our routes are kept current
+//! from the kernel's answers to our own changes, and everyone else's from
+//! the kernel's announcements ([`Others`]). Changes made by others to our
+//! routes in between show up as refusals (a nexthop deleted by hand): the
+//! controller then lists again, which rebuilds the picture.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::NetlinkRouter;
-use super::dump::{ConnectedNetworks, Snapshot};
+use super::dump::{ConnectedNetworks, Reading};
 use super::objects::Objects;
+use super::others::Others;
 
 /// One route of ours, as the kernel holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,40 +35,44 @@ pub(super) struct View {
     /// through another next hop (appended by hand, or left by a replace
     /// elsewhere), and a removal must find the one it names.
     owned: HashMap<IpNet, Vec<OwnedRoute>>,
-    /// Destinations in the configured table inside the pool held by others.
-    pub foreign: HashSet<IpNet>,
     pub connected: ConnectedNetworks,
     pub objects: Objects,
-    /// How many routes (any table, any protocol) and groups use each nexthop.
+    /// How many routes in our table with our protocol, and groups, use
+    /// each nexthop; the routes of others are counted by `others`.
     pub users: HashMap<u32, i64>,
+    /// Everyone else's routes: the foreign ones inside the pool among them.
+    pub others: Others,
 }
 
 impl View {
-    pub(super) fn new(snapshot: &Snapshot, router: &NetlinkRouter) -> Self {
+    pub(super) fn new(reading: Reading, router: &NetlinkRouter) -> Self {
         let mut owned = HashMap::new();
-        let mut foreign = HashSet::new();
-        let in_pool = snapshot
-            .routes
+        let in_pool = reading
+            .marked
             .iter()
-            .filter(|route| route.table == router.table && router.ownership.in_pool(&route.dst));
+            .filter(|route| router.ownership.in_pool(&route.dst));
         for route in in_pool {
-            if route.protocol == router.ownership.netlink_protocol {
-                let ours = OwnedRoute {
-                    nh_id: route.nh_id,
-                    via: snapshot.via(route),
-                };
-                owned.entry(route.dst).or_insert_with(Vec::new).push(ours);
-            } else {
-                foreign.insert(route.dst);
-            }
+            let ours = OwnedRoute {
+                nh_id: route.nh_id,
+                via: reading.via(route),
+            };
+            owned.entry(route.dst).or_insert_with(Vec::new).push(ours);
         }
+        let connected = reading.connected_networks(router.table);
+        let objects = Objects::new(&reading.nexthops, router.ownership.netlink_protocol);
+        let users = reading.nexthop_users();
         Self {
             owned,
-            foreign,
-            connected: snapshot.connected_networks(router.table),
-            objects: Objects::new(snapshot, router.ownership.netlink_protocol),
-            users: snapshot.nexthop_users(),
+            connected,
+            objects,
+            users,
+            others: reading.others,
         }
+    }
+
+    /// Takes the picture of others out, for a new read to bring up to date.
+    pub(super) fn take_others(&mut self, router: &NetlinkRouter) -> Others {
+        std::mem::replace(&mut self.others, Others::new(router))
     }
 
     /// Our first route to `dst`: the one NLM_F_REPLACE would take.
@@ -127,6 +134,7 @@ impl View {
             .objects
             .ours()
             .filter(|id| self.users.get(id).copied().unwrap_or(0) <= 0)
+            .filter(|id| self.others.users_of(*id) == 0)
             .collect();
         unused.sort_unstable();
         unused
