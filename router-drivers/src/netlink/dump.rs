@@ -275,10 +275,11 @@ async fn read_nexthops(
             &[0; 8],
             &mut |incoming| match incoming {
                 Incoming::Reply(message) if message.kind == RTM_NEWNEXTHOP => {
-                    if let Some((id, nexthop)) = NexthopMessage::parse(message.kind, message.payload)
-                        .ok()
-                        .as_ref()
-                        .and_then(parse_nexthop)
+                    if let Some((id, nexthop)) =
+                        NexthopMessage::parse(message.kind, message.payload)
+                            .ok()
+                            .as_ref()
+                            .and_then(parse_nexthop)
                     {
                         nexthops.insert(id, nexthop);
                     }

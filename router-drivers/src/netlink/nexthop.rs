@@ -171,15 +171,6 @@ impl NexthopMessage {
         }
     }
 
-    /// Asks for every nexthop object (with `NLM_F_DUMP`).
-    pub fn dump() -> Self {
-        Self {
-            kind: NexthopMessageKind::Get,
-            header: NexthopHeader::default(),
-            attributes: Vec::new(),
-        }
-    }
-
     pub fn message_type(&self) -> u16 {
         self.kind.message_type()
     }
