@@ -1,5 +1,6 @@
 //! The netlink driver: a Linux kernel's routing tables, on this host or in a
-//! named network namespace, over one rtnetlink socket.
+//! named network namespace, over two rtnetlink sockets (one to change the
+//! kernel, one to read it and hear its announcements).
 //!
 //! Every route is installed as a route naming a kernel nexthop object
 //! (gateway + interface, shared by all routes through that gateway) rather
@@ -17,11 +18,54 @@
 //! destination is in the pool is ours iff its protocol is ours; our nexthop
 //! objects carry the same protocol. Nothing else is ever changed.
 //!
-//! Layout: `socket` opens the socket (in the namespace), `batch` sends dumps
-//! and chunked batches and maps every ack back to its message, `nexthop` is
-//! the nexthop message type netlink-packet-route lacks and `message` the
-//! socket's message type, `dump` reads the kernel's state, `objects` keeps
-//! our nexthop objects, and `apply` and `list` are what a driver does.
+//! # Reading a router that carries a full Internet table
+//!
+//! A gateway with a full BGP table holds about a million routes, of which
+//! we want a few thousand; reading them all costs about a second per read.
+//! So the kernel is asked for ours only: a route dump with strict checking
+//! filtered by table and protocol (see `reader`), which costs it one walk of
+//! the table and sends nothing else. What that cannot give is everyone
+//! else's routes, and the driver needs some of them to keep its promise
+//! never to take or overwrite a route it does not own, and to report
+//! foreign routes inside the pool. How each change stays exact:
+//!
+//! - An add is sent with `NLM_F_EXCL`: the kernel refuses it (EEXIST)
+//!   when any route holds the destination at our metric, in the same step
+//!   that would add it. Exact without reading anything.
+//! - A removal names our protocol and our nexthop object (or gateway): the
+//!   kernel matches only our route through that next hop. Exact too.
+//! - A replace (`NLM_F_REPLACE`) takes the first route to the destination
+//!   at our metric, whoever owns it, so it is sent only when our route is
+//!   there and no foreign route sits beside it. That needs knowing the
+//!   foreign routes at the destination as of now, which no request can
+//!   tell: a dump cannot be filtered by prefix, and a lookup
+//!   (`RTM_GETROUTE` with `RTM_F_FIB_MATCH`) shows the one route a packet
+//!   would take, through the policy rules, skipping dead next hops. A full
+//!   read before each replace, or at each list, is correct but costs that
+//!   second each time.
+//! - So everyone else's routes that matter (`others`) are read in full
+//!   once, and then kept current from the kernel's announcements, heard on
+//!   the reading socket; where an announcement cannot say what changed
+//!   (an IPv4 route removed unannounced when a link, an address or a
+//!   nexthop goes, a replace over a route of others, an overflowing queue)
+//!   the picture is read in full again at the next read, and every 15
+//!   minutes regardless. A replace reads our routes afresh first, as
+//!   before, and hears what others announced up to that moment.
+//! - Tidy deletes a nexthop object of ours only when no route of ours, no
+//!   group and, by the announced count, no route of others uses it; that
+//!   count is never below the kernel's.
+//!
+//! Where the kernel does not filter dumps (before Linux 4.20) every read is
+//! a full one, filtered here, and the driver says so once.
+//!
+//! Layout: `socket` opens the sockets (in the namespace), `batch` sends
+//! chunked batches and maps every ack back to its message, `reader` sends
+//! dumps and hears announcements on the second socket, `nexthop` is the
+//! nexthop message type netlink-packet-route lacks and `message` the
+//! socket's message type, `dump` reads the kernel's state, `others` keeps
+//! the picture of everyone else's routes, `objects` keeps our nexthop
+//! objects, `view` is the picture between reads, and `apply` and `list` are
+//! what a driver does.
 
 mod addresses;
 mod apply;
