@@ -127,6 +127,7 @@ impl Reading {
             let (Some(marked), Some(nexthops)) = (marked, nexthops) else {
                 continue;
             };
+            others.keep_to(&nexthops);
             if seeding {
                 others.seeded();
             }

@@ -46,8 +46,8 @@
 //! - So everyone else's routes that matter (`others`) are read in full
 //!   once, and then kept current from the kernel's announcements, heard on
 //!   the reading socket; where an announcement cannot say what changed
-//!   (an IPv4 route removed unannounced when a link, an address or a
-//!   nexthop goes, a replace over a route of others, an overflowing queue)
+//!   (an IPv4 route removed unannounced when a link or an address goes, a
+//!   replace over a route of others, an overflowing queue)
 //!   the picture is read in full again at the next read, and every 15
 //!   minutes regardless. A replace reads our routes afresh first, as
 //!   before, and hears what others announced up to that moment.

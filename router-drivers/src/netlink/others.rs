@@ -18,8 +18,10 @@
 //! and seeded again at the next read:
 //!
 //! - The kernel removes IPv4 routes without announcing them when a link
-//!   goes down or away, an address goes, or a nexthop object is deleted;
-//!   any announcement of those marks the picture lost.
+//!   goes down or away, or an address goes; any announcement of those
+//!   marks the picture lost. It also removes every route using a nexthop
+//!   object that is deleted: each read's nexthop dump shows which objects
+//!   are gone, and their routes go from the picture with them.
 //! - A replace announces the new route, not the one it replaced: when the
 //!   picture holds a route there, it is lost.
 //! - Announcements the socket had no room for are lost with it.
@@ -38,8 +40,7 @@ use netlink_packet_core::NLM_F_REPLACE;
 use netlink_packet_route::route::RouteHeader;
 
 use super::NetlinkRouter;
-use super::dump::{KernelRoute, RTM_DELROUTE, RTM_NEWROUTE, parse_route};
-use super::nexthop::RTM_DELNEXTHOP;
+use super::dump::{KernelNexthop, KernelRoute, RTM_DELROUTE, RTM_NEWROUTE, parse_route};
 use super::reader::Message;
 use crate::Ownership;
 
@@ -142,9 +143,21 @@ impl Others {
             }
             RTM_NEWLINK | RTM_DELLINK => self.lose("a link changed"),
             RTM_DELADDR => self.lose("an address was removed"),
-            RTM_DELNEXTHOP => self.lose("a nexthop object was deleted"),
             _ => {}
         }
+    }
+
+    /// Forgets the routes using nexthop objects that are gone: the kernel
+    /// deleted them with the object, unannounced. `nexthops` is a complete
+    /// dump, taken after every announcement handed over so far: one made
+    /// while it was taken would have interrupted it.
+    pub(super) fn keep_to(&mut self, nexthops: &HashMap<u32, KernelNexthop>) {
+        let gone = |route: &KernelRoute| route.nh_id.is_some_and(|id| !nexthops.contains_key(&id));
+        self.in_pool.retain(|_, routes| {
+            routes.retain(|route| !gone(route));
+            !routes.is_empty()
+        });
+        self.users.retain(|id, _| nexthops.contains_key(id));
     }
 
     /// Whether a foreign route is at `dst` in our table.
@@ -396,7 +409,7 @@ mod tests {
 
     #[test]
     fn link_changes_lose_the_picture() {
-        for kind in [RTM_NEWLINK, RTM_DELLINK, RTM_DELADDR, RTM_DELNEXTHOP] {
+        for kind in [RTM_NEWLINK, RTM_DELLINK, RTM_DELADDR] {
             let mut others = others();
             others.heard(Message {
                 kind,
@@ -427,6 +440,31 @@ mod tests {
         hear(&mut others, RTM_DELROUTE, 0, &theirs);
         hear(&mut others, RTM_DELROUTE, 0, &theirs);
         assert_eq!(others.users_of(7), 0);
+    }
+
+    #[test]
+    fn routes_using_a_nexthop_object_that_is_gone_go_with_it() {
+        let mut others = others();
+        let mut theirs = route("11.1.0.0/24", 4, None);
+        theirs.nh_id = Some(7);
+        let mut kept = route("11.2.0.0/24", 4, None);
+        kept.nh_id = Some(8);
+        hear(&mut others, RTM_NEWROUTE, 0, &theirs);
+        hear(&mut others, RTM_NEWROUTE, 0, &kept);
+        let only_8 = HashMap::from([(
+            8,
+            KernelNexthop {
+                protocol: 4,
+                gateway: None,
+                oif: Some(2),
+                group_members: Vec::new(),
+                plain: true,
+            },
+        )]);
+        others.keep_to(&only_8);
+        assert!(!others.holds(theirs.dst));
+        assert!(others.holds(kept.dst));
+        assert_eq!((others.users_of(7), others.users_of(8)), (0, 1));
     }
 
     #[test]

@@ -50,9 +50,11 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
 
-/// rtnetlink multicast groups: links, IPv4 and IPv6 addresses and routes,
-/// nexthop objects.
-const GROUPS: [u32; 6] = [1, 5, 7, 9, 11, 32];
+/// rtnetlink multicast groups: links, IPv4 and IPv6 addresses and routes.
+/// Not nexthop objects: a cold start creates one per node, and hearing
+/// them all would cost more than the one thing they tell (a deleted object
+/// took its routes along), which every read's nexthop dump tells as well.
+const GROUPS: [u32; 5] = [1, 5, 7, 9, 11];
 
 /// One netlink message, borrowed from the receive buffer.
 #[derive(Clone, Copy, Debug)]
