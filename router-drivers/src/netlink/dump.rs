@@ -112,6 +112,9 @@ impl Reading {
         for _ in 0..READ_ATTEMPTS {
             let seeding = others.needs_seed();
             if seeding {
+                // Listening from before the full read, so that nothing
+                // between the two goes unheard, in case it is to be kept.
+                socket.reader.listen()?;
                 // Everything announced so far is in the dump about to start.
                 socket.reader.drain(&mut |_| {})?;
                 socket.reader.overrun = false;
@@ -131,7 +134,10 @@ impl Reading {
             if seeding {
                 others.seeded();
             }
-            if !others.needs_seed() {
+            if others.settled() {
+                if !others.heard() {
+                    socket.reader.stop_listening()?;
+                }
                 return Ok(Self {
                     marked,
                     nexthops,
@@ -192,7 +198,7 @@ impl Reading {
 
 /// Brings `others` up to date with what the kernel announced since.
 pub(super) fn catch_up(socket: &mut Socket, others: &mut Others) -> Result<(), DriverError> {
-    socket.reader.drain(&mut |message| others.heard(message))?;
+    socket.reader.drain(&mut |message| others.hear(message))?;
     if std::mem::take(&mut socket.reader.overrun) {
         others.lose("the kernel's announcements overflowed the socket");
     }
@@ -231,7 +237,7 @@ async fn read_routes(
                             }
                         }
                         Incoming::Reply(_) => {}
-                        Incoming::Heard(message) => others.heard(message),
+                        Incoming::Heard(message) => others.hear(message),
                     },
                 )
                 .await?;
@@ -286,7 +292,7 @@ async fn read_nexthops(
                     }
                 }
                 Incoming::Reply(_) => {}
-                Incoming::Heard(message) => others.heard(message),
+                Incoming::Heard(message) => others.hear(message),
             },
         )
         .await?;

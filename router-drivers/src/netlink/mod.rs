@@ -51,6 +51,10 @@
 //!   the picture is read in full again at the next read, and every 15
 //!   minutes regardless. A replace reads our routes afresh first, as
 //!   before, and hears what others announced up to that moment.
+//! - Hearing costs about 1.5 µs per change of our own (the kernel
+//!   announces those too), so only a router with [`HEAR_OTHERS_FROM`]
+//!   routes of others or more is heard; a smaller one is read in full at
+//!   every read, which costs it less.
 //! - Tidy deletes a nexthop object of ours only when no route of ours, no
 //!   group and, by the announced count, no route of others uses it; that
 //!   count is never below the kernel's.
@@ -83,6 +87,7 @@ mod view;
 
 use async_trait::async_trait;
 
+pub use self::others::HEAR_OTHERS_FROM;
 pub use self::protocols::known_route_protocol;
 
 use self::dump::Reading;
@@ -113,6 +118,9 @@ pub struct NetlinkDriver {
     /// The kernel as last read, kept current from our own changes; `None`
     /// until the first read and after any failure.
     view: Option<View>,
+    /// From how many routes of others on they are kept from the kernel's
+    /// announcements rather than read in full at every read.
+    hear_others_from: usize,
 }
 
 impl NetlinkDriver {
@@ -131,7 +139,19 @@ impl NetlinkDriver {
             router,
             socket: Some(socket),
             view: None,
+            hear_others_from: HEAR_OTHERS_FROM,
         })
+    }
+
+    /// Keeps everyone else's routes from the kernel's announcements once
+    /// there are `routes` of them or more (default [`HEAR_OTHERS_FROM`]),
+    /// and reads them in full at every read below that: `usize::MAX`
+    /// always reads in full, 0 always listens. For comparing the two, and
+    /// for testing either on a small router.
+    pub fn hear_others_from(mut self, routes: usize) -> Self {
+        self.hear_others_from = routes;
+        self.view = None;
+        self
     }
 
     pub fn config(&self) -> &NetlinkRouter {
@@ -172,13 +192,15 @@ impl NetlinkDriver {
         socket: &mut Socket,
         router: &NetlinkRouter,
         view: &mut Option<View>,
+        hear_others_from: usize,
         changes: &[Change],
         fence: &Fence,
     ) -> Result<Vec<ChangeOutcome>, DriverError> {
         let view = match view {
             Some(view) => view,
             None => {
-                let reading = Reading::take(socket, router, Others::new(router)).await?;
+                let others = Others::new(router, hear_others_from);
+                let reading = Reading::take(socket, router, others).await?;
                 view.insert(View::new(reading, router))
             }
         };
@@ -205,7 +227,7 @@ impl RouterDriver for NetlinkDriver {
         let socket = Self::socket(&mut self.socket, &mut self.view, &self.router).await?;
         let others = match self.view.take() {
             Some(mut view) => view.take_others(&self.router),
-            None => Others::new(&self.router),
+            None => Others::new(&self.router, self.hear_others_from),
         };
         let result = list::list(socket, &self.router, others).await;
         self.forget_socket_on_error(&result);
@@ -226,8 +248,15 @@ impl RouterDriver for NetlinkDriver {
             return Ok(all_fenced(changes));
         }
         let socket = Self::socket(&mut self.socket, &mut self.view, &self.router).await?;
-        let result =
-            Self::apply_with_view(socket, &self.router, &mut self.view, changes, fence).await;
+        let result = Self::apply_with_view(
+            socket,
+            &self.router,
+            &mut self.view,
+            self.hear_others_from,
+            changes,
+            fence,
+        )
+        .await;
         self.forget_socket_on_error(&result);
         result
     }

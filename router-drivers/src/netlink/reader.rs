@@ -90,6 +90,8 @@ pub(super) struct Reader {
     buffer: Vec<u8>,
     /// Whether the kernel filters dumps for us.
     strict: bool,
+    /// Whether it is a member of the announcement groups.
+    listening: bool,
     /// Announcements were dropped since this was last cleared: the socket's
     /// queue overflowed.
     pub overrun: bool,
@@ -119,9 +121,6 @@ impl Reader {
         if !strict {
             kernel_does_not_filter();
         }
-        for group in GROUPS {
-            raw.add_membership(group).map_err(socket_error)?;
-        }
         Ok(Self {
             router: router.to_owned(),
             socket,
@@ -131,8 +130,41 @@ impl Reader {
             sequence: 0,
             buffer: Vec::with_capacity(DATAGRAM_BYTES),
             strict,
+            listening: false,
             overrun: false,
         })
+    }
+
+    /// Starts hearing announcements (from the next change on).
+    pub(super) fn listen(&mut self) -> Result<(), DriverError> {
+        if !self.listening {
+            for group in GROUPS {
+                self.socket
+                    .socket_ref()
+                    .add_membership(group)
+                    .map_err(|error| {
+                        self.error("listening to the kernel's announcements", error)
+                    })?;
+            }
+            self.listening = true;
+        }
+        Ok(())
+    }
+
+    /// Stops hearing announcements; those queued already stay queued.
+    pub(super) fn stop_listening(&mut self) -> Result<(), DriverError> {
+        if self.listening {
+            for group in GROUPS {
+                self.socket
+                    .socket_ref()
+                    .drop_membership(group)
+                    .map_err(|error| {
+                        self.error("listening to the kernel's announcements", error)
+                    })?;
+            }
+            self.listening = false;
+        }
+        Ok(())
     }
 
     pub(super) fn filters(&self) -> bool {

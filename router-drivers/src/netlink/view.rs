@@ -72,7 +72,8 @@ impl View {
 
     /// Takes the picture of others out, for a new read to bring up to date.
     pub(super) fn take_others(&mut self, router: &NetlinkRouter) -> Others {
-        std::mem::replace(&mut self.others, Others::new(router))
+        let hear_from = self.others.hear_from();
+        std::mem::replace(&mut self.others, Others::new(router, hear_from))
     }
 
     /// Our first route to `dst`: the one NLM_F_REPLACE would take.
