@@ -7,9 +7,11 @@
 //! table and protocol, so a read of ours costs it one walk of the table
 //! (~35 ms for a million IPv4 routes) and sends only ours; it cannot filter
 //! by prefix, so foreign routes inside the pool can only be found by
-//! reading every route. That full read (the "seed") is taken once, and
-//! again only when the picture of others may have gone wrong (see
-//! [`Others`]); in between the kernel's announcements keep it current.
+//! reading every route. On a router with many routes of others that full
+//! read (the "seed") is taken once, and again only when the picture of
+//! others may have gone wrong; in between the kernel's announcements keep
+//! it current. A router with few is read in full at every read (see
+//! [`Others`]).
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -4,8 +4,9 @@
 //! milliseconds with a full Internet table in it), so it is taken by
 //! `list` (each resync), before a batch that replaces routes, by `tidy`,
 //! and whenever the picture is lost; otherwise our routes are kept current
-//! from the kernel's answers to our own changes, and everyone else's from
-//! the kernel's announcements ([`Others`]). Changes made by others to our
+//! from the kernel's answers to our own changes, and everyone else's, on
+//! a router with many, from the kernel's announcements ([`Others`]).
+//! Changes made by others to our
 //! routes in between show up as refusals (a nexthop deleted by hand): the
 //! controller then lists again, which rebuilds the picture.
 
