@@ -6,9 +6,9 @@
 //! and whenever the picture is lost; otherwise our routes are kept current
 //! from the kernel's answers to our own changes, and everyone else's, on
 //! a router with many, from the kernel's announcements ([`Others`]).
-//! Changes made by others to our
-//! routes in between show up as refusals (a nexthop deleted by hand): the
-//! controller then lists again, which rebuilds the picture.
+//! Changes made by others to our routes in between show up as refusals (a
+//! nexthop deleted by hand): the controller then lists again, which
+//! rebuilds the picture.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
