@@ -138,7 +138,8 @@ impl LogReporter {
             return true;
         }
         if last.said.len() >= last.prune_at {
-            last.said.retain(|_, at| now.duration_since(*at) < self.quiet);
+            last.said
+                .retain(|_, at| now.duration_since(*at) < self.quiet);
             last.prune_at = (last.said.len() * 2).max(REMEMBERED);
         }
         last.said.insert(key, now);
