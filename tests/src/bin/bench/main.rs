@@ -10,10 +10,14 @@
 //! 4. FRR over SSH: 5,000 routes through the SSH driver, a local `vtysh -f`
 //!    and one `ssh` per route; node created → route in FRR's kernel through
 //!    the controller (see `frr_ssh.rs`).
+//! 5. Only with `--only full-table` (it loads a million routes): a router
+//!    carrying a full Internet table, its resync and a cold start of our
+//!    routes beside it (see `full_table.rs`).
 //!
 //! Run as root: `cargo build --release -p nativeroute && cargo run --release
 //! -p nativeroute-tests --bin bench`; `-- --help` lists the sizes,
-//! repetitions and `--only SECTION` (routes, ipam, kubernetes, frr-ssh).
+//! repetitions and `--only SECTION` (routes, ipam, kubernetes, frr-ssh,
+//! full-table).
 
 mod controller;
 mod frr_ssh;
