@@ -159,6 +159,23 @@ impl Transcript {
         self.server.stop().await;
     }
 
+    /// Another process (the `nativeroute` binary) followed every line of
+    /// the transcript and nothing else; it may use connections of its own.
+    async fn assert_followed_by_others(self) {
+        assert_eq!(
+            self.server.mismatches(),
+            Vec::<String>::new(),
+            "lines received: {:#?}",
+            self.server.received()
+        );
+        assert!(
+            self.server.finished(),
+            "the transcript was not finished; lines received: {:#?}",
+            self.server.received()
+        );
+        self.server.stop().await;
+    }
+
     /// Connects, applies [`batch`] once and checks that the transcript was
     /// followed; what became of each change ([`summary`]).
     async fn apply_batch(self) -> Vec<String> {

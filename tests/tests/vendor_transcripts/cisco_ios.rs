@@ -381,6 +381,72 @@ async fn ios_probe_tries_the_terminal_and_configuration_mode_without_a_change() 
     lab.assert_followed(driver).await;
 }
 
+/// Issue 13, point 10, as an operator runs it: `nativeroute check` prints
+/// each probe step, then the list, and passes; the router is left as it
+/// was (the transcript holds no change).
+#[tokio::test(flavor = "multi_thread")]
+async fn check_prints_each_probe_step_then_lists_the_routes() {
+    let mut steps = terminal();
+    steps.push(configure());
+    steps.push(Step::line("end", EXEC));
+    steps.extend(running_config());
+    let lab = Transcript::start(VendorName::CiscoIos, USER, GREETING, steps).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let inventory = dir.path().join("nodes.yaml");
+    std::fs::write(&inventory, "nodes: []\n").expect("the inventory is written");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "pool: {{cidrs: [11.11.0.0/16]}}\n\
+             nodes: {{source: file, file: {inventory}}}\n\
+             routers:\n  - name: core-1\n    driver: ssh\n    vendor: cisco-ios\n    \
+             address: 127.0.0.1:{port}\n    username: {USER}\n    privateKeyFile: {key}\n    \
+             knownHostsFile: {known_hosts}\n    commandTimeout: 10s\n",
+            inventory = inventory.display(),
+            port = lab.router.port,
+            key = lab.router.private_key_file.display(),
+            known_hosts = lab.router.host_keys.known_hosts_file.display(),
+        ),
+    )
+    .expect("the config is written");
+    let config = config.display().to_string();
+
+    let (ok, printed) = tokio::task::spawn_blocking(move || {
+        nativeroute_tests::lab::run_nativeroute(&["check", "--config", &config])
+    })
+    .await
+    .expect("check ran");
+
+    assert!(ok, "{printed}");
+    let probed: Vec<&str> = printed
+        .lines()
+        .filter(|line| line.starts_with("router core-1: ") && line.contains(": ok ("))
+        .collect();
+    for step in [
+        "prompt recognised",
+        "terminal set up (paging off)",
+        "configuration entered and left without a change",
+        "echo seen",
+    ] {
+        assert!(
+            probed
+                .iter()
+                .any(|line| line.starts_with(&format!("router core-1: {step}: ok"))),
+            "{step} not reported ok:\n{printed}"
+        );
+    }
+    assert!(
+        printed.contains("router core-1: ok (ssh: cisco-ios CLI"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("1 owned routes, 2 foreign routes inside the pool"),
+        "{printed}"
+    );
+    lab.assert_followed_by_others().await;
+}
+
 /// Issue 13, point 10: the login lands somewhere the IOS profile does not
 /// know (a Unix shell, `core-1$`): the probe says the prompt was not
 /// recognised, quoting what came, and types nothing.
