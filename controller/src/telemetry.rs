@@ -8,7 +8,7 @@
 
 use std::io::IsTerminal;
 
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -17,6 +17,9 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
+/// Lines waiting for stderr before new ones are dropped.
+const BUFFERED_LINES: usize = 16_384;
 
 /// Starts logging. `level` is a level (`debug`) or a filter in RUST_LOG's
 /// syntax (`info,nativeroute=debug`); it was checked by [`parse_level`].
@@ -28,7 +31,13 @@ pub fn init(format: LogFormat, level: Option<&EnvFilter>) -> WorkerGuard {
         Some(level) => level.clone(),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // The queue is allocated whole at start: tracing-appender's default of
+    // 128,000 lines is about 4 MiB, for bursts a cold start no longer makes
+    // (its per-node lines are at debug).
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .lossy(true)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
