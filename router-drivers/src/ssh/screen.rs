@@ -206,13 +206,7 @@ impl Screen {
         let Some(from) = self.answer_start()? else {
             return Ok(None);
         };
-        let unfinished = !self.partial_char.is_empty() || !self.partial_escape.is_empty();
-        let last_line = &self.text[self.line_start..];
-        if unfinished
-            || self.line_start < from
-            || last_line.len() > MAX_PROMPT
-            || !prompt.is_match(last_line)
-        {
+        if self.line_start < from || !self.ends_in_prompt(prompt) {
             return Ok(None);
         }
         let mut answer = std::mem::take(&mut self.text);
@@ -235,9 +229,7 @@ impl Screen {
         let Some(from) = self.answer_start()? else {
             return Ok(None);
         };
-        let unfinished = !self.partial_char.is_empty() || !self.partial_escape.is_empty();
-        let last_line = &self.text[self.line_start..];
-        if unfinished || last_line.len() > MAX_PROMPT || !prompt.is_match(last_line) {
+        if !self.ends_in_prompt(prompt) {
             return Ok(None);
         }
         let Some(at) = marker_line(&self.text[from..self.line_start], marker) else {
@@ -248,6 +240,13 @@ impl Screen {
         answer.drain(..from);
         self.clear();
         Ok(Some(answer))
+    }
+
+    /// Whether the output so far ends in a prompt, with no character or
+    /// escape sequence still arriving.
+    fn ends_in_prompt(&self, prompt: &Regex) -> bool {
+        let unfinished = !self.partial_char.is_empty() || !self.partial_escape.is_empty();
+        !unfinished && self.last_line_matches(prompt)
     }
 
     /// The line the output ends in, so far.
