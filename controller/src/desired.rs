@@ -1,10 +1,11 @@
 //! Which routes each router should hold: for every node N with subnet S and
 //! next hop H, every router that serves N holds `S via H`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use imbl::{HashMap, OrdMap, OrdSet};
 use ipnet::IpNet;
 use nativeroute_router_drivers::Route;
 
@@ -40,10 +41,12 @@ pub struct RouterDesired {
     /// False until the node source delivered its first complete list: until
     /// then nothing may be removed from the router.
     pub complete: bool,
-    pub routes: BTreeMap<IpNet, DesiredRoute>,
+    /// A persistent map: copies share their structure, and comparing two
+    /// copies skips what they share.
+    pub routes: OrdMap<IpNet, DesiredRoute>,
     /// Destinations whose routes stay as they are, whatever they are: the
     /// subnets of frozen nodes.
-    pub keep: BTreeSet<IpNet>,
+    pub keep: OrdSet<IpNet>,
     pub live: Arc<LiveNodes>,
 }
 
@@ -59,18 +62,27 @@ impl RouterDesired {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LiveNodes {
     subnets: HashMap<IpNet, String>,
-    addresses: HashMap<IpAddr, String>,
+    /// Every node with that address (two nodes may claim one by mistake),
+    /// sorted by name.
+    addresses: HashMap<IpAddr, Vec<String>>,
 }
 
 impl LiveNodes {
     /// The nodes behind a set of desired routes (for tests and `plan`).
-    pub fn from_routes(routes: &BTreeMap<IpNet, DesiredRoute>) -> Self {
+    pub fn from_routes(routes: &OrdMap<IpNet, DesiredRoute>) -> Self {
+        let mut addresses: HashMap<IpAddr, Vec<String>> = HashMap::new();
+        for route in routes.values() {
+            let holders = addresses.entry(route.via).or_default();
+            holders.push(route.node.clone());
+            holders.sort();
+            holders.dedup();
+        }
         LiveNodes {
             subnets: routes
                 .iter()
                 .map(|(dst, r)| (*dst, r.node.clone()))
                 .collect(),
-            addresses: routes.values().map(|r| (r.via, r.node.clone())).collect(),
+            addresses,
         }
     }
 
@@ -83,7 +95,11 @@ impl LiveNodes {
     pub fn node_of(&self, route: &Route) -> Option<&str> {
         self.subnets
             .get(&route.dst)
-            .or_else(|| self.addresses.get(&route.via))
+            .or_else(|| {
+                self.addresses
+                    .get(&route.via)
+                    .and_then(|holders| holders.first())
+            })
             .map(String::as_str)
     }
 
@@ -140,101 +156,217 @@ pub struct NodeView<'a> {
     pub last_good_overrides: &'a [IpAddr],
 }
 
-/// Every router's desired routes, and what could not be honoured.
-#[derive(Debug, Default)]
-pub struct Computed {
-    pub desired: BTreeMap<String, RouterDesired>,
+/// What one node adds to the routers' desired routes, and what could not
+/// be honoured for it. A node's share depends on that node alone (its
+/// record, settings, subnets and last good overrides) and the config, so a
+/// node that did not change keeps its share.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeShare {
+    /// Its routes, with the routers (by name) that carry each.
+    pub routes: Vec<(IpNet, DesiredRoute, Vec<String>)>,
+    /// Its subnets that stay as they are on every router (a frozen node).
+    pub keep: Vec<IpNet>,
+    /// Its subnets and next hops, while it is listed.
+    pub live_subnets: Vec<IpNet>,
+    pub live_addresses: Vec<IpAddr>,
     pub unrouted: Vec<Unrouted>,
     pub ignored_overrides: Vec<IgnoredOverride>,
-    /// Per node, the overrides in use, to remember as the last good ones.
-    pub overrides_in_use: BTreeMap<String, Vec<IpAddr>>,
+    /// The overrides in use, to remember as the last good ones.
+    pub overrides_in_use: Vec<IpAddr>,
 }
 
-/// Computes every router's desired routes.
-pub fn compute(config: &Config, nodes: &[NodeView<'_>], ipam: &Ipam, complete: bool) -> Computed {
-    let mut live = LiveNodes::default();
-    for node in nodes.iter().filter(|node| node.record.is_listed()) {
-        let name = &node.record.name;
-        for subnet in ipam.subnets_of(name) {
-            live.subnets.insert(*subnet, name.clone());
+impl NodeShare {
+    /// Whether some router carries a route of the node.
+    pub fn is_routed(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|(_, _, routers)| !routers.is_empty())
+    }
+}
+
+/// Works out one node's share.
+pub fn share_of(config: &Config, node: &NodeView<'_>, ipam: &Ipam) -> NodeShare {
+    let mut share = NodeShare::default();
+    let name = &node.record.name;
+    if node.record.standing == Standing::Frozen {
+        share.keep = ipam.subnets_of(name).to_vec();
+    }
+    if !node.settings.exclude && node.record.standing == Standing::Listed {
+        add_routes(config, node, ipam, &mut share);
+    }
+    if node.record.is_listed() {
+        share.live_subnets = ipam.subnets_of(name).to_vec();
+        share.live_addresses = node
+            .record
+            .addresses
+            .iter()
+            .chain(&node.settings.next_hops)
+            .chain(&share.overrides_in_use)
+            .copied()
+            .collect();
+        share.live_addresses.sort();
+        share.live_addresses.dedup();
+    }
+    share
+}
+
+/// The node's routes, with the routers that carry them, and what could
+/// not be honoured.
+fn add_routes(config: &Config, node: &NodeView<'_>, ipam: &Ipam, share: &mut NodeShare) {
+    let name = &node.record.name;
+    for subnet in ipam.subnets_of(name) {
+        let hop = choose_next_hop(config, node, subnet);
+        if let Some(ignored) = hop.ignored {
+            share.ignored_overrides.push(ignored);
         }
-        for address in known_next_hops(node) {
-            live.addresses.insert(address, name.clone());
+        let Some(via) = hop.via else {
+            share.unrouted.push(Unrouted {
+                node: name.clone(),
+                subnet: *subnet,
+                why: format!(
+                    "the node has no {} address to route {subnet} to",
+                    family_word(subnet)
+                ),
+            });
+            continue;
+        };
+        if hop.from_override {
+            share.overrides_in_use.push(via);
+        }
+        let routers: Vec<String> = serving_routers(config, node.settings, via)
+            .map(|router| router.name.to_string())
+            .collect();
+        if routers.is_empty() {
+            share.unrouted.push(Unrouted {
+                node: name.clone(),
+                subnet: *subnet,
+                why: format!("no router serves next hop {via} (check the routers' nodeNetworks or the node's nativeroute.io/routers)"),
+            });
+        }
+        let route = DesiredRoute {
+            fallback: hop.fallback,
+            ..DesiredRoute::new(via, name)
+        };
+        share.routes.push((*subnet, route, routers));
+    }
+}
+
+/// Every router's desired routes, built node by node: adding or taking
+/// away one node's share costs O(log n) and a copy of the whole costs
+/// O(1) (persistent maps), so a change of one node among 20,000 neither
+/// rebuilds nor copies the rest.
+#[derive(Clone, Debug)]
+pub struct DesiredState {
+    routers: BTreeMap<String, RouterDesired>,
+    live: LiveNodes,
+}
+
+impl DesiredState {
+    /// Nothing desired yet on any of `config`'s routers.
+    pub fn new(config: &Config, complete: bool) -> Self {
+        let routers = config
+            .routers
+            .iter()
+            .map(|router| {
+                let empty = RouterDesired {
+                    complete,
+                    ..RouterDesired::default()
+                };
+                (router.name.to_string(), empty)
+            })
+            .collect();
+        DesiredState {
+            routers,
+            live: LiveNodes::default(),
         }
     }
-    let live = Arc::new(live);
-    let mut desired: BTreeMap<String, RouterDesired> = config
-        .routers
-        .iter()
-        .map(|router| {
-            let empty = RouterDesired {
-                complete,
-                routes: BTreeMap::new(),
-                keep: BTreeSet::new(),
-                live: live.clone(),
-            };
-            (router.name.to_string(), empty)
-        })
-        .collect();
-    let mut computed = Computed::default();
-    for node in nodes
-        .iter()
-        .filter(|node| node.record.standing == Standing::Frozen)
-    {
-        for router in desired.values_mut() {
-            router.keep.extend(ipam.subnets_of(&node.record.name));
-        }
-    }
-    for node in nodes
-        .iter()
-        .filter(|node| !node.settings.exclude && node.record.standing == Standing::Listed)
-    {
-        let name = &node.record.name;
-        for subnet in ipam.subnets_of(name) {
-            let hop = choose_next_hop(config, node, subnet);
-            if let Some(ignored) = hop.ignored {
-                computed.ignored_overrides.push(ignored);
-            }
-            let Some(via) = hop.via else {
-                computed.unrouted.push(Unrouted {
-                    node: name.clone(),
-                    subnet: *subnet,
-                    why: format!(
-                        "the node has no {} address to route {subnet} to",
-                        family_word(subnet)
-                    ),
-                });
-                continue;
-            };
-            if hop.from_override {
-                computed
-                    .overrides_in_use
-                    .entry(name.clone())
-                    .or_default()
-                    .push(via);
-            }
-            let mut served = false;
-            for router in serving_routers(config, node.settings, via) {
-                if let Some(routes) = desired.get_mut(router.name.as_str()) {
-                    let route = DesiredRoute {
-                        fallback: hop.fallback,
-                        ..DesiredRoute::new(via, name)
-                    };
-                    routes.routes.insert(*subnet, route);
-                    served = true;
+
+    pub fn add(&mut self, node: &str, share: &NodeShare) {
+        for (subnet, route, routers) in &share.routes {
+            for name in routers {
+                if let Some(router) = self.routers.get_mut(name) {
+                    router.routes.insert(*subnet, route.clone());
                 }
             }
-            if !served {
-                computed.unrouted.push(Unrouted {
-                    node: name.clone(),
-                    subnet: *subnet,
-                    why: format!("no router serves next hop {via} (check the routers' nodeNetworks or the node's nativeroute.io/routers)"),
-                });
+        }
+        for router in self.routers.values_mut() {
+            router.keep.extend(share.keep.iter().copied());
+        }
+        for subnet in &share.live_subnets {
+            self.live.subnets.insert(*subnet, node.to_owned());
+        }
+        for address in &share.live_addresses {
+            let mut holders = self
+                .live
+                .addresses
+                .get(address)
+                .cloned()
+                .unwrap_or_default();
+            if let Err(at) = holders.binary_search_by(|held| held.as_str().cmp(node)) {
+                holders.insert(at, node.to_owned());
+            }
+            self.live.addresses.insert(*address, holders);
+        }
+    }
+
+    /// Takes away what [`DesiredState::add`] added for the same share.
+    pub fn remove(&mut self, node: &str, share: &NodeShare) {
+        for (subnet, _, routers) in &share.routes {
+            for name in routers {
+                if let Some(router) = self.routers.get_mut(name)
+                    && router
+                        .routes
+                        .get(subnet)
+                        .is_some_and(|route| route.node == node)
+                {
+                    router.routes.remove(subnet);
+                }
+            }
+        }
+        if !share.keep.is_empty() {
+            for router in self.routers.values_mut() {
+                for subnet in &share.keep {
+                    router.keep.remove(subnet);
+                }
+            }
+        }
+        for subnet in &share.live_subnets {
+            if self
+                .live
+                .subnets
+                .get(subnet)
+                .is_some_and(|holder| holder == node)
+            {
+                self.live.subnets.remove(subnet);
+            }
+        }
+        for address in &share.live_addresses {
+            let Some(mut holders) = self.live.addresses.get(address).cloned() else {
+                continue;
+            };
+            holders.retain(|held| held != node);
+            if holders.is_empty() {
+                self.live.addresses.remove(address);
+            } else {
+                self.live.addresses.insert(*address, holders);
             }
         }
     }
-    computed.desired = desired;
-    computed
+
+    /// What each router should hold now (cheap: the maps are shared).
+    pub fn per_router(&self) -> BTreeMap<String, RouterDesired> {
+        let live = Arc::new(self.live.clone());
+        self.routers
+            .iter()
+            .map(|(name, router)| {
+                let desired = RouterDesired {
+                    live: live.clone(),
+                    ..router.clone()
+                };
+                (name.clone(), desired)
+            })
+            .collect()
+    }
 }
 
 /// The routers that carry a node's routes via `via`: those its routers
@@ -320,17 +452,6 @@ fn unusable_override(config: &Config, settings: &NodeSettings, hop: IpAddr) -> O
         ));
     }
     None
-}
-
-/// Every address a route of the node may point at: its own, its override
-/// and its last good override.
-fn known_next_hops<'a>(node: &'a NodeView<'a>) -> impl Iterator<Item = IpAddr> + 'a {
-    node.record
-        .addresses
-        .iter()
-        .chain(&node.settings.next_hops)
-        .chain(node.last_good_overrides)
-        .copied()
 }
 
 fn family_word(subnet: &IpNet) -> &'static str {

@@ -2,6 +2,7 @@
 //! exactly as `run` computes it, and nothing changed anywhere (no route, no
 //! state file, nothing written on a Node).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -13,17 +14,23 @@ use crate::config::{Config, NodesConfig, RouterConfig};
 use crate::desired::{IgnoredOverride, RouterDesired};
 use crate::inventory::file::FileInventory;
 use crate::inventory::kubernetes;
-use crate::reconcile::{Reconciled, Reconciler};
+use crate::reconcile::Reconciler;
 use crate::report::{LogReporter, Reporter};
 use crate::routers;
 use crate::sync::{SyncPlan, diff};
+
+/// What `run` would want of the routers now.
+struct Wanted {
+    desired: BTreeMap<String, RouterDesired>,
+    ignored_overrides: Vec<IgnoredOverride>,
+}
 
 /// The desired routes per router, as `run` would compute them now.
 async fn reconcile_now(
     config: &Arc<Config>,
     reporter: Arc<dyn Reporter>,
     kubeconfig: Option<&Path>,
-) -> anyhow::Result<Reconciled> {
+) -> anyhow::Result<Wanted> {
     let mut reconciler = Reconciler::new(config.clone(), reporter);
     let snapshot = match &config.nodes {
         NodesConfig::File { path } => {
@@ -33,7 +40,11 @@ async fn reconcile_now(
         }
         NodesConfig::Kubernetes { .. } => kubernetes::list_nodes(config, kubeconfig).await?,
     };
-    Ok(reconciler.apply(&snapshot, true))
+    let desired = reconciler.apply(&snapshot, true).desired;
+    Ok(Wanted {
+        desired,
+        ignored_overrides: reconciler.ignored_overrides(),
+    })
 }
 
 /// How `plan` prints.

@@ -586,7 +586,14 @@ async fn run_with_source(
         let reconciled = reconciler.apply(&snapshot, true);
         record_pool_usage(&observers.metrics, reconciler.ipam());
         // Record before routing (see NodeSource::record).
-        if let Err(err) = source.record(reconciler.ipam(), &reconciled.present).await {
+        let recorded = source
+            .record(
+                reconciler.ipam(),
+                &reconciled.present,
+                reconciled.touched.as_deref(),
+            )
+            .await;
+        if let Err(err) = recorded {
             tracing::error!(error = %err, "assignments not recorded; their routes wait until they are");
             continue;
         }

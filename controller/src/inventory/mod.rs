@@ -13,7 +13,7 @@ pub mod state;
 
 pub use source::{NodeSource, SourceError};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -63,6 +63,11 @@ pub struct Snapshot {
     pub nodes: Vec<Arc<NodeRecord>>,
     /// Problems with entries the source could not use; each names the node.
     pub problems: Vec<SourceProblem>,
+    /// The nodes that changed, appeared or went since the source's previous
+    /// snapshot, when the source knows (a watch does; a re-read file, a
+    /// re-list or a periodic resync does not): the rest are the very same
+    /// records as before, so only these need working out again.
+    pub changed: Option<BTreeSet<String>>,
 }
 
 /// An inventory entry that could not be used as written.

@@ -22,7 +22,15 @@ pub trait NodeSource: Send {
     /// returns at once: there a subnet not yet on the Node is one its pods
     /// have not used, so a route that comes first harms nothing, and a node
     /// created is routed without waiting for an API round trip.
-    async fn record(&mut self, ipam: &Ipam, listed: &[String]) -> Result<(), SourceError>;
+    ///
+    /// `touched` names the nodes whose assignments may have changed since
+    /// the last call, when the reconciler knows (`None`: any of them).
+    async fn record(
+        &mut self,
+        ipam: &Ipam,
+        listed: &[String],
+        touched: Option<&[String]>,
+    ) -> Result<(), SourceError>;
 
     /// Where next-fit continues after a restart, one subnet per family.
     fn resume_point(&self) -> Vec<IpNet>;

@@ -73,6 +73,23 @@ pub enum How {
 /// subnet take a newer node's subnet before that node's record was read.
 pub fn assign(ipam: &mut Ipam, claims: impl IntoIterator<Item = Claim>) -> Vec<Outcome> {
     let claims: Vec<Claim> = claims.into_iter().collect();
+    let names: Vec<String> = claims
+        .iter()
+        .rev()
+        .map(|claim| claim.node.clone())
+        .collect();
+    assign_among(ipam, claims, names.iter().map(String::as_str))
+}
+
+/// [`assign`] for some of the nodes only (those that changed), where
+/// `everyone_newest_first` names all of them: a next-fit cursor that is
+/// still unknown is guessed from every node, as a pass over all would.
+/// Nodes not among `claims` must hold what they are owed already.
+pub fn assign_among<'a>(
+    ipam: &mut Ipam,
+    claims: Vec<Claim>,
+    everyone_newest_first: impl IntoIterator<Item = &'a str>,
+) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     // Per node: families for which it gets no fresh subnet, because it had
     // one recorded that it cannot have, and a node's subnet never silently
@@ -81,7 +98,7 @@ pub fn assign(ipam: &mut Ipam, claims: impl IntoIterator<Item = Claim>) -> Vec<O
         .iter()
         .map(|claim| restore(ipam, claim, &mut outcomes))
         .collect();
-    ipam.guess_cursors(claims.iter().rev().map(|claim| claim.node.as_str()));
+    ipam.guess_cursors(everyone_newest_first);
     // A pin is a wish for something new, so only nodes that may get new
     // subnets have it honoured: an excluded node (the router itself, say)
     // pinned to a subnet would otherwise keep it from the node it was meant

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use crate::config::PoolConfig;
 use family::FamilyPool;
 
-pub use assign::{Claim, How, Outcome, assign};
+pub use assign::{Claim, How, Outcome, assign, assign_among};
 
 /// The subnets of the pool and who holds them.
 #[derive(Clone, Debug)]

@@ -69,7 +69,7 @@ pub enum NodeRouting {
 /// What the reconciler hands the status task after each snapshot.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RoutingPlan {
-    pub nodes: BTreeMap<String, NodeRouting>,
+    pub nodes: imbl::OrdMap<String, NodeRouting>,
     pub desired: BTreeMap<String, Arc<RouterDesired>>,
 }
 

@@ -158,7 +158,7 @@ mod tests {
     }
 
     fn plan() -> RoutingPlan {
-        let mut routes = BTreeMap::new();
+        let mut routes = imbl::OrdMap::new();
         routes.insert(
             net("11.11.1.0/24"),
             DesiredRoute::new(ip("192.168.2.1"), "node1"),

@@ -146,7 +146,13 @@ impl NodeSource for FileSource {
         Ok(snapshot)
     }
 
-    async fn record(&mut self, ipam: &Ipam, listed: &[String]) -> Result<(), SourceError> {
+    async fn record(
+        &mut self,
+        ipam: &Ipam,
+        listed: &[String],
+        _touched: Option<&[String]>,
+    ) -> Result<(), SourceError> {
+        // The state file is written whole, and only when it changed.
         self.inventory.record(ipam, listed)?;
         Ok(())
     }

@@ -1,51 +1,81 @@
 //! Nodes in, subnets and desired routes out: the source-neutral heart of
 //! the controller. It owns the IPAM ledger; the caller persists what it
 //! assigned (state file, Node annotations) before the routes are published.
+//!
+//! Two paths give the same result (a property test holds them to it): a
+//! full pass over every node, for the first list, a re-list and each
+//! periodic resync; and an incremental pass over the nodes the source says
+//! changed, which is what a single node event costs in a large cluster.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::config::{Config, IpamMode};
-use crate::desired::{self, IgnoredOverride, NodeView, RouterDesired};
+use crate::desired::{DesiredState, IgnoredOverride, NodeShare, NodeView, RouterDesired};
 use crate::inventory::annotations::{self, NodeSettings};
-use crate::inventory::{Snapshot, Standing};
+use crate::inventory::{NodeRecord, Snapshot, Standing};
 use crate::ipam::{self, Claim, How, Ipam, Outcome};
 use crate::report::{BULK, Reason, Reporter};
 use crate::status::NodeRouting;
+
+/// Above this share of the nodes changed at once, a full pass is cheaper
+/// than finding each change's place.
+const INCREMENTAL_MAX_SHARE: usize = 8;
 
 pub struct Reconciler {
     config: Arc<Config>,
     ipam: Ipam,
     reporter: Arc<dyn Reporter>,
-    /// Per node, the next-hop overrides last in use: where a node stays
-    /// routed while its override is unusable (a typo never moves a route
-    /// that worked). Lost on restart; the node's own address then serves.
-    last_good_overrides: HashMap<String, Vec<IpAddr>>,
+    /// Every node of the last snapshot, with what was worked out for it.
+    tracked: HashMap<String, Tracked>,
+    desired: DesiredState,
+    routing: imbl::OrdMap<String, NodeRouting>,
+    present: Arc<Vec<String>>,
+    /// Nodes whose claim did not get all it asked for (a conflict, a
+    /// refusal, an exhausted pool): a subnet freed anywhere may settle it,
+    /// so the incremental pass claims for them again, as a full pass would.
+    waiting: BTreeSet<String>,
+    /// Whether the last pass was over a complete list; `None` before the
+    /// first pass. The incremental pass only follows a complete one.
+    last_complete: Option<bool>,
+}
+
+/// What the reconciler worked out for one node.
+struct Tracked {
+    record: Arc<NodeRecord>,
+    settings: NodeSettings,
+    share: NodeShare,
 }
 
 /// The result of one snapshot.
 pub struct Reconciled {
     /// Desired routes per router name.
     pub desired: BTreeMap<String, RouterDesired>,
-    /// Names of the nodes the source lists.
-    pub present: Vec<String>,
+    /// Names of the nodes the source lists, in the snapshot's order.
+    pub present: Arc<Vec<String>>,
     /// Whether and why each usable listed node is routed, for node status.
-    pub routing: BTreeMap<String, NodeRouting>,
-    /// Next-hop overrides that were ignored, for `plan`.
-    pub ignored_overrides: Vec<IgnoredOverride>,
+    pub routing: imbl::OrdMap<String, NodeRouting>,
+    /// Nodes whose subnets may have changed in this pass (`None`: any).
+    pub touched: Option<Vec<String>>,
 }
 
 impl Reconciler {
     pub fn new(config: Arc<Config>, reporter: Arc<dyn Reporter>) -> Self {
         let ipam = Ipam::new(&config.pool);
+        let desired = DesiredState::new(&config, false);
         Reconciler {
             config,
             ipam,
             reporter,
-            last_good_overrides: HashMap::new(),
+            tracked: HashMap::new(),
+            desired,
+            routing: imbl::OrdMap::new(),
+            present: Arc::default(),
+            waiting: BTreeSet::new(),
+            last_complete: None,
         }
     }
 
@@ -61,40 +91,50 @@ impl Reconciler {
         }
     }
 
-    /// Applies a complete snapshot of the nodes.
+    /// Next-hop overrides that cannot be used, for `plan` (the controller
+    /// reports them as Events as it goes).
+    pub fn ignored_overrides(&self) -> Vec<IgnoredOverride> {
+        let mut ignored: Vec<IgnoredOverride> = self
+            .tracked
+            .values()
+            .flat_map(|tracked| tracked.share.ignored_overrides.iter().cloned())
+            .collect();
+        ignored.sort_by(|a, b| (&a.node, a.value).cmp(&(&b.node, b.value)));
+        ignored
+    }
+
+    /// Applies a snapshot of the nodes: only its changed nodes when the
+    /// source says which they are and the last pass was complete too,
+    /// every node otherwise.
     pub fn apply(&mut self, snapshot: &Snapshot, complete: bool) -> Reconciled {
+        let touched = match &snapshot.changed {
+            Some(changed)
+                if complete
+                    && self.last_complete == Some(true)
+                    && changed.len() <= snapshot.nodes.len() / INCREMENTAL_MAX_SHARE + 1 =>
+            {
+                Some(self.apply_changes(snapshot, changed))
+            }
+            _ => {
+                self.apply_all(snapshot, complete);
+                None
+            }
+        };
+        self.last_complete = Some(complete);
+        Reconciled {
+            desired: self.desired.per_router(),
+            present: self.present.clone(),
+            routing: self.routing.clone(),
+            touched,
+        }
+    }
+
+    /// The full pass: every node worked out afresh.
+    fn apply_all(&mut self, snapshot: &Snapshot, complete: bool) {
         for problem in &snapshot.problems {
             self.reporter
                 .node_event(&problem.node, problem.reason, &problem.message);
         }
-        let known_routers: Vec<&str> = self
-            .config
-            .routers
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
-        let settings: Vec<NodeSettings> = snapshot
-            .nodes
-            .iter()
-            .map(|node| {
-                let (settings, invalid) = annotations::parse(&node.annotations, &known_routers);
-                for bad in invalid {
-                    self.reporter.node_event(
-                        &node.name,
-                        Reason::InvalidAnnotation,
-                        &bad.to_string(),
-                    );
-                }
-                settings
-            })
-            .collect();
-        let present: Vec<String> = snapshot
-            .nodes
-            .iter()
-            .filter(|node| node.is_listed())
-            .map(|node| node.name.clone())
-            .collect();
-
         if complete {
             // Departed nodes are in the snapshot too: they keep their subnets.
             let known: HashSet<&str> = snapshot
@@ -108,24 +148,157 @@ impl Reconciler {
                 .map(|(node, _)| node.to_owned())
                 .filter(|node| !known.contains(node.as_str()))
                 .collect();
-            for node in gone {
-                let released = self.ipam.release(&node);
-                tracing::info!(node, ?released, "node is gone; its subnets are free again");
-            }
+            self.release(gone);
         }
-
-        let allocate = self.config.ipam == IpamMode::Allocate;
-        let claims = snapshot
+        let settings: Vec<NodeSettings> = snapshot
             .nodes
             .iter()
-            .zip(&settings)
-            .map(|(node, settings)| Claim {
-                node: node.name.clone(),
-                recorded: node.recorded.clone(),
-                pinned: settings.pinned.clone(),
-                wants_subnet: allocate && !settings.exclude && node.standing == Standing::Listed,
-            });
-        let outcomes = ipam::assign(&mut self.ipam, claims);
+            .map(|node| self.settings_of(node))
+            .collect();
+        let nodes: Vec<(&Arc<NodeRecord>, &NodeSettings)> =
+            snapshot.nodes.iter().zip(&settings).collect();
+        self.waiting = self.claim(&nodes, snapshot);
+
+        let mut previous = std::mem::take(&mut self.tracked);
+        self.desired = DesiredState::new(&self.config, complete);
+        self.routing = imbl::OrdMap::new();
+        for (record, settings) in nodes {
+            let last_good = previous
+                .remove(&record.name)
+                .map(|old| old.share.overrides_in_use)
+                .unwrap_or_default();
+            self.work_out(record, settings.clone(), &last_good);
+        }
+        self.present = Arc::new(listed_names(snapshot));
+    }
+
+    /// The incremental pass: only the nodes named in `changed` (and those
+    /// waiting for a subnet) are worked out again. Returns the nodes whose
+    /// subnets may have changed.
+    fn apply_changes(&mut self, snapshot: &Snapshot, changed: &BTreeSet<String>) -> Vec<String> {
+        for problem in snapshot
+            .problems
+            .iter()
+            .filter(|problem| changed.contains(&problem.node))
+        {
+            self.reporter
+                .node_event(&problem.node, problem.reason, &problem.message);
+        }
+        // The changed nodes and those waiting, oldest first as the claims
+        // must be: one walk over the snapshot finds their places.
+        let wanted: HashSet<&str> = changed
+            .iter()
+            .chain(&self.waiting)
+            .map(String::as_str)
+            .collect();
+        let found: Vec<&Arc<NodeRecord>> = snapshot
+            .nodes
+            .iter()
+            .filter(|node| wanted.contains(node.name.as_str()))
+            .collect();
+
+        let still_here: HashSet<&str> = found.iter().map(|node| node.name.as_str()).collect();
+        let gone: Vec<String> = changed
+            .iter()
+            .filter(|name| !still_here.contains(name.as_str()))
+            .cloned()
+            .collect();
+        let mut membership_changed = false;
+        for name in &gone {
+            if let Some(old) = self.tracked.remove(name) {
+                self.desired.remove(name, &old.share);
+                self.routing.remove(name);
+                membership_changed |= old.record.is_listed();
+            }
+        }
+        self.release(gone.iter().cloned());
+        for name in &gone {
+            self.waiting.remove(name);
+        }
+
+        let settings: Vec<NodeSettings> = found
+            .iter()
+            .map(|node| match self.tracked.get(&node.name) {
+                Some(known) if Arc::ptr_eq(&known.record, node) => known.settings.clone(),
+                _ => self.settings_of(node),
+            })
+            .collect();
+        let nodes: Vec<(&Arc<NodeRecord>, &NodeSettings)> =
+            found.iter().copied().zip(&settings).collect();
+        let waiting = self.claim(&nodes, snapshot);
+        for (record, settings) in &nodes {
+            let last_good = match self.tracked.remove(&record.name) {
+                Some(old) => {
+                    self.desired.remove(&record.name, &old.share);
+                    membership_changed |= old.record.is_listed() != record.is_listed();
+                    old.share.overrides_in_use
+                }
+                None => {
+                    membership_changed |= record.is_listed();
+                    Vec::new()
+                }
+            };
+            self.routing.remove(&record.name);
+            self.work_out(record, (*settings).clone(), &last_good);
+        }
+        for (record, _) in &nodes {
+            self.waiting.remove(&record.name);
+        }
+        self.waiting.extend(waiting);
+        if membership_changed {
+            self.present = Arc::new(listed_names(snapshot));
+        }
+        nodes
+            .iter()
+            .map(|(record, _)| record.name.clone())
+            .chain(gone)
+            .collect()
+    }
+
+    /// Parses a node's annotations; what is invalid is reported and ignored.
+    fn settings_of(&self, node: &NodeRecord) -> NodeSettings {
+        let known_routers: Vec<&str> = self
+            .config
+            .routers
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        let (settings, invalid) = annotations::parse(&node.annotations, &known_routers);
+        for bad in invalid {
+            self.reporter
+                .node_event(&node.name, Reason::InvalidAnnotation, &bad.to_string());
+        }
+        settings
+    }
+
+    /// Frees the subnets of nodes that no longer exist.
+    fn release(&mut self, gone: impl IntoIterator<Item = String>) {
+        for node in gone {
+            if self.ipam.subnets_of(&node).is_empty() {
+                continue;
+            }
+            let released = self.ipam.release(&node);
+            tracing::info!(node, ?released, "node is gone; its subnets are free again");
+        }
+    }
+
+    /// Runs the nodes' claims (oldest first) through the ledger, reports
+    /// what became of them, and returns the nodes left waiting. `snapshot`
+    /// holds every node, these and the rest.
+    fn claim(
+        &mut self,
+        nodes: &[(&Arc<NodeRecord>, &NodeSettings)],
+        snapshot: &Snapshot,
+    ) -> BTreeSet<String> {
+        let allocate = self.config.ipam == IpamMode::Allocate;
+        let claims = nodes.iter().map(|(node, settings)| Claim {
+            node: node.name.clone(),
+            recorded: node.recorded.clone(),
+            pinned: settings.pinned.clone(),
+            wants_subnet: allocate && !settings.exclude && node.standing == Standing::Listed,
+        });
+        let everyone = snapshot.nodes.iter().rev().map(|node| node.name.as_str());
+        let outcomes = ipam::assign_among(&mut self.ipam, claims.collect(), everyone);
         let assigned = outcomes
             .iter()
             .filter(|outcome| matches!(outcome, Outcome::Assigned { .. }))
@@ -145,79 +318,75 @@ impl Reconciler {
                 "{assigned} subnets assigned"
             );
         }
+        let mut waiting = BTreeSet::new();
         for outcome in outcomes {
+            if let Outcome::Conflict { node, .. }
+            | Outcome::Refused { node, .. }
+            | Outcome::PoolExhausted { node, .. } = &outcome
+            {
+                waiting.insert(node.clone());
+            }
             self.report_outcome(outcome, in_bulk);
         }
+        waiting
+    }
 
-        let views: Vec<NodeView<'_>> = snapshot
-            .nodes
-            .iter()
-            .zip(&settings)
-            .map(|(record, settings)| NodeView {
-                record,
-                settings,
-                last_good_overrides: self
-                    .last_good_overrides
-                    .get(&record.name)
-                    .map_or(&[], Vec::as_slice),
-            })
-            .collect();
-        let computed = desired::compute(&self.config, &views, &self.ipam, complete);
-        let routing = self.routing_of(&views, &computed.desired, &computed.unrouted);
-        self.last_good_overrides = computed.overrides_in_use.into_iter().collect();
-        for ignored in &computed.ignored_overrides {
+    /// Works out a node's share of the desired routes and its routing, adds
+    /// them, and reports what cannot be honoured.
+    fn work_out(&mut self, record: &Arc<NodeRecord>, settings: NodeSettings, last_good: &[IpAddr]) {
+        let view = NodeView {
+            record,
+            settings: &settings,
+            last_good_overrides: last_good,
+        };
+        let share = crate::desired::share_of(&self.config, &view, &self.ipam);
+        self.desired.add(&record.name, &share);
+        if record.standing == Standing::Listed {
+            let routing = self.routing_of(record, &settings, &share);
+            self.routing.insert(record.name.clone(), routing);
+        }
+        for ignored in &share.ignored_overrides {
             self.reporter.node_event(
                 &ignored.node,
                 Reason::InvalidAnnotation,
                 &ignored.to_string(),
             );
         }
-        for gap in computed.unrouted {
+        for gap in &share.unrouted {
             self.reporter.node_event(
                 &gap.node,
                 Reason::Unroutable,
                 &format!("{} is not routed: {}", gap.subnet, gap.why),
             );
         }
-        Reconciled {
-            desired: computed.desired,
-            present,
-            routing,
-            ignored_overrides: computed.ignored_overrides,
-        }
+        self.tracked.insert(
+            record.name.clone(),
+            Tracked {
+                record: record.clone(),
+                settings,
+                share,
+            },
+        );
     }
 
-    /// Whether each usable node is routed, and if not why; frozen and
-    /// departed nodes have no status to show.
+    /// Whether a usable node is routed, and if not why.
     fn routing_of(
         &self,
-        views: &[NodeView<'_>],
-        desired: &BTreeMap<String, RouterDesired>,
-        unrouted: &[desired::Unrouted],
-    ) -> BTreeMap<String, NodeRouting> {
-        let routed: HashSet<&str> = desired
-            .values()
-            .flat_map(|router| router.routes.values().map(|route| route.node.as_str()))
-            .collect();
-        views
-            .iter()
-            .filter(|view| view.record.standing == Standing::Listed)
-            .map(|view| {
-                let name = view.record.name.as_str();
-                let routing = if view.settings.exclude {
-                    NodeRouting::Excluded
-                } else if routed.contains(name) {
-                    NodeRouting::Routed
-                } else if let Some(gap) = unrouted.iter().find(|gap| gap.node == name) {
-                    NodeRouting::Unrouted(format!("{} is not routed: {}", gap.subnet, gap.why))
-                } else if self.ipam.subnets_of(name).is_empty() {
-                    NodeRouting::Unrouted("no subnet assigned (see the node's Events)".into())
-                } else {
-                    NodeRouting::Unrouted("no router holds a route for it".into())
-                };
-                (name.to_owned(), routing)
-            })
-            .collect()
+        record: &NodeRecord,
+        settings: &NodeSettings,
+        share: &NodeShare,
+    ) -> NodeRouting {
+        if settings.exclude {
+            NodeRouting::Excluded
+        } else if share.is_routed() {
+            NodeRouting::Routed
+        } else if let Some(gap) = share.unrouted.first() {
+            NodeRouting::Unrouted(format!("{} is not routed: {}", gap.subnet, gap.why))
+        } else if self.ipam.subnets_of(&record.name).is_empty() {
+            NodeRouting::Unrouted("no subnet assigned (see the node's Events)".into())
+        } else {
+            NodeRouting::Unrouted("no router holds a route for it".into())
+        }
     }
 
     /// Tells the node what became of its claim; an assignment among many
@@ -293,6 +462,18 @@ impl Reconciler {
     }
 }
 
+/// The listed nodes' names, in the snapshot's order.
+fn listed_names(snapshot: &Snapshot) -> Vec<String> {
+    snapshot
+        .nodes
+        .iter()
+        .filter(|node| node.is_listed())
+        .map(|node| node.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
