@@ -128,6 +128,7 @@ async fn plan_router(
         owned: diff::Held::from_listed(&routes.owned, want),
         foreign: routes.foreign.clone(),
         own_addresses: driver.own_addresses().await?,
+        in_step_with: None,
     };
     let budget = diff::Budget::fresh(&config.removal_guard, state.owned.len());
     Ok(Listed {

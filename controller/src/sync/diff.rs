@@ -1,10 +1,11 @@
 //! The diff between what a router should hold and what it holds: pure, so
 //! that `nativeroute plan` shows exactly what a sync would do.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use imbl::ordmap::DiffItem;
 use ipnet::IpNet;
 use nativeroute_router_drivers::{Change, ForeignRoute, Route};
 
@@ -127,6 +128,10 @@ pub struct RouterState {
     pub foreign: Vec<ForeignRoute>,
     /// The router's own addresses, where its driver knows them.
     pub own_addresses: Vec<IpAddr>,
+    /// The desired routes the last sync left the router exactly in step
+    /// with (every change taken, nothing held, blocked, postponed or
+    /// re-pointed): from there only what changed in them needs a look.
+    pub in_step_with: Option<RouterDesired>,
 }
 
 /// How many withdrawals (removals and re-points of routes the router
@@ -225,6 +230,54 @@ impl Held {
 /// removed, routes re-pointed) go only within `budget`, and never on an
 /// empty node list; everything else goes at once.
 pub fn diff(desired: &RouterDesired, router: &RouterState, budget: &Budget) -> SyncPlan {
+    diff_within(desired, router, budget, None)
+}
+
+/// [`diff`], looking only at the destinations whose desired routes changed
+/// since the router was last in step with them, when it was: the same plan
+/// at the cost of the change, not of every route.
+pub fn diff_since_in_step(
+    desired: &RouterDesired,
+    router: &RouterState,
+    budget: &Budget,
+) -> SyncPlan {
+    let changed = router
+        .in_step_with
+        .as_ref()
+        .filter(|last| {
+            last.complete == desired.complete
+                && last.keep == desired.keep
+                && router.owned.duplicates.is_empty()
+        })
+        .map(|last| {
+            last.routes
+                .diff(&desired.routes)
+                .map(|item| match item {
+                    DiffItem::Add(dst, _) | DiffItem::Remove(dst, _) => *dst,
+                    DiffItem::Update { new: (dst, _), .. } => *dst,
+                })
+                .collect::<BTreeSet<IpNet>>()
+        });
+    diff_within(desired, router, budget, changed.as_ref())
+}
+
+/// Whether a sync that ran `plan` to the end with every change taken left
+/// the router exactly in step with its desired routes.
+pub fn leaves_in_step(plan: &SyncPlan, router: &RouterState) -> bool {
+    plan.withheld.is_none()
+        && plan.blocked_by_foreign.is_empty()
+        && plan.postponed_removals == 0
+        && plan.ignored_overrides.is_empty()
+        && router.owned.duplicates.is_empty()
+}
+
+/// The diff over the destinations in `only`, or over all.
+fn diff_within(
+    desired: &RouterDesired,
+    router: &RouterState,
+    budget: &Budget,
+    only: Option<&BTreeSet<IpNet>>,
+) -> SyncPlan {
     let held = &router.owned;
     let mut plan = SyncPlan::default();
     // A second route of ours to a held destination: removing it withdraws
@@ -237,7 +290,14 @@ pub fn diff(desired: &RouterDesired, router: &RouterState, budget: &Budget) -> S
         plan.postponed_removals += held.duplicates.len();
     }
     let mut withdrawals = Vec::new();
-    for (dst, want) in &desired.routes {
+    let wanted: Box<dyn Iterator<Item = (&IpNet, &DesiredRoute)>> = match only {
+        None => Box::new(desired.routes.iter()),
+        Some(dsts) => Box::new(
+            dsts.iter()
+                .filter_map(|dst| desired.routes.get_key_value(dst)),
+        ),
+    };
+    for (dst, want) in wanted {
         let via = next_hop_on(router, want, &mut plan.ignored_overrides);
         let route = Route::new(*dst, via);
         match held.routes.get(dst) {
@@ -266,9 +326,11 @@ pub fn diff(desired: &RouterDesired, router: &RouterState, budget: &Budget) -> S
         }
     }
 
-    let unwanted = held
-        .routes
-        .iter()
+    let holding: Box<dyn Iterator<Item = (&IpNet, &IpAddr)>> = match only {
+        None => Box::new(held.routes.iter()),
+        Some(dsts) => Box::new(dsts.iter().filter_map(|dst| held.routes.get_key_value(dst))),
+    };
+    let unwanted = holding
         .filter(|(dst, _)| !desired.routes.contains_key(*dst) && !desired.keep.contains(*dst))
         .map(|(dst, via)| Change::Remove(Route::new(*dst, *via)));
     if desired.complete {

@@ -58,6 +58,7 @@ fn plan_with(
         owned: held.clone(),
         foreign: foreign.to_vec(),
         own_addresses: vec![ip(254)],
+        in_step_with: None,
     };
     diff(desired, &router, budget)
 }
@@ -353,4 +354,117 @@ fn duplicates_wait_for_the_node_list_and_the_wanted_copy_is_kept_once_it_is_know
         vec![Change::Remove(Route::new(net(1), ip(3)))],
         "the copy via the desired next hop stays"
     );
+}
+
+mod in_step {
+    //! The diff from where the router was last in step against the full
+    //! diff: random changes of the desired routes (routes, next hops,
+    //! overrides onto the router's own address, frozen subnets, foreign
+    //! routes in the way), and the two plans must be the same.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A desired route: (subnet, next hop, whether the next hop is an
+    /// override with the node's own address as fallback).
+    type Wanted = Vec<(u8, u8, bool)>;
+
+    fn wanted() -> impl Strategy<Value = Wanted> {
+        prop::collection::vec(
+            (
+                0u8..12,
+                prop::sample::select(vec![1u8, 2, 3, 254]),
+                any::<bool>(),
+            ),
+            0..10,
+        )
+    }
+
+    fn desired_of(routes: &Wanted, keep: &[u8], complete: bool) -> RouterDesired {
+        let routes: imbl::OrdMap<IpNet, DesiredRoute> = routes
+            .iter()
+            .map(|&(subnet, via, overridden)| {
+                let route = DesiredRoute {
+                    fallback: overridden.then(|| ip(100 + subnet)),
+                    ..DesiredRoute::new(ip(via), &format!("node{subnet}"))
+                };
+                (net(subnet), route)
+            })
+            .collect();
+        let live = LiveNodes::from_routes(&routes);
+        RouterDesired {
+            complete,
+            routes,
+            keep: keep.iter().map(|subnet| net(*subnet)).collect(),
+            live: Arc::new(live),
+        }
+    }
+
+    /// What the router holds after `plan` ran with every change taken.
+    fn after(mut held: Held, plan: &SyncPlan) -> Held {
+        for change in &plan.changes {
+            match change {
+                Change::Remove(route) => held.forget(*route),
+                Change::Add(route) | Change::Replace { route, .. } => {
+                    held.routes.insert(route.dst, route.via);
+                }
+            }
+        }
+        held
+    }
+
+    #[test]
+    fn the_diff_since_the_router_was_in_step_is_the_full_diff() {
+        use proptest::test_runner::{Config, TestRunner};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let steps = prop::collection::vec(
+            (
+                wanted(),
+                prop::collection::vec(0u8..12, 0..2),
+                any::<bool>(),
+                prop::collection::vec(0u8..12, 0..2),
+            ),
+            1..8,
+        );
+        // Steps that started in step: where the two diffs differ in how
+        // they look, so the property says something only there.
+        let in_step = AtomicUsize::new(0);
+        let mut runner = TestRunner::new(Config {
+            cases: 512,
+            ..Config::default()
+        });
+        let result = runner.run(&steps, |steps| {
+            let mut router = RouterState {
+                own_addresses: vec![ip(254)],
+                ..RouterState::default()
+            };
+            for (routes, keep, complete, foreign) in steps {
+                let desired = desired_of(&routes, &keep, complete || routes.len() % 3 != 0);
+                router.foreign = foreign
+                    .iter()
+                    .map(|subnet| ForeignRoute {
+                        dst: net(*subnet),
+                        via: Some(ip(1)),
+                        detail: "static".into(),
+                    })
+                    .collect();
+                let budget = Budget::default();
+                let full = diff(&desired, &router, &budget);
+                if router.in_step_with.is_some() {
+                    in_step.fetch_add(1, Ordering::Relaxed);
+                }
+                let since = diff_since_in_step(&desired, &router, &budget);
+                prop_assert_eq!(&since, &full);
+                router.owned = after(router.owned.clone(), &full);
+                router.in_step_with = leaves_in_step(&full, &router).then(|| desired.clone());
+            }
+            Ok(())
+        });
+        if let Err(failure) = result {
+            panic!("{failure}");
+        }
+        let in_step = in_step.load(Ordering::Relaxed);
+        assert!(in_step > 200, "only {in_step} steps started in step");
+    }
 }

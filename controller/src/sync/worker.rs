@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use super::budget::RemovalBudget;
-use super::diff::{Held, RouterState, SyncPlan, diff};
+use super::diff::{Held, RouterState, SyncPlan, diff_since_in_step, leaves_in_step};
 use crate::config::{RemovalGuard, RouterConfig};
 use crate::desired::RouterDesired;
 use crate::metrics::Metrics;
@@ -243,6 +243,7 @@ impl Worker {
                     owned: Held::from_listed(&routes.owned, want),
                     foreign: routes.foreign,
                     own_addresses: driver.own_addresses().await?,
+                    in_step_with: None,
                 };
                 self.view.insert(view)
             }
@@ -258,7 +259,7 @@ impl Worker {
         let budget = self
             .budget
             .for_sync(now, view.owned.len(), self.released.clone());
-        let plan = diff(want, view, &budget);
+        let plan = diff_since_in_step(want, view, &budget);
         report_held_back(
             &*self.observers.reporter,
             &self.router,
@@ -281,6 +282,7 @@ impl Worker {
             metrics.routes_held(name, view.owned.len(), view.foreign.len());
             metrics.sync_finished(name, started.elapsed());
             publish_states(&self.states, want, view, &plan);
+            view.in_step_with = leaves_in_step(&plan, view).then(|| want.clone());
             return Ok(true);
         }
         // Connecting and listing can take seconds on an SSH router; a term
@@ -302,6 +304,7 @@ impl Worker {
             outcomes,
         );
         let all_ok = tally.values().all(|(_, failed)| *failed == 0);
+        view.in_step_with = (all_ok && leaves_in_step(&plan, view)).then(|| want.clone());
         for (action, (ok, failed)) in tally {
             metrics.route_changes(name, action.as_str(), ok, failed);
         }
