@@ -25,6 +25,9 @@ use crate::status::NodeRouting;
 /// than finding each change's place.
 const INCREMENTAL_MAX_SHARE: usize = 8;
 
+/// Up to this many nodes to find, a list beats a hash set.
+const FEW: usize = 16;
+
 pub struct Reconciler {
     config: Arc<Config>,
     ipam: Ipam,
@@ -186,16 +189,26 @@ impl Reconciler {
         }
         // The changed nodes and those waiting, oldest first as the claims
         // must be: one walk over the snapshot finds their places.
-        let wanted: HashSet<&str> = changed
+        let wanted: Vec<&str> = changed
             .iter()
             .chain(&self.waiting)
             .map(String::as_str)
             .collect();
-        let found: Vec<&Arc<NodeRecord>> = snapshot
-            .nodes
-            .iter()
-            .filter(|node| wanted.contains(node.name.as_str()))
-            .collect();
+        let found: Vec<&Arc<NodeRecord>> = if wanted.len() <= FEW {
+            // Comparing a name with a few is cheaper than hashing it.
+            snapshot
+                .nodes
+                .iter()
+                .filter(|node| wanted.contains(&node.name.as_str()))
+                .collect()
+        } else {
+            let wanted: HashSet<&str> = wanted.into_iter().collect();
+            snapshot
+                .nodes
+                .iter()
+                .filter(|node| wanted.contains(node.name.as_str()))
+                .collect()
+        };
 
         let still_here: HashSet<&str> = found.iter().map(|node| node.name.as_str()).collect();
         let gone: Vec<String> = changed

@@ -53,7 +53,9 @@ impl RouteState {
 
 /// One router's confirmed states, by destination, with the next hop they
 /// were confirmed for (a state for an older next hop does not count).
-pub type RouteStates = HashMap<IpNet, (IpAddr, RouteState)>;
+/// A persistent map: a sync that changed one route publishes a copy that
+/// shares the rest.
+pub type RouteStates = imbl::HashMap<IpNet, (IpAddr, RouteState)>;
 
 /// Whether and why a node is routed, as the reconciler decided.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,6 +17,8 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use super::budget::RemovalBudget;
+use imbl::ordmap::DiffItem;
+
 use super::diff::{Held, RouterState, SyncPlan, diff_since_in_step, leaves_in_step};
 use crate::config::{RemovalGuard, RouterConfig};
 use crate::desired::RouterDesired;
@@ -259,6 +261,8 @@ impl Worker {
         let budget = self
             .budget
             .for_sync(now, view.owned.len(), self.released.clone());
+        let was_in_step = view.in_step_with.take();
+        view.in_step_with = was_in_step.clone();
         let plan = diff_since_in_step(want, view, &budget);
         report_held_back(
             &*self.observers.reporter,
@@ -281,8 +285,8 @@ impl Worker {
                 .synced(name, view.owned.len(), self.withheld.len());
             metrics.routes_held(name, view.owned.len(), view.foreign.len());
             metrics.sync_finished(name, started.elapsed());
-            publish_states(&self.states, want, view, &plan);
             view.in_step_with = leaves_in_step(&plan, view).then(|| want.clone());
+            publish_states(&self.states, want, view, &plan, was_in_step.as_ref());
             return Ok(true);
         }
         // Connecting and listing can take seconds on an SSH router; a term
@@ -313,7 +317,7 @@ impl Worker {
             .synced(name, view.owned.len(), self.withheld.len());
         metrics.routes_held(name, view.owned.len(), view.foreign.len());
         metrics.sync_finished(name, started.elapsed());
-        publish_states(&self.states, want, view, &plan);
+        publish_states(&self.states, want, view, &plan, was_in_step.as_ref());
         tracing::info!(
             router = name,
             added = plan.count(Action::Add),
@@ -329,13 +333,42 @@ impl Worker {
 
 /// Publishes what this sync confirmed for every desired route: held as
 /// wanted, blocked by a foreign route, or refused (anything else that did
-/// not take effect in a sync that reached the router).
+/// not take effect in a sync that reached the router). `was_in_step`: the
+/// desired routes the router was in step with before this sync, if it was.
 fn publish_states(
     sender: &watch::Sender<Arc<RouteStates>>,
     want: &RouterDesired,
     view: &RouterState,
     plan: &SyncPlan,
+    was_in_step: Option<&RouterDesired>,
 ) {
+    // In step before and after: every desired route was and is held as
+    // wanted, so the published states change only where the routes did.
+    if let (Some(before), Some(_)) = (was_in_step, &view.in_step_with) {
+        sender.send_if_modified(|current| {
+            let mut states = (**current).clone();
+            let mut changed = false;
+            for item in before.routes.diff(&want.routes) {
+                changed = true;
+                match item {
+                    DiffItem::Add(dst, route)
+                    | DiffItem::Update {
+                        new: (dst, route), ..
+                    } => {
+                        states.insert(*dst, (route.via, RouteState::Programmed));
+                    }
+                    DiffItem::Remove(dst, _) => {
+                        states.remove(dst);
+                    }
+                }
+            }
+            if changed {
+                *current = Arc::new(states);
+            }
+            changed
+        });
+        return;
+    }
     let withheld = plan
         .withheld
         .iter()
@@ -497,5 +530,56 @@ fn report_held_back(
     }
     if plan.postponed_removals > 0 {
         tracing::info!(router = %router.name, postponed = plan.postponed_removals, "removals wait for the complete node list");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{DesiredRoute, LiveNodes};
+
+    fn desired(routes: &[(u8, u8)]) -> RouterDesired {
+        let routes: imbl::OrdMap<IpNet, DesiredRoute> = routes
+            .iter()
+            .map(|&(subnet, via)| {
+                let dst: IpNet = format!("11.11.{subnet}.0/24").parse().expect("cidr");
+                let via: std::net::IpAddr = format!("192.168.3.{via}").parse().expect("ip");
+                (dst, DesiredRoute::new(via, &format!("node{subnet}")))
+            })
+            .collect();
+        let live = Arc::new(LiveNodes::from_routes(&routes));
+        RouterDesired {
+            complete: true,
+            routes,
+            keep: Default::default(),
+            live,
+        }
+    }
+
+    /// The router holding exactly `want`, in step with it.
+    fn in_step(want: &RouterDesired) -> RouterState {
+        RouterState {
+            owned: Held {
+                routes: want.routes.iter().map(|(dst, r)| (*dst, r.via)).collect(),
+                duplicates: Vec::new(),
+            },
+            in_step_with: Some(want.clone()),
+            ..RouterState::default()
+        }
+    }
+
+    #[test]
+    fn states_published_from_the_last_step_are_those_worked_out_from_scratch() {
+        let before = desired(&[(1, 1), (2, 2), (3, 3), (4, 4)]);
+        let after = desired(&[(1, 1), (2, 9), (4, 4), (5, 5)]);
+        let sender = watch::Sender::new(Arc::new(RouteStates::new()));
+        let plan = SyncPlan::default();
+        publish_states(&sender, &before, &in_step(&before), &plan, None);
+        publish_states(&sender, &after, &in_step(&after), &plan, Some(&before));
+
+        let scratch = watch::Sender::new(Arc::new(RouteStates::new()));
+        publish_states(&scratch, &after, &in_step(&after), &plan, None);
+        assert_eq!(**sender.borrow(), **scratch.borrow());
+        assert_eq!(sender.borrow().len(), 4);
     }
 }

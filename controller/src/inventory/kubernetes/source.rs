@@ -303,6 +303,9 @@ impl Known {
 struct KnownNodes {
     by_name: HashMap<String, Known>,
     by_age: BTreeMap<(Option<Timestamp>, String), Arc<NodeRecord>>,
+    /// The nodes with problems to report, so a snapshot need not look at
+    /// every node for them.
+    with_problems: BTreeSet<String>,
 }
 
 impl From<HashMap<String, Known>> for KnownNodes {
@@ -311,7 +314,16 @@ impl From<HashMap<String, Known>> for KnownNodes {
             .values()
             .map(|known| (known.age(), known.record.clone()))
             .collect();
-        KnownNodes { by_name, by_age }
+        let with_problems = by_name
+            .values()
+            .filter(|known| !known.problems.is_empty())
+            .map(|known| known.observed.name.clone())
+            .collect();
+        KnownNodes {
+            by_name,
+            by_age,
+            with_problems,
+        }
     }
 }
 
@@ -325,6 +337,11 @@ impl KnownNodes {
     }
 
     fn insert(&mut self, known: Known) {
+        if known.problems.is_empty() {
+            self.with_problems.remove(&known.observed.name);
+        } else {
+            self.with_problems.insert(known.observed.name.clone());
+        }
         let age = known.age();
         self.by_age.insert(age.clone(), known.record.clone());
         if let Some(old) = self.by_name.insert(known.observed.name.clone(), known)
@@ -340,13 +357,16 @@ impl KnownNodes {
             return false;
         };
         self.by_age.remove(&old.age());
+        self.with_problems.remove(name);
         true
     }
 
     fn snapshot(&self) -> Snapshot {
         let mut problems = Vec::new();
-        for known in self.by_name.values() {
-            known.add_problems(&mut problems);
+        for name in &self.with_problems {
+            if let Some(known) = self.by_name.get(name) {
+                known.add_problems(&mut problems);
+            }
         }
         Snapshot {
             nodes: self.by_age.values().cloned().collect(),
