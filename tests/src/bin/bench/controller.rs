@@ -13,21 +13,31 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// `nativeroute run` with `config` and `kubeconfig`, logging at
-    /// `log_level` into `log`; no metrics, a Lease of its own.
-    pub fn start(config: &Path, kubeconfig: &Path, log: &Path, log_level: &str) -> Controller {
+    /// `nativeroute run` with `config` and, for a Kubernetes node source,
+    /// `kubeconfig` (and a Lease of its own), logging at `log_level` into
+    /// `log`; no metrics.
+    pub fn start(
+        config: &Path,
+        kubeconfig: Option<&Path>,
+        log: &Path,
+        log_level: &str,
+    ) -> Controller {
         let log_path = log.to_path_buf();
         let log = std::fs::File::create(log)
             .unwrap_or_else(|err| panic!("cannot create {}: {err}", log_path.display()));
         let stderr = log.try_clone().expect("a second handle on the log");
-        let child = Command::new(controller_binary())
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
+        let mut command = Command::new(controller_binary());
+        command.arg("run").arg("--config").arg(config);
+        if let Some(kubeconfig) = kubeconfig {
+            command.arg("--kubeconfig").arg(kubeconfig).args([
+                "--lease-namespace",
+                "bench",
+                "--identity",
+                "bench",
+            ]);
+        }
+        let child = command
             .args(["--metrics-address", "off"])
-            .args(["--lease-namespace", "bench", "--identity", "bench"])
             .env("RUST_LOG", log_level)
             .stdin(Stdio::null())
             .stdout(log)
@@ -69,6 +79,16 @@ impl Controller {
             .zip(field(15))
             .map(|(user, system)| user + system)
             .expect("utime and stime in /proc/<pid>/stat")
+    }
+
+    /// The controller's CPU use over the next `window`, in shares of one
+    /// core (1/100 s ticks, so ±1 tick of `window`).
+    pub async fn cpu_share_over(&mut self, window: Duration) -> f64 {
+        let before = self.cpu_ticks();
+        tokio::time::sleep(window).await;
+        self.assert_running();
+        let used = self.cpu_ticks() - before;
+        used as f64 / 100.0 / window.as_secs_f64()
     }
 
     /// The most memory the controller ever held (VmHWM).

@@ -271,7 +271,7 @@ async fn bench_node_events(settings: &Settings) -> Vec<Duration> {
     std::fs::write(&config, text).expect("the controller config is written");
     let monitor = RouteMonitor::start(router.netns(), ZEBRA_STATIC).expect("route monitor");
     let log = dir.path().join("controller.log");
-    let mut controller = Controller::start(&config, &kubeconfig, &log, &settings.log_level);
+    let mut controller = Controller::start(&config, Some(&kubeconfig), &log, &settings.log_level);
     eprintln!(
         "frr over ssh: controller cold start with {} Nodes",
         settings.nodes
