@@ -10,6 +10,6 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
   # PATH through env, not --preserve-env: sudo's secure_path would replace
   # it, and cargo lives in the user's ~/.cargo/bin.
-  exec sudo --preserve-env=CI,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,TEST_THREADS,SKIP_BENCH,CHAOS_FULL \
+  exec sudo --preserve-env=CI,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,TEST_THREADS,SKIP_BENCH,BENCH_FULL,CHAOS_FULL \
     env "PATH=$PATH" bash "$0" "$@"
 fi
