@@ -28,7 +28,7 @@ pub trait NodeSource: Send {
     async fn record(
         &mut self,
         ipam: &Ipam,
-        listed: &[String],
+        listed: &imbl::OrdSet<String>,
         touched: Option<&[String]>,
     ) -> Result<(), SourceError>;
 

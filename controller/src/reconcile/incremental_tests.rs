@@ -251,7 +251,7 @@ fn outcome(reconciler: &Reconciler, reconciled: &Reconciled) -> Outcome {
             .map(|desired| (*desired.live).clone())
             .collect(),
         routing: format!("{:?}", reconciled.routing.iter().collect::<Vec<_>>()),
-        present: reconciled.present.to_vec(),
+        present: reconciled.present.iter().cloned().collect(),
         assignments: reconciler
             .ipam()
             .assignments()

@@ -36,7 +36,7 @@ pub struct Reconciler {
     tracked: HashMap<String, Tracked>,
     desired: DesiredState,
     routing: imbl::OrdMap<String, NodeRouting>,
-    present: Arc<Vec<String>>,
+    present: imbl::OrdSet<String>,
     /// Nodes whose claim did not get all it asked for (a conflict, a
     /// refusal, an exhausted pool): a subnet freed anywhere may settle it,
     /// so the incremental pass claims for them again, as a full pass would.
@@ -57,8 +57,9 @@ struct Tracked {
 pub struct Reconciled {
     /// Desired routes per router name.
     pub desired: BTreeMap<String, RouterDesired>,
-    /// Names of the nodes the source lists, in the snapshot's order.
-    pub present: Arc<Vec<String>>,
+    /// Names of the nodes the source lists (a persistent set: a node
+    /// joining one of 20,000 copies none of the rest).
+    pub present: imbl::OrdSet<String>,
     /// Whether and why each usable listed node is routed, for node status.
     pub routing: imbl::OrdMap<String, NodeRouting>,
     /// Nodes whose subnets may have changed in this pass (`None`: any).
@@ -76,7 +77,7 @@ impl Reconciler {
             tracked: HashMap::new(),
             desired,
             routing: imbl::OrdMap::new(),
-            present: Arc::default(),
+            present: imbl::OrdSet::new(),
             waiting: BTreeSet::new(),
             last_complete: None,
         }
@@ -172,7 +173,12 @@ impl Reconciler {
                 .unwrap_or_default();
             self.work_out(record, settings.clone(), &last_good);
         }
-        self.present = Arc::new(listed_names(snapshot));
+        self.present = snapshot
+            .nodes
+            .iter()
+            .filter(|node| node.is_listed())
+            .map(|node| node.name.clone())
+            .collect();
     }
 
     /// The incremental pass: only the nodes named in `changed` (and those
@@ -216,12 +222,11 @@ impl Reconciler {
             .filter(|name| !still_here.contains(name.as_str()))
             .cloned()
             .collect();
-        let mut membership_changed = false;
         for name in &gone {
             if let Some(old) = self.tracked.remove(name) {
                 self.desired.remove(name, &old.share);
                 self.routing.remove(name);
-                membership_changed |= old.record.is_listed();
+                self.present.remove(name);
             }
         }
         self.release(gone.iter().cloned());
@@ -243,14 +248,17 @@ impl Reconciler {
             let last_good = match self.tracked.remove(&record.name) {
                 Some(old) => {
                     self.desired.remove(&record.name, &old.share);
-                    membership_changed |= old.record.is_listed() != record.is_listed();
                     old.share.overrides_in_use
                 }
-                None => {
-                    membership_changed |= record.is_listed();
-                    Vec::new()
-                }
+                None => Vec::new(),
             };
+            if record.is_listed() {
+                if !self.present.contains(&record.name) {
+                    self.present.insert(record.name.clone());
+                }
+            } else {
+                self.present.remove(&record.name);
+            }
             self.routing.remove(&record.name);
             self.work_out(record, (*settings).clone(), &last_good);
         }
@@ -258,9 +266,6 @@ impl Reconciler {
             self.waiting.remove(&record.name);
         }
         self.waiting.extend(waiting);
-        if membership_changed {
-            self.present = Arc::new(listed_names(snapshot));
-        }
         nodes
             .iter()
             .map(|(record, _)| record.name.clone())
@@ -475,16 +480,6 @@ impl Reconciler {
     }
 }
 
-/// The listed nodes' names, in the snapshot's order.
-fn listed_names(snapshot: &Snapshot) -> Vec<String> {
-    snapshot
-        .nodes
-        .iter()
-        .filter(|node| node.is_listed())
-        .map(|node| node.name.clone())
-        .collect()
-}
-
 #[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
@@ -525,7 +520,10 @@ mod tests {
         let snapshot = inventory.read().expect("read");
         let reconciled = reconciler.apply(&snapshot, true);
         inventory
-            .record(reconciler.ipam(), &reconciled.present)
+            .record(
+                reconciler.ipam(),
+                &reconciled.present.iter().cloned().collect::<Vec<_>>(),
+            )
             .expect("record");
         reconciler
     }

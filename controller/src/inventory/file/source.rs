@@ -149,11 +149,12 @@ impl NodeSource for FileSource {
     async fn record(
         &mut self,
         ipam: &Ipam,
-        listed: &[String],
+        listed: &imbl::OrdSet<String>,
         _touched: Option<&[String]>,
     ) -> Result<(), SourceError> {
         // The state file is written whole, and only when it changed.
-        self.inventory.record(ipam, listed)?;
+        let listed: Vec<String> = listed.iter().cloned().collect();
+        self.inventory.record(ipam, &listed)?;
         Ok(())
     }
 

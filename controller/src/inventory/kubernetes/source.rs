@@ -509,7 +509,7 @@ impl NodeSource for KubernetesSource {
     async fn record(
         &mut self,
         ipam: &Ipam,
-        listed: &[String],
+        listed: &imbl::OrdSet<String>,
         touched: Option<&[String]>,
     ) -> Result<(), SourceError> {
         if self.settings.ipam != IpamMode::Allocate {
