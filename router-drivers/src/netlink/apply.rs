@@ -83,6 +83,7 @@ pub(super) async fn apply(
         _ => None,
     });
     let refused_nexthops = view.objects.create(socket, wanted, fence).await?;
+    view.created_nexthops();
     if fence.is_raised() {
         // New nexthop objects without routes are harmless: tidy removes them.
         return Ok(all_fenced(changes));

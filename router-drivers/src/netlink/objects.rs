@@ -33,6 +33,8 @@ pub(super) struct Objects {
     /// Every id in use on the router, whoever made it.
     taken: HashSet<u32>,
     next_id: u32,
+    /// Ids created since [`Objects::take_created`] last asked.
+    created: Vec<u32>,
 }
 
 impl Objects {
@@ -43,6 +45,7 @@ impl Objects {
             ours: HashMap::new(),
             taken: nexthops.keys().copied().collect(),
             next_id: ID_BASE,
+            created: Vec::new(),
         };
         let mut ids: Vec<_> = nexthops
             .iter()
@@ -69,6 +72,10 @@ impl Objects {
     /// What nexthop `id` leads to, if it is a plain one of ours.
     pub(super) fn key_of(&self, id: u32) -> Option<NexthopKey> {
         self.ours.get(&id).copied().flatten()
+    }
+
+    pub(super) fn is_ours(&self, id: u32) -> bool {
+        self.ours.contains_key(&id)
     }
 
     pub(super) fn ours(&self) -> impl Iterator<Item = u32> + '_ {
@@ -112,6 +119,7 @@ impl Objects {
                     Ok(()) => {
                         self.by_key.insert(key, id);
                         self.ours.insert(id, Some(key));
+                        self.created.push(id);
                     }
                     // Someone took the id since the dump: try another.
                     Err(error) if error.errno == Errno::EEXIST && round < CREATE_ROUNDS => {
@@ -124,6 +132,11 @@ impl Objects {
             }
         }
         Ok(refused)
+    }
+
+    /// The ids created since the last call.
+    pub(super) fn take_created(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.created)
     }
 
     /// Forgets nexthop `id`, deleted from the kernel.

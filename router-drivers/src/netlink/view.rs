@@ -10,7 +10,7 @@
 //! nexthop deleted by hand): the controller then lists again, which
 //! rebuilds the picture.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -41,6 +41,11 @@ pub(super) struct View {
     /// How many routes in our table with our protocol, and groups, use
     /// each nexthop; the routes of others are counted by `others`.
     pub users: HashMap<u32, i64>,
+    /// Our nexthops that may have no user of ours: those counted down to
+    /// none, and those created and not yet counted. The one place unused
+    /// ones can be, so housekeeping after each sync need not look at all
+    /// of ours (tens of thousands of them on a large cluster).
+    maybe_unused: HashSet<u32>,
     /// Everyone else's routes: the foreign ones inside the pool among them.
     pub others: Others,
 }
@@ -61,12 +66,17 @@ impl View {
         }
         let connected = reading.connected_networks(router.table);
         let objects = Objects::new(&reading.nexthops, router.ownership.netlink_protocol);
-        let users = reading.nexthop_users();
+        let users: HashMap<u32, i64> = reading.nexthop_users();
+        let maybe_unused = objects
+            .ours()
+            .filter(|id| users.get(id).copied().unwrap_or(0) <= 0)
+            .collect();
         Self {
             owned,
             connected,
             objects,
             users,
+            maybe_unused,
             others: reading.others,
         }
     }
@@ -126,15 +136,32 @@ impl View {
     /// Counts one more (`delta` 1) or one less (-1) user of nexthop `id`.
     pub(super) fn count_user(&mut self, id: Option<u32>, delta: i64) {
         if let Some(id) = id {
-            *self.users.entry(id).or_insert(0) += delta;
+            let users = self.users.entry(id).or_insert(0);
+            *users += delta;
+            if *users <= 0 {
+                self.maybe_unused.insert(id);
+            } else {
+                self.maybe_unused.remove(&id);
+            }
+        }
+    }
+
+    /// Nexthop objects were created: until routes use them, they are not.
+    pub(super) fn created_nexthops(&mut self) {
+        for id in self.objects.take_created() {
+            if self.users.get(&id).copied().unwrap_or(0) <= 0 {
+                self.maybe_unused.insert(id);
+            }
         }
     }
 
     /// Our nexthop objects that nothing uses, by this picture.
     pub(super) fn unused_nexthops(&self) -> Vec<u32> {
         let mut unused: Vec<u32> = self
-            .objects
-            .ours()
+            .maybe_unused
+            .iter()
+            .copied()
+            .filter(|id| self.objects.is_ours(*id))
             .filter(|id| self.users.get(id).copied().unwrap_or(0) <= 0)
             .filter(|id| self.others.users_of(*id) == 0)
             .collect();
