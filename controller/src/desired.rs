@@ -162,8 +162,9 @@ pub struct NodeView<'a> {
 /// node that did not change keeps its share.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeShare {
-    /// Its routes, with the routers (by name) that carry each.
-    pub routes: Vec<(IpNet, DesiredRoute, Vec<String>)>,
+    /// Its routes, with the routers that carry each (by their place in
+    /// the config's list: 20,000 nodes need no 20,000 copies of a name).
+    pub routes: Vec<(IpNet, DesiredRoute, Box<[u16]>)>,
     /// Its subnets that stay as they are on every router (a frozen node).
     pub keep: Vec<IpNet>,
     /// Its subnets and next hops, while it is listed.
@@ -207,6 +208,11 @@ pub fn share_of(config: &Config, node: &NodeView<'_>, ipam: &Ipam) -> NodeShare 
         share.live_addresses.sort();
         share.live_addresses.dedup();
     }
+    // Kept for as long as the node exists, tens of thousands of them: no
+    // spare capacity.
+    share.routes.shrink_to_fit();
+    share.live_addresses.shrink_to_fit();
+    share.overrides_in_use.shrink_to_fit();
     share
 }
 
@@ -233,8 +239,8 @@ fn add_routes(config: &Config, node: &NodeView<'_>, ipam: &Ipam, share: &mut Nod
         if hop.from_override {
             share.overrides_in_use.push(via);
         }
-        let routers: Vec<String> = serving_routers(config, node.settings, via)
-            .map(|router| router.name.to_string())
+        let routers: Box<[u16]> = serving_routers(config, node.settings, via)
+            .filter_map(|(index, _)| u16::try_from(index).ok())
             .collect();
         if routers.is_empty() {
             share.unrouted.push(Unrouted {
@@ -257,7 +263,8 @@ fn add_routes(config: &Config, node: &NodeView<'_>, ipam: &Ipam, share: &mut Nod
 /// rebuilds nor copies the rest.
 #[derive(Clone, Debug)]
 pub struct DesiredState {
-    routers: BTreeMap<String, RouterDesired>,
+    /// In the config's order, which routes refer to by place.
+    routers: Vec<(String, RouterDesired)>,
     live: LiveNodes,
 }
 
@@ -283,13 +290,13 @@ impl DesiredState {
 
     pub fn add(&mut self, node: &str, share: &NodeShare) {
         for (subnet, route, routers) in &share.routes {
-            for name in routers {
-                if let Some(router) = self.routers.get_mut(name) {
+            for index in routers {
+                if let Some((_, router)) = self.routers.get_mut(usize::from(*index)) {
                     router.routes.insert(*subnet, route.clone());
                 }
             }
         }
-        for router in self.routers.values_mut() {
+        for (_, router) in &mut self.routers {
             router.keep.extend(share.keep.iter().copied());
         }
         for subnet in &share.live_subnets {
@@ -312,8 +319,8 @@ impl DesiredState {
     /// Takes away what [`DesiredState::add`] added for the same share.
     pub fn remove(&mut self, node: &str, share: &NodeShare) {
         for (subnet, _, routers) in &share.routes {
-            for name in routers {
-                if let Some(router) = self.routers.get_mut(name)
+            for index in routers {
+                if let Some((_, router)) = self.routers.get_mut(usize::from(*index))
                     && router
                         .routes
                         .get(subnet)
@@ -324,7 +331,7 @@ impl DesiredState {
             }
         }
         if !share.keep.is_empty() {
-            for router in self.routers.values_mut() {
+            for (_, router) in &mut self.routers {
                 for subnet in &share.keep {
                     router.keep.remove(subnet);
                 }
@@ -369,17 +376,19 @@ impl DesiredState {
     }
 }
 
-/// The routers that carry a node's routes via `via`: those its routers
-/// annotation names, or those whose nodeNetworks contain `via`.
+/// The routers that carry a node's routes via `via`, with their places in
+/// the config: those its routers annotation names, or those whose
+/// nodeNetworks contain `via`.
 fn serving_routers<'a>(
     config: &'a Config,
     settings: &'a NodeSettings,
     via: IpAddr,
-) -> impl Iterator<Item = &'a RouterConfig> + 'a {
+) -> impl Iterator<Item = (usize, &'a RouterConfig)> + 'a {
     config
         .routers
         .iter()
-        .filter(move |router| match &settings.routers {
+        .enumerate()
+        .filter(move |(_, router)| match &settings.routers {
             Some(names) => names.iter().any(|n| n == router.name.as_str()),
             None => router.serves_next_hop(via),
         })

@@ -33,7 +33,8 @@ pub struct Reconciler {
     ipam: Ipam,
     reporter: Arc<dyn Reporter>,
     /// Every node of the last snapshot, with what was worked out for it.
-    tracked: HashMap<String, Tracked>,
+    /// Boxed: the map's slots stay small, and it has one per node.
+    tracked: HashMap<String, Box<Tracked>>,
     desired: DesiredState,
     routing: imbl::OrdMap<String, NodeRouting>,
     present: imbl::OrdSet<String>,
@@ -379,11 +380,11 @@ impl Reconciler {
         }
         self.tracked.insert(
             record.name.clone(),
-            Tracked {
+            Box::new(Tracked {
                 record: record.clone(),
                 settings,
                 share,
-            },
+            }),
         );
     }
 
