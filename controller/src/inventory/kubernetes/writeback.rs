@@ -8,6 +8,7 @@
 //! that cannot be written never holds up the others.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -400,15 +401,23 @@ impl NodeWriter {
             ledger.paused_until = None;
         }
         let mut next_retry: Option<Instant> = None;
-        let candidates: Vec<String> = ledger
-            .dirty
-            .iter()
-            .filter(|name| !ledger.in_flight.contains(*name))
-            .cloned()
-            .collect();
-        for name in candidates {
-            if ledger.in_flight.len() >= IN_FLIGHT {
+        // Walked one name at a time, not copied whole: after a cold start
+        // 20,000 names wait, and this runs each time a patch finishes.
+        let mut after: Option<String> = None;
+        while ledger.in_flight.len() < IN_FLIGHT {
+            let next = match &after {
+                None => ledger.dirty.first(),
+                Some(last) => ledger
+                    .dirty
+                    .range::<String, _>((Bound::Excluded(last), Bound::Unbounded))
+                    .next(),
+            };
+            let Some(name) = next.cloned() else {
                 break;
+            };
+            after = Some(name.clone());
+            if ledger.in_flight.contains(&name) {
+                continue;
             }
             if let Some((_, due)) = ledger.retry.get(&name)
                 && *due > now
