@@ -86,6 +86,24 @@ impl LiveNodes {
         }
     }
 
+    /// Every entry, sorted: for comparing two in tests.
+    #[cfg(test)]
+    pub fn sorted(&self) -> (Vec<(IpNet, String)>, Vec<(IpAddr, Vec<String>)>) {
+        let mut subnets: Vec<_> = self
+            .subnets
+            .iter()
+            .map(|(subnet, node)| (*subnet, node.clone()))
+            .collect();
+        subnets.sort();
+        let mut addresses: Vec<_> = self
+            .addresses
+            .iter()
+            .map(|(address, nodes)| (*address, nodes.clone()))
+            .collect();
+        addresses.sort();
+        (subnets, addresses)
+    }
+
     /// Whether no node is listed at all.
     pub fn is_empty(&self) -> bool {
         self.subnets.is_empty() && self.addresses.is_empty()
@@ -265,6 +283,9 @@ fn add_routes(config: &Config, node: &NodeView<'_>, ipam: &Ipam, share: &mut Nod
 pub struct DesiredState {
     /// In the config's order, which routes refer to by place.
     routers: Vec<(String, RouterDesired)>,
+    /// Whose each kept subnet is: a share worked out before its node lost
+    /// the subnet must not take it from the node that holds it now.
+    keepers: HashMap<IpNet, String>,
     live: LiveNodes,
 }
 
@@ -284,7 +305,16 @@ impl DesiredState {
             .collect();
         DesiredState {
             routers,
+            keepers: HashMap::new(),
             live: LiveNodes::default(),
+        }
+    }
+
+    /// Whether the node source's list was complete: until it is, nothing
+    /// may be removed from a router.
+    pub fn set_complete(&mut self, complete: bool) {
+        for (_, router) in &mut self.routers {
+            router.complete = complete;
         }
     }
 
@@ -295,6 +325,9 @@ impl DesiredState {
                     router.routes.insert(*subnet, route.clone());
                 }
             }
+        }
+        for subnet in &share.keep {
+            self.keepers.insert(*subnet, node.to_owned());
         }
         for (_, router) in &mut self.routers {
             router.keep.extend(share.keep.iter().copied());
@@ -330,11 +363,13 @@ impl DesiredState {
                 }
             }
         }
-        if !share.keep.is_empty() {
+        for subnet in &share.keep {
+            if self.keepers.get(subnet).is_none_or(|keeper| keeper != node) {
+                continue;
+            }
+            self.keepers.remove(subnet);
             for (_, router) in &mut self.routers {
-                for subnet in &share.keep {
-                    router.keep.remove(subnet);
-                }
+                router.keep.remove(subnet);
             }
         }
         for subnet in &share.live_subnets {

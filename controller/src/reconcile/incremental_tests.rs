@@ -262,6 +262,41 @@ fn outcome(reconciler: &Reconciler, reconciled: &Reconciled) -> Outcome {
     }
 }
 
+/// What a pass decided, rebuilt from scratch out of the shares and
+/// settings the reconciler keeps per node: the persistent maps it updates
+/// in place must hold exactly that.
+fn from_scratch(config: &Config, reconciler: &Reconciler) -> (String, String) {
+    let mut desired = crate::desired::DesiredState::new(config, true);
+    let mut routing = BTreeMap::new();
+    for (name, tracked) in &reconciler.tracked {
+        desired.add(name, &tracked.share);
+        if tracked.record.standing == Standing::Listed {
+            let node_routing =
+                reconciler.routing_of(&tracked.record, &tracked.settings, &tracked.share);
+            routing.insert(name.clone(), node_routing);
+        }
+    }
+    (
+        describe(&desired.per_router()),
+        format!("{:?}", routing.iter().collect::<Vec<_>>()),
+    )
+}
+
+fn describe(desired: &BTreeMap<String, crate::desired::RouterDesired>) -> String {
+    desired
+        .iter()
+        .map(|(router, desired)| {
+            format!(
+                "{router}: complete={} routes={:?} keep={:?} live={:?}\n",
+                desired.complete,
+                desired.routes.iter().collect::<Vec<_>>(),
+                desired.keep.iter().collect::<Vec<_>>(),
+                desired.live.sorted(),
+            )
+        })
+        .collect()
+}
+
 fn reconciler(config: &Arc<Config>) -> Reconciler {
     Reconciler::new(config.clone(), Arc::new(LogReporter::new(Duration::ZERO)))
 }
@@ -293,6 +328,11 @@ proptest! {
                 outcome(&full, &by_all),
                 "after step {}: {:?}", index, step
             );
+            let kept = (
+                describe(&by_changes.desired),
+                format!("{:?}", by_changes.routing.iter().collect::<Vec<_>>()),
+            );
+            prop_assert_eq!(kept, from_scratch(&config, &incremental), "after step {}", index);
         }
     }
 }
