@@ -88,7 +88,7 @@ impl LiveNodes {
 
     /// Every entry, sorted: for comparing two in tests.
     #[cfg(test)]
-    pub fn sorted(&self) -> (Vec<(IpNet, String)>, Vec<(IpAddr, Vec<String>)>) {
+    pub fn sorted(&self) -> String {
         let mut subnets: Vec<_> = self
             .subnets
             .iter()
@@ -101,7 +101,7 @@ impl LiveNodes {
             .map(|(address, nodes)| (*address, nodes.clone()))
             .collect();
         addresses.sort();
-        (subnets, addresses)
+        format!("{subnets:?} {addresses:?}")
     }
 
     /// Whether no node is listed at all.
