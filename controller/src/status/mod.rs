@@ -154,16 +154,15 @@ pub async fn run_status(
             .map(|(name, r)| (name.clone(), r.borrow_and_update().clone()))
             .filter(|(name, _)| reported.contains(name))
             .collect();
-        let statuses = summarize(&current_plan, &states);
-        written.retain(|node, _| statuses.contains_key(node));
-        for (node, status) in statuses {
+        written.retain(|node, _| current_plan.nodes.contains_key(node));
+        for (node, status) in summarize(&current_plan, &states) {
             let fingerprint = fingerprint(&status);
-            if written.get(&node) == Some(&fingerprint) {
+            if written.get(node) == Some(&fingerprint) {
                 continue;
             }
             let NodeStatus { summary, condition } = status;
-            sink.set_status(&node, summary, condition.filter(|_| manage_condition));
-            written.insert(node, fingerprint);
+            sink.set_status(node, summary, condition.filter(|_| manage_condition));
+            written.insert(node.to_owned(), fingerprint);
         }
         settle = SETTLE.max(round.elapsed() * 9);
     }
