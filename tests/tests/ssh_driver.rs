@@ -592,6 +592,39 @@ async fn sshd_stopped_fails_the_call_and_the_driver_reconnects_when_it_is_back()
     assert_eq!(accepted_logins(&router), 2, "{}", router.sshd.log());
 }
 
+/// sshd stopped while a command runs: the channel is cut before the command
+/// reports how it ended. That is a broken session (the next call connects
+/// again), not an answer to read. FRR's daemons are frozen so that vtysh is
+/// still waiting on them when sshd goes.
+#[tokio::test]
+async fn sshd_stopped_under_a_running_command_is_a_broken_session() {
+    let mut router = SshRouter::start_frr().expect("FRR behind sshd");
+    let mut driver = connect(&router, VendorName::Frr).await;
+    let daemons = router.frr.as_ref().expect("an FRR router").pids();
+    let signal_daemons = |signal: &str| {
+        for pid in &daemons {
+            run("kill", &[signal, &pid.to_string()]);
+        }
+    };
+    signal_daemons("-STOP");
+    let listing = tokio::spawn(async move {
+        let result = driver.list().await;
+        (driver, result)
+    });
+    // Long enough for vtysh to be waiting on the frozen daemons.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    router.sshd.stop().expect("stop sshd");
+    let (mut driver, result) = listing.await.expect("the listing task");
+    signal_daemons("-CONT");
+
+    let err = result.expect_err("the command was cut");
+    assert!(matches!(err, DriverError::Session { .. }), "{err}");
+    router.sshd.start_again().expect("start sshd");
+    let listed = driver.list().await.expect("list after sshd came back");
+    assert!(listed.owned.is_empty());
+    assert_eq!(accepted_logins(&router), 2, "{}", router.sshd.log());
+}
+
 /// FRR without staticd shows no static route and takes new ones without a
 /// word, dropping them: the list must say so rather than report an empty
 /// router, and once staticd is back a batch goes through.

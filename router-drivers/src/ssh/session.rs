@@ -90,7 +90,7 @@ impl SshTarget {
 pub struct ExecOutput {
     pub stdout: String,
     pub stderr: String,
-    /// `None` when the command ended without an exit status (killed).
+    /// `None` when the command was killed by a signal.
     pub status: Option<u32>,
 }
 
@@ -238,6 +238,7 @@ impl Connection {
             };
             let read = async {
                 let mut output = ExecOutput::default();
+                let mut killed = false;
                 let mut size = 0usize;
                 while let Some(message) = reader.wait().await {
                     match message {
@@ -250,6 +251,7 @@ impl Connection {
                             output.stderr.push_str(&String::from_utf8_lossy(&data));
                         }
                         ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
+                        ChannelMsg::ExitSignal { .. } => killed = true,
                         ChannelMsg::Failure => {
                             return Err(target.session_error(
                                 "starting a command",
@@ -265,6 +267,15 @@ impl Connection {
                             format!("more than {MAX_OUTPUT} bytes of output"),
                         ));
                     }
+                }
+                if output.status.is_none() && !killed {
+                    // Neither an exit status nor a signal: the channel was
+                    // cut under the command (sshd stopped, the link went),
+                    // so the connection is not to be trusted again.
+                    return Err(target.session_error(
+                        "reading a command's output",
+                        "the channel closed before the command ended",
+                    ));
                 }
                 Ok(output)
             };
