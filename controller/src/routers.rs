@@ -1,5 +1,6 @@
 //! From a router's config to a connected driver.
 
+use nativeroute_router_drivers::bgp::{BgpDriver, BgpRouter, MAX_PASSWORD_LEN};
 use nativeroute_router_drivers::netlink::{NetlinkDriver, NetlinkRouter};
 use nativeroute_router_drivers::plugin::{PluginDriver, PluginRouter};
 use nativeroute_router_drivers::ssh::{HostKeyPolicy, SshDriver, SshRouter};
@@ -46,6 +47,27 @@ pub async fn connect(
             .await?;
             Ok(Box::new(driver))
         }
+        DriverConfig::Bgp(bgp) => {
+            let password = match &bgp.password_file {
+                Some(file) => Some(read_password(&name, file)?),
+                None => None,
+            };
+            let driver = BgpDriver::connect(BgpRouter {
+                name,
+                address: bgp.address,
+                local_as: bgp.local_as,
+                peer_as: bgp.peer_as,
+                router_id: bgp.router_id,
+                hold_time: bgp.hold_time,
+                graceful_restart: bgp.graceful_restart,
+                password,
+                netns: bgp.netns.clone(),
+                connect_timeout: bgp.connect_timeout,
+                ownership: ownership.clone(),
+            })
+            .await?;
+            Ok(Box::new(driver))
+        }
         DriverConfig::Plugin { command, timeout } => {
             Ok(Box::new(PluginDriver::new(PluginRouter {
                 name,
@@ -55,4 +77,29 @@ pub async fn connect(
             })))
         }
     }
+}
+
+/// The TCP-MD5 password in `file`, without the line end an editor or
+/// `kubectl create secret --from-file` leaves.
+fn read_password(router: &str, file: &std::path::Path) -> Result<String, DriverError> {
+    let fail = |message: String| DriverError::Auth {
+        router: router.to_owned(),
+        username: "TCP-MD5".to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(file).map_err(|err| {
+        fail(format!(
+            "cannot read passwordFile {}: {err}",
+            file.display()
+        ))
+    })?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        return Err(fail(format!(
+            "passwordFile {} holds {} octets; a TCP-MD5 password has 1 to {MAX_PASSWORD_LEN}",
+            file.display(),
+            password.len()
+        )));
+    }
+    Ok(password.to_owned())
 }

@@ -6,8 +6,11 @@
 //! change. It never decides what should be on the router: the controller does.
 //!
 //! One module per way of reaching a router: [`netlink`] talks to a Linux
-//! kernel (this host's, or a named network namespace) over rtnetlink.
+//! kernel (this host's, or a named network namespace) over rtnetlink,
+//! [`ssh`] to a router's CLI, [`plugin`] to an executable, and [`bgp`]
+//! announces the routes over a BGP session.
 
+pub mod bgp;
 mod error;
 mod fence;
 pub mod netlink;
@@ -23,8 +26,10 @@ pub use ownership::Ownership;
 pub use route::{Action, Change, ForeignRoute, Route, RouterRoutes};
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 /// The outcome of one change of a batch, in the order the changes were given.
 pub type ChangeOutcome = Result<(), ChangeError>;
@@ -90,6 +95,14 @@ pub trait RouterDriver: Send {
     /// dialogue to try.
     async fn probe(&mut self) -> Result<Vec<ProbeStep>, DriverError> {
         Ok(Vec::new())
+    }
+
+    /// Notified when the router's side changed without the controller (a
+    /// BGP session went down, the router sent routes), so that the worker
+    /// looks again at once rather than at the next resync. `None` for
+    /// drivers that only learn by listing.
+    fn changes_on_its_own(&self) -> Option<Arc<Notify>> {
+        None
     }
 
     /// Describes how the router was reached, for `nativeroute check`

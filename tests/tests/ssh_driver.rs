@@ -26,6 +26,7 @@ fn ownership() -> Ownership {
         pool: vec!["11.11.0.0/16".parse().expect("pool")],
         netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
         route_tag: Ownership::DEFAULT_ROUTE_TAG,
+        bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
     }
 }
 

@@ -212,6 +212,7 @@ fn ownership() -> Ownership {
         pool: vec![net("11.11.0.0/16"), net("fd11:11::/48")],
         netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
         route_tag: Ownership::DEFAULT_ROUTE_TAG,
+        bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
     }
 }
 

@@ -113,6 +113,7 @@ impl From<&InventoryFiles> for InventoryFiles {
 pub struct OwnershipConfig {
     pub netlink_protocol: u8,
     pub route_tag: u32,
+    pub bgp_community: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -152,6 +153,7 @@ pub enum DriverConfig {
     },
     // Boxed: far larger than the other drivers' settings.
     Ssh(Box<SshConfig>),
+    Bgp(Box<BgpConfig>),
     Plugin {
         command: Vec<String>,
         timeout: Duration,
@@ -176,6 +178,22 @@ pub struct SshConfig {
     pub timeouts: Timeouts,
 }
 
+/// A router reached over BGP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BgpConfig {
+    pub address: std::net::SocketAddr,
+    pub local_as: u32,
+    pub peer_as: u32,
+    pub router_id: Option<std::net::Ipv4Addr>,
+    pub hold_time: Duration,
+    pub graceful_restart: Duration,
+    /// Read at each connect, so that a rotated Secret takes effect at the
+    /// next session.
+    pub password_file: Option<PathBuf>,
+    pub netns: Option<String>,
+    pub connect_timeout: Duration,
+}
+
 impl DriverConfig {
     /// Whether both drive the same routing table: two routers there would
     /// fight over each other's routes.
@@ -183,6 +201,9 @@ impl DriverConfig {
         match (self, other) {
             (DriverConfig::Netlink { netns: a, .. }, DriverConfig::Netlink { netns: b, .. }) => {
                 a == b
+            }
+            (DriverConfig::Bgp(a), DriverConfig::Bgp(b)) => {
+                a.address.ip() == b.address.ip() && a.netns == b.netns
             }
             (DriverConfig::Ssh(a), DriverConfig::Ssh(b)) => {
                 a.host == b.host
@@ -220,6 +241,7 @@ impl Config {
             pool: self.pool.cidrs.clone(),
             netlink_protocol: self.ownership.netlink_protocol,
             route_tag: self.ownership.route_tag,
+            bgp_community: self.ownership.bgp_community,
         }
     }
 

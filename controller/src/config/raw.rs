@@ -80,6 +80,7 @@ pub(super) enum RawNodeSource {
 pub(super) struct RawOwnership {
     pub netlink_protocol: Option<u8>,
     pub route_tag: Option<u32>,
+    pub bgp_community: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +118,13 @@ pub(super) struct RawRouter {
     pub command_timeout: Option<HumanDuration>,
     pub commit_timeout: Option<HumanDuration>,
     pub keepalive_interval: Option<HumanDuration>,
+    // bgp (also netns, address, connectTimeout)
+    pub local_as: Option<u32>,
+    pub peer_as: Option<u32>,
+    pub router_id: Option<String>,
+    pub hold_time: Option<HumanDuration>,
+    pub graceful_restart: Option<HumanDuration>,
+    pub password_file: Option<std::path::PathBuf>,
     // plugin
     pub command: Option<Vec<String>>,
     pub timeout: Option<HumanDuration>,

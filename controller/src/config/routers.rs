@@ -1,15 +1,17 @@
 //! Checks of `routers[]`: each driver takes its own keys, and a key of
 //! another driver is an error rather than silently ignored.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use nativeroute_router_drivers::bgp::BgpRouter;
+use nativeroute_router_drivers::bgp::wire::AS_TRANS;
 use nativeroute_router_drivers::ssh::{Timeouts, VendorName};
 
 use super::raw::RawRouter;
 use super::values::check_netns_name;
-use super::{DriverConfig, RouterConfig, SshConfig};
+use super::{BgpConfig, DriverConfig, RouterConfig, SshConfig};
 
 /// The kernel's `local` table holds the host's own addresses.
 const LOCAL_TABLE: u32 = 255;
@@ -45,6 +47,10 @@ pub(super) fn check_routers(
                 Some(driver) => driver,
                 None => continue,
             },
+            "bgp" => match check_bgp(&router, &field, report) {
+                Some(driver) => driver,
+                None => continue,
+            },
             "plugin" => match check_plugin(&router, &field, report) {
                 Some(driver) => driver,
                 None => continue,
@@ -52,7 +58,7 @@ pub(super) fn check_routers(
             other => {
                 report(
                     format!("{field}.driver"),
-                    format!("{other:?} is not a driver: use netlink, ssh or plugin"),
+                    format!("{other:?} is not a driver: use netlink, ssh, bgp or plugin"),
                 );
                 continue;
             }
@@ -63,7 +69,7 @@ pub(super) fn check_routers(
         {
             let key = match &driver {
                 DriverConfig::Netlink { .. } => "netns",
-                DriverConfig::Ssh(_) => "address",
+                DriverConfig::Ssh(_) | DriverConfig::Bgp(_) => "address",
                 DriverConfig::Plugin { .. } => "command",
             };
             report(
@@ -97,6 +103,13 @@ fn describe_target(driver: &DriverConfig) -> String {
             ),
             None => format!("{}:{}", ssh.host, ssh.port),
         },
+        DriverConfig::Bgp(bgp) => match &bgp.netns {
+            Some(netns) => format!(
+                "BGP peer {} (from network namespace {netns:?})",
+                bgp.address.ip()
+            ),
+            None => format!("BGP peer {}", bgp.address.ip()),
+        },
         DriverConfig::Plugin { command, .. } => command.join(" "),
     }
 }
@@ -108,7 +121,7 @@ fn refuse_foreign_keys(
     allowed: &[&str],
     report: &mut impl FnMut(String, String),
 ) {
-    let set: [(&str, bool); 18] = [
+    let set: [(&str, bool); 24] = [
         ("netns", router.netns.is_some()),
         ("table", router.table.is_some()),
         ("vendor", router.vendor.is_some()),
@@ -125,6 +138,12 @@ fn refuse_foreign_keys(
         ("commandTimeout", router.command_timeout.is_some()),
         ("keepaliveInterval", router.keepalive_interval.is_some()),
         ("commitTimeout", router.commit_timeout.is_some()),
+        ("localAs", router.local_as.is_some()),
+        ("peerAs", router.peer_as.is_some()),
+        ("routerId", router.router_id.is_some()),
+        ("holdTime", router.hold_time.is_some()),
+        ("gracefulRestart", router.graceful_restart.is_some()),
+        ("passwordFile", router.password_file.is_some()),
         ("command", router.command.is_some()),
         ("timeout", router.timeout.is_some()),
     ];
@@ -312,6 +331,159 @@ fn check_ssh(
             commit,
         },
     })))
+}
+
+fn check_bgp(
+    router: &RawRouter,
+    field: &str,
+    report: &mut impl FnMut(String, String),
+) -> Option<DriverConfig> {
+    refuse_foreign_keys(
+        router,
+        field,
+        &[
+            "netns",
+            "address",
+            "localAs",
+            "peerAs",
+            "routerId",
+            "holdTime",
+            "gracefulRestart",
+            "passwordFile",
+            "connectTimeout",
+        ],
+        report,
+    );
+    let mut required = |key: &str, present: bool, example: &str| {
+        if !present {
+            report(
+                format!("{field}.{key}"),
+                format!("the bgp driver needs {key} (e.g. {example})"),
+            );
+        }
+    };
+    required("address", router.address.is_some(), "192.168.2.2");
+    required("localAs", router.local_as.is_some(), "64512");
+    required(
+        "peerAs",
+        router.peer_as.is_some(),
+        "64512: equal to localAs for iBGP",
+    );
+    let address = router.address.as_deref().and_then(|text| {
+        parse_bgp_address(text)
+            .map_err(|message| report(format!("{field}.address"), message))
+            .ok()
+    });
+    for (key, asn) in [("localAs", router.local_as), ("peerAs", router.peer_as)] {
+        if let Some(asn) = asn
+            && (asn == 0 || asn == u32::from(AS_TRANS) || asn == u32::MAX)
+        {
+            report(
+                format!("{field}.{key}"),
+                format!("{asn} is reserved (RFC 7607, RFC 6793, RFC 7300); use a real AS number"),
+            );
+        }
+    }
+    let router_id = router.router_id.as_deref().and_then(|text| {
+        match text.parse::<Ipv4Addr>() {
+            Ok(id) if !id.is_unspecified() => Some(id),
+            _ => {
+                report(
+                    format!("{field}.routerId"),
+                    format!("{text:?} is not a BGP identifier: a non-zero IPv4 address, e.g. 192.168.2.1"),
+                );
+                None
+            }
+        }
+    });
+    if router_id.is_none()
+        && router.router_id.is_none()
+        && address.is_some_and(|a: SocketAddr| a.is_ipv6())
+    {
+        report(
+            format!("{field}.routerId"),
+            "an IPv6 session has no IPv4 source address to take the BGP identifier from: set routerId"
+                .into(),
+        );
+    }
+    let hold_time = router
+        .hold_time
+        .map_or(BgpRouter::DEFAULT_HOLD_TIME, |d| d.0);
+    if !hold_time.is_zero() && (hold_time < Duration::from_secs(3) || hold_time.as_secs() > 65_535)
+    {
+        report(
+            format!("{field}.holdTime"),
+            format!(
+                "{} is not a hold time: 0s (no keepalives) or 3s to 65535s (RFC 4271 §4.2); the default is 90s",
+                humantime::format_duration(hold_time)
+            ),
+        );
+    }
+    let graceful_restart = router
+        .graceful_restart
+        .map_or(BgpRouter::DEFAULT_GRACEFUL_RESTART, |d| d.0);
+    if graceful_restart.as_secs() > 4095 {
+        report(
+            format!("{field}.gracefulRestart"),
+            format!(
+                "{} is longer than the 4095 s a restart time can say (RFC 4724); 0s turns graceful restart off",
+                humantime::format_duration(graceful_restart)
+            ),
+        );
+    }
+    if let Some(file) = &router.password_file
+        && !file.is_file()
+    {
+        report(
+            format!("{field}.passwordFile"),
+            format!(
+                "{} is not a readable file (mount the TCP-MD5 password there, e.g. from a Secret)",
+                file.display()
+            ),
+        );
+    }
+    if let Some(netns) = &router.netns
+        && let Err(message) = check_netns_name(netns)
+    {
+        report(format!("{field}.netns"), message);
+    }
+    let connect_timeout = router
+        .connect_timeout
+        .map_or(BgpRouter::DEFAULT_CONNECT_TIMEOUT, |d| d.0);
+    if connect_timeout.is_zero() {
+        report(
+            format!("{field}.connectTimeout"),
+            "must be longer than 0s".into(),
+        );
+    }
+    Some(DriverConfig::Bgp(Box::new(BgpConfig {
+        address: address?,
+        local_as: router.local_as?,
+        peer_as: router.peer_as?,
+        router_id,
+        hold_time,
+        graceful_restart,
+        password_file: router.password_file.clone(),
+        netns: router.netns.clone(),
+        connect_timeout,
+    })))
+}
+
+/// A BGP peer's address: an IP address, with a port when not 179. A name
+/// is refused: the router's neighbor statement names an address, and a
+/// name resolving elsewhere would open a session nobody configured.
+fn parse_bgp_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, BgpRouter::DEFAULT_PORT));
+    }
+    text.parse::<SocketAddr>()
+        .ok()
+        .filter(|address| address.port() > 0)
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not a BGP peer address: use an IP address, or IP:port and [IPv6]:port when the port is not 179"
+            )
+        })
 }
 
 fn check_commit_confirm(

@@ -457,3 +457,69 @@ fn a_state_file_that_is_the_inventory_or_no_file_or_without_a_file_source_is_ref
         "{message}"
     );
 }
+
+const BGP_BASE: &str = "pool:\n  cidrs: [11.11.0.0/16]\nnodes:\n  source: file\n  file: /n.yaml\nrouters:\n  - name: core-bgp\n    driver: bgp\n";
+
+#[test]
+fn a_bgp_router_is_read_with_its_defaults_and_the_design_s_keys() {
+    let config = Config::parse(&format!(
+        "{BGP_BASE}    address: 192.168.2.2\n    localAs: 64512\n    peerAs: 64512\n    netns: mgmt\n    nodeNetworks: [192.168.2.0/24]\n"
+    ))
+    .expect("valid bgp config");
+    let DriverConfig::Bgp(bgp) = &config.routers[0].driver else {
+        panic!("a bgp router: {:?}", config.routers[0].driver);
+    };
+    assert_eq!(bgp.address, "192.168.2.2:179".parse().expect("address"));
+    assert_eq!((bgp.local_as, bgp.peer_as), (64512, 64512));
+    assert_eq!(bgp.hold_time, Duration::from_secs(90));
+    assert_eq!(bgp.graceful_restart, Duration::from_secs(120));
+    assert_eq!(bgp.router_id, None);
+    assert_eq!(bgp.netns.as_deref(), Some("mgmt"));
+    assert_eq!(config.ownership.bgp_community, (64512 << 16) | 1111);
+
+    let config = Config::parse(&format!(
+        "{BGP_BASE}    address: \"[fd00::2]:1179\"\n    localAs: 4200000001\n    peerAs: 65001\n    routerId: 10.0.0.1\n    holdTime: 9s\n    gracefulRestart: 0s\nownership:\n  bgpCommunity: \"65001:7\"\n"
+    ))
+    .expect("valid eBGP config");
+    let DriverConfig::Bgp(bgp) = &config.routers[0].driver else {
+        panic!("a bgp router");
+    };
+    assert_eq!(bgp.address, "[fd00::2]:1179".parse().expect("address"));
+    assert_eq!(bgp.router_id, Some("10.0.0.1".parse().expect("address")));
+    assert_eq!(bgp.hold_time, Duration::from_secs(9));
+    assert!(bgp.graceful_restart.is_zero());
+    assert_eq!(config.ownership.bgp_community, (65001 << 16) | 7);
+}
+
+#[test]
+fn a_bgp_router_s_bad_values_are_each_named() {
+    let message = problems_of(BGP_BASE);
+    for key in ["address", "localAs", "peerAs"] {
+        assert!(message.contains(&format!("routers[0].{key}")), "{message}");
+    }
+    let message = problems_of(&format!(
+        "{BGP_BASE}    address: core.example.net\n    localAs: 23456\n    peerAs: 64512\n    holdTime: 2s\n    gracefulRestart: 2h\n    passwordFile: /nonexistent/bgp\n    table: 5\n"
+    ));
+    for expected in [
+        "routers[0].address: \"core.example.net\" is not a BGP peer address",
+        "routers[0].localAs: 23456 is reserved",
+        "routers[0].holdTime",
+        "routers[0].gracefulRestart",
+        "routers[0].passwordFile",
+        "routers[0].table: table is not a setting of the bgp driver",
+    ] {
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    let message = problems_of(&format!(
+        "{BGP_BASE}    address: \"[fd00::2]:179\"\n    localAs: 1\n    peerAs: 2\n"
+    ));
+    assert!(message.contains("routers[0].routerId"), "{message}");
+}
+
+#[test]
+fn a_bgp_community_must_be_asn_colon_value_outside_the_well_known_ranges() {
+    let base = "pool:\n  cidrs: [11.11.0.0/16]\nnodes:\n  source: file\n  file: /n.yaml\nrouters:\n  - name: r\n    driver: netlink\nownership:\n  bgpCommunity: ";
+    assert!(problems_of(&format!("{base}\"65535:1\"\n")).contains("ownership.bgpCommunity"));
+    assert!(problems_of(&format!("{base}\"64512\"\n")).contains("is not a community"));
+    assert!(problems_of(&format!("{base}\"64512:70000\"\n")).contains("is not a community"));
+}

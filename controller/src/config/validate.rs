@@ -60,6 +60,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
             "0 means 'no tag' on router CLIs; choose a non-zero tag (default 1111)".into(),
         );
     }
+    let bgp_community = match raw.ownership.bgp_community.as_deref() {
+        None => Ownership::DEFAULT_BGP_COMMUNITY,
+        Some(text) => parse_community(text).unwrap_or_else(|message| {
+            report("ownership.bgpCommunity".into(), message);
+            Ownership::DEFAULT_BGP_COMMUNITY
+        }),
+    };
     let max_share = raw
         .removal_guard
         .max_share
@@ -112,6 +119,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         ownership: OwnershipConfig {
             netlink_protocol,
             route_tag,
+            bgp_community,
         },
         removal_guard: RemovalGuard {
             max_share,
@@ -292,4 +300,22 @@ fn check_nodes(raw: RawNodes, report: &mut impl FnMut(String, String)) -> NodesC
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// A standard community as written, `ASN:value` (RFC 1997), as one 32-bit
+/// value. The well-known ones (65535:x, and 0:x) are refused: they mean
+/// something to every router.
+fn parse_community(text: &str) -> Result<u32, String> {
+    let parsed = text
+        .split_once(':')
+        .and_then(|(asn, value)| Some((asn.parse::<u16>().ok()?, value.parse::<u16>().ok()?)));
+    match parsed {
+        Some((0 | 65535, _)) => Err(format!(
+            "{text:?} is in a reserved range (0:x and 65535:x are well-known communities); the default is 64512:1111"
+        )),
+        Some((asn, value)) => Ok((u32::from(asn) << 16) | u32::from(value)),
+        None => Err(format!(
+            "{text:?} is not a community: write ASN:value, each 0 to 65535 (default 64512:1111)"
+        )),
+    }
 }

@@ -126,9 +126,19 @@ pub async fn run_worker(
     let mut resync_at = Instant::now() + worker.settings.resync;
     loop {
         let far = Instant::now() + Duration::from_secs(86_400);
+        let moved = worker
+            .driver
+            .as_ref()
+            .and_then(|driver| driver.changes_on_its_own());
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
+            () = router_moved(moved.as_deref()) => {
+                // The router's side changed without us (a BGP session
+                // went down): what it holds is read again now, not at the
+                // next resync.
+                worker.view = None;
+            }
             changed = desired.changed() => if changed.is_err() { break },
             released = release.changed() => {
                 if released.is_err() { break }
@@ -194,6 +204,15 @@ pub async fn run_worker(
         }
     }
     tracing::info!(router = %worker.router.name, "router worker stopped; routes left in place");
+}
+
+/// Resolves when the driver says the router changed on its own; never for
+/// a driver that cannot tell, or when there is no driver.
+async fn router_moved(notify: Option<&tokio::sync::Notify>) {
+    match notify {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Worker {

@@ -312,6 +312,7 @@ mod tests {
                     pool: vec!["11.0.0.0/8".parse().expect("cidr")],
                     netlink_protocol: OURS,
                     route_tag: 1,
+                    bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
                 },
             },
             0,

@@ -36,6 +36,7 @@ fn ownership(pool: &[&str]) -> Ownership {
         pool: pool.iter().map(|cidr| net(cidr)).collect(),
         netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
         route_tag: Ownership::DEFAULT_ROUTE_TAG,
+        bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
     }
 }
 

@@ -159,6 +159,7 @@ mod tests {
             pool: vec!["11.11.0.0/16".parse().expect("a prefix")],
             netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
             route_tag: Ownership::DEFAULT_ROUTE_TAG,
+            bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
         }
     }
 

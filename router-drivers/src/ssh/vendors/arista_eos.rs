@@ -256,6 +256,7 @@ mod tests {
             pool: vec!["11.11.0.0/16".parse().expect("pool")],
             netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
             route_tag: 1111,
+            bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
         };
         assert_eq!(
             AristaEos.drop_stale_sessions(shown, &ownership),

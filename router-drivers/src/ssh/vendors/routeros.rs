@@ -362,6 +362,7 @@ mod tests {
             pool: vec!["11.11.0.0/16".parse().expect("pool")],
             netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
             route_tag: 1111,
+            bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
         }
     }
 

@@ -16,6 +16,7 @@ fn ownership(route_tag: u32) -> Ownership {
         ],
         netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
         route_tag,
+        bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
     }
 }
 
@@ -94,6 +95,7 @@ proptest! {
             pool: vec!["11.11.0.0/16".parse().expect("pool")],
             netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
             route_tag: 1111,
+            bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
         };
         for vendor in VendorName::ALL {
             if let Ok(routes) = vendor.profile().parse_routes(&output, &ownership) {

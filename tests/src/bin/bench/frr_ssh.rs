@@ -95,6 +95,7 @@ fn ownership() -> Ownership {
         pool: vec![POOL.parse().expect("pool")],
         netlink_protocol: Ownership::DEFAULT_NETLINK_PROTOCOL,
         route_tag: Ownership::DEFAULT_ROUTE_TAG,
+        bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
     }
 }
 

@@ -74,6 +74,7 @@ fn router(ns: &Netns) -> NetlinkRouter {
             pool: vec!["11.0.0.0/8".parse().expect("cidr")],
             netlink_protocol: OUR_PROTOCOL,
             route_tag: 1111,
+            bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
         },
     }
 }

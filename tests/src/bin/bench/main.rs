@@ -281,6 +281,7 @@ async fn driver_run(routes: &[Route]) -> Times {
             pool: vec!["11.0.0.0/8".parse().expect("cidr")],
             netlink_protocol: 203,
             route_tag: 1111,
+            bgp_community: Ownership::DEFAULT_BGP_COMMUNITY,
         },
     })
     .await

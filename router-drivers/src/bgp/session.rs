@@ -1,0 +1,688 @@
+//! One BGP session to a router: the TCP connection, the OPEN exchange, and
+//! a task that keeps the session alive (KEEPALIVEs, the hold timer) and
+//! reads what the router sends.
+//!
+//! nativeroute only ever opens the connection (RFC 4271's active side) and
+//! only from the leader, so there is no listener and no collision to
+//! resolve on its side.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::md5;
+use super::wire::{
+    self, AS_TRANS, Capability, Family, Message, Notification, Open, Update, error_code,
+};
+use crate::DriverError;
+use crate::netns::{Namespace, create_inside};
+
+/// What the session needs to know to open.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionConfig {
+    pub router: String,
+    pub address: SocketAddr,
+    pub local_as: u32,
+    pub peer_as: u32,
+    pub router_id: Option<Ipv4Addr>,
+    pub hold_time: Duration,
+    pub graceful_restart: Duration,
+    pub password: Option<String>,
+    pub netns: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+/// A route the router sent us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub via: IpAddr,
+    /// Whether it carries nativeroute's community.
+    pub ours: bool,
+}
+
+/// Whether the session is up, and why not when it is not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SessionState {
+    Established,
+    Down(String),
+}
+
+/// What the session task and the driver share.
+#[derive(Debug, Default)]
+pub(crate) struct Ribs {
+    /// Adj-RIB-Out: what was written to this session, by destination.
+    pub announced: BTreeMap<IpNet, IpAddr>,
+    /// Adj-RIB-In: what the router sent, by destination.
+    pub received: BTreeMap<IpNet, Received>,
+    /// The families whose End-of-RIB the router sent.
+    pub router_end_of_rib: BTreeSet<Family>,
+}
+
+/// An established session. Dropping it closes the connection without a
+/// NOTIFICATION, which a graceful-restart peer takes as a restart: it
+/// keeps our routes until the next session's End-of-RIB or its restart
+/// time, so a controller that stops or hands over withdraws nothing.
+pub(crate) struct Session {
+    pub peer: Open,
+    pub families: BTreeSet<Family>,
+    pub local_address: SocketAddr,
+    pub identifier: Ipv4Addr,
+    pub hold_time: Duration,
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    pub ribs: Arc<Mutex<Ribs>>,
+    state: watch::Receiver<SessionState>,
+    pub wake: Arc<Notify>,
+    task: JoinHandle<()>,
+    community: u32,
+    router: String,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Session {
+    /// Connects, exchanges OPENs and waits for the router's KEEPALIVE.
+    pub async fn open(config: &SessionConfig, community: u32) -> Result<Session, DriverError> {
+        let stream = connect(config).await?;
+        let local_address = stream
+            .local_addr()
+            .map_err(|err| connect_error(config, err))?;
+        let identifier = match (config.router_id, local_address.ip()) {
+            (Some(id), _) => id,
+            (None, IpAddr::V4(address)) => address,
+            (None, IpAddr::V6(_)) => {
+                return Err(session_error(
+                    config,
+                    "opening the session",
+                    "the session runs over IPv6, so routerId must be set (a BGP identifier is an IPv4 address)",
+                ));
+            }
+        };
+        let (mut reader, mut writer) = stream.into_split();
+        let ours = our_open(config, identifier);
+        write(&mut writer, &Message::Open(ours), config).await?;
+        let mut buffer = Vec::new();
+        let wait = config.connect_timeout.max(Duration::from_secs(5));
+        let peer = match read_message(&mut reader, &mut buffer, wait).await {
+            Ok(Message::Open(open)) => open,
+            Ok(Message::Notification(notification)) => {
+                return Err(refused(config, &notification));
+            }
+            Ok(other) => {
+                let _ = send_notification(&mut writer, error_code::FSM, 0).await;
+                return Err(session_error(
+                    config,
+                    "opening the session",
+                    format!("the router sent {} before its OPEN", kind_of(&other)),
+                ));
+            }
+            Err(ReadError::Malformed(notification)) => {
+                let _ = write(
+                    &mut writer,
+                    &Message::Notification(notification.clone()),
+                    config,
+                )
+                .await;
+                return Err(session_error(
+                    config,
+                    "reading the router's OPEN",
+                    format!("it was malformed; sent {}", notification.describe()),
+                ));
+            }
+            Err(ReadError::Io(message)) => {
+                return Err(session_error(
+                    config,
+                    "waiting for the router's OPEN",
+                    message,
+                ));
+            }
+        };
+        if let Err((notification, why)) = check_open(config, identifier, &peer) {
+            let _ = write(&mut writer, &Message::Notification(notification), config).await;
+            return Err(session_error(config, "checking the router's OPEN", why));
+        }
+        let hold_time = negotiated_hold(config.hold_time, peer.hold_time);
+        write(&mut writer, &Message::Keepalive, config).await?;
+        match read_message(&mut reader, &mut buffer, wait).await {
+            Ok(Message::Keepalive) => {}
+            Ok(Message::Notification(notification)) => {
+                return Err(refused(config, &notification));
+            }
+            Ok(other) => {
+                return Err(session_error(
+                    config,
+                    "opening the session",
+                    format!("the router sent {} instead of a KEEPALIVE", kind_of(&other)),
+                ));
+            }
+            Err(ReadError::Malformed(notification)) => {
+                let _ = write(
+                    &mut writer,
+                    &Message::Notification(notification.clone()),
+                    config,
+                )
+                .await;
+                return Err(session_error(
+                    config,
+                    "opening the session",
+                    notification.describe(),
+                ));
+            }
+            Err(ReadError::Io(message)) => {
+                return Err(session_error(
+                    config,
+                    "waiting for the router's KEEPALIVE",
+                    message,
+                ));
+            }
+        }
+        let families = [Family::Ipv4Unicast, Family::Ipv6Unicast]
+            .into_iter()
+            .filter(|family| peer.supports_family(*family))
+            .collect();
+        tracing::info!(
+            router = %config.router,
+            peer = %config.address,
+            peer_as = peer.peer_as(),
+            identifier = %peer.identifier,
+            ?hold_time,
+            ?families,
+            graceful_restart = ?peer.graceful_restart_time(),
+            "BGP session established"
+        );
+        let writer = Arc::new(tokio::sync::Mutex::new(writer));
+        let ribs = Arc::new(Mutex::new(Ribs::default()));
+        let (state_tx, state) = watch::channel(SessionState::Established);
+        let wake = Arc::new(Notify::new());
+        let keeper = Keeper {
+            router: config.router.clone(),
+            reader,
+            buffer,
+            writer: Arc::clone(&writer),
+            ribs: Arc::clone(&ribs),
+            state: state_tx,
+            wake: Arc::clone(&wake),
+            hold_time,
+            community,
+            local_as: config.local_as,
+            ibgp: config.local_as == config.peer_as,
+        };
+        let task = tokio::spawn(keeper.run());
+        Ok(Session {
+            peer,
+            families,
+            local_address,
+            identifier,
+            hold_time,
+            writer,
+            ribs,
+            state,
+            wake,
+            task,
+            community,
+            router: config.router.clone(),
+        })
+    }
+
+    pub fn state(&self) -> SessionState {
+        self.state.borrow().clone()
+    }
+
+    /// Sends `messages` (encoded back to back) as one write, bounded by the
+    /// hold time: a router that stops reading is as good as down.
+    pub async fn send(
+        &self,
+        bytes: &[u8],
+        then: impl FnOnce(&mut Ribs),
+    ) -> Result<(), DriverError> {
+        let bound = self.hold_time.max(Duration::from_secs(10));
+        let mut writer = self.writer.lock().await;
+        if let SessionState::Down(why) = self.state() {
+            return Err(self.down(why));
+        }
+        match timeout(bound, writer.write_all(bytes)).await {
+            Ok(Ok(())) => {
+                then(&mut self.ribs.lock().unwrap_or_else(PoisonError::into_inner));
+                Ok(())
+            }
+            Ok(Err(err)) => Err(self.down(format!("writing to the session failed: {err}"))),
+            Err(_) => Err(self.down(format!(
+                "the router took no data for {bound:?}; the session is given up"
+            ))),
+        }
+    }
+
+    pub fn down(&self, why: String) -> DriverError {
+        DriverError::Session {
+            router: self.router.clone(),
+            operation: "the BGP session",
+            message: why,
+        }
+    }
+
+    pub fn community(&self) -> u32 {
+        self.community
+    }
+}
+
+/// The task that keeps an established session: KEEPALIVEs at a third of
+/// the hold time, the hold timer, and the router's UPDATEs into the
+/// Adj-RIB-In.
+struct Keeper {
+    router: String,
+    reader: OwnedReadHalf,
+    buffer: Vec<u8>,
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    ribs: Arc<Mutex<Ribs>>,
+    state: watch::Sender<SessionState>,
+    wake: Arc<Notify>,
+    hold_time: Duration,
+    community: u32,
+    local_as: u32,
+    ibgp: bool,
+}
+
+impl Keeper {
+    async fn run(mut self) {
+        let why = self.keep().await;
+        tracing::warn!(router = %self.router, reason = %why, "BGP session down");
+        self.state.send_replace(SessionState::Down(why));
+        self.wake.notify_one();
+    }
+
+    /// Runs until the session ends, and says why it did.
+    async fn keep(&mut self) -> String {
+        let far = Duration::from_secs(86_400 * 365);
+        // A hold time of zero turns both timers off (RFC 4271 §4.2).
+        let (hold, keepalive) = if self.hold_time.is_zero() {
+            (far, far)
+        } else {
+            (self.hold_time, self.hold_time / 3)
+        };
+        let mut hold_expires = Instant::now() + hold;
+        let mut next_keepalive = Instant::now() + keepalive;
+        loop {
+            tokio::select! {
+                read = read_message(&mut self.reader, &mut self.buffer, far) => match read {
+                    Ok(message) => {
+                        hold_expires = Instant::now() + hold;
+                        if let Some(why) = self.take(message).await {
+                            return why;
+                        }
+                    }
+                    Err(ReadError::Malformed(notification)) => {
+                        let why = format!("the router sent a malformed message; sent {}", notification.describe());
+                        self.notify(notification).await;
+                        return why;
+                    }
+                    Err(ReadError::Io(message)) => return message,
+                },
+                () = sleep_until(hold_expires) => {
+                    self.notify(Notification::new(error_code::HOLD_TIMER_EXPIRED, 0, Vec::new())).await;
+                    return format!("hold timer expired: nothing from the router for {hold:?}");
+                }
+                () = sleep_until(next_keepalive) => {
+                    next_keepalive = Instant::now() + keepalive;
+                    let mut bytes = Vec::new();
+                    wire::encode(&Message::Keepalive, &mut bytes);
+                    if let Err(err) = self.writer.lock().await.write_all(&bytes).await {
+                        return format!("sending a KEEPALIVE failed: {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one message from the router; `Some` when it ends the session.
+    async fn take(&mut self, message: Message) -> Option<String> {
+        match message {
+            Message::Keepalive => None,
+            Message::Update(update) => {
+                self.learn(&update);
+                None
+            }
+            Message::Notification(notification) => Some(format!(
+                "the router closed the session: {}",
+                notification.describe()
+            )),
+            Message::RouteRefresh { afi, safi } => {
+                self.refresh(Family::from_afi_safi(afi, safi)).await
+            }
+            Message::Open(_) => {
+                self.notify(Notification::new(error_code::FSM, 0, Vec::new()))
+                    .await;
+                Some("the router sent a second OPEN".to_owned())
+            }
+        }
+    }
+
+    fn learn(&self, update: &Update) {
+        if let Some(why) = &update.treat_as_withdraw {
+            tracing::warn!(router = %self.router, reason = %why, "an UPDATE from the router could not be read; its routes are taken as withdrawn (RFC 7606)");
+        }
+        let mut ribs = self.ribs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(family) = update.end_of_rib() {
+            ribs.router_end_of_rib.insert(family);
+            return;
+        }
+        for dst in update.withdrawals() {
+            ribs.received.remove(&dst);
+        }
+        let ours = update.communities().contains(&self.community);
+        for (dst, via) in update.announcements() {
+            ribs.received.insert(dst, Received { via, ours });
+        }
+        drop(ribs);
+        self.wake.notify_one();
+    }
+
+    /// Sends every route of `family` again, then its End-of-RIB, as the
+    /// router asked (RFC 2918).
+    async fn refresh(&mut self, family: Option<Family>) -> Option<String> {
+        let family = family?;
+        let routes: Vec<(IpNet, IpAddr)> = {
+            let ribs = self.ribs.lock().unwrap_or_else(PoisonError::into_inner);
+            ribs.announced
+                .iter()
+                .filter(|(dst, _)| Family::of(dst) == family)
+                .map(|(dst, via)| (*dst, *via))
+                .collect()
+        };
+        tracing::info!(router = %self.router, %family, routes = routes.len(), "the router asked for our routes again");
+        let mut bytes = Vec::new();
+        for (dst, via) in routes {
+            if let Some(update) =
+                super::updates::announcement(dst, via, self.local_as, self.ibgp, self.community)
+            {
+                wire::encode(&Message::Update(update), &mut bytes);
+            }
+        }
+        wire::encode(
+            &Message::Update(Update::end_of_rib_marker(family)),
+            &mut bytes,
+        );
+        let mut writer = self.writer.lock().await;
+        writer
+            .write_all(&bytes)
+            .await
+            .err()
+            .map(|err| format!("answering a route refresh failed: {err}"))
+    }
+
+    async fn notify(&mut self, notification: Notification) {
+        let mut bytes = Vec::new();
+        wire::encode(&Message::Notification(notification), &mut bytes);
+        // The session ends either way; a write that cannot finish in a
+        // second is not waited for.
+        if let Ok(mut writer) = self.writer.try_lock() {
+            let _ = timeout(Duration::from_secs(1), writer.write_all(&bytes)).await;
+        }
+    }
+}
+
+enum ReadError {
+    Malformed(Notification),
+    Io(String),
+}
+
+/// Reads one whole message, waiting at most `wait`.
+async fn read_message(
+    reader: &mut OwnedReadHalf,
+    buffer: &mut Vec<u8>,
+    wait: Duration,
+) -> Result<Message, ReadError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(len) = wire::message_len(buffer).map_err(ReadError::Malformed)?
+            && buffer.len() >= len
+        {
+            let message = wire::decode(&buffer[..len]);
+            buffer.drain(..len);
+            return message.map_err(ReadError::Malformed);
+        }
+        let mut chunk = [0u8; 8192];
+        let read = tokio::time::timeout_at(deadline, reader.read(&mut chunk))
+            .await
+            .map_err(|_| ReadError::Io(format!("no answer from the router within {wait:?}")))?
+            .map_err(|err| ReadError::Io(format!("reading from the router failed: {err}")))?;
+        if read == 0 {
+            return Err(ReadError::Io("the router closed the connection".to_owned()));
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+async fn write(
+    writer: &mut OwnedWriteHalf,
+    message: &Message,
+    config: &SessionConfig,
+) -> Result<(), DriverError> {
+    let mut bytes = Vec::new();
+    wire::encode(message, &mut bytes);
+    timeout(config.connect_timeout, writer.write_all(&bytes))
+        .await
+        .map_err(|_| {
+            session_error(
+                config,
+                "opening the session",
+                "the router took no data in time",
+            )
+        })?
+        .map_err(|err| session_error(config, "opening the session", err.to_string()))
+}
+
+async fn send_notification(
+    writer: &mut OwnedWriteHalf,
+    code: u8,
+    subcode: u8,
+) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    wire::encode(
+        &Message::Notification(Notification::new(code, subcode, Vec::new())),
+        &mut bytes,
+    );
+    writer.write_all(&bytes).await
+}
+
+fn our_open(config: &SessionConfig, identifier: Ipv4Addr) -> Open {
+    let graceful_restart_secs =
+        u16::try_from(config.graceful_restart.as_secs().min(4095)).unwrap_or(4095);
+    let mut capabilities = vec![
+        Capability::Multiprotocol {
+            afi: wire::AFI_IPV4,
+            safi: wire::SAFI_UNICAST,
+        },
+        Capability::Multiprotocol {
+            afi: wire::AFI_IPV6,
+            safi: wire::SAFI_UNICAST,
+        },
+        Capability::RouteRefresh,
+        Capability::FourOctetAs(config.local_as),
+    ];
+    if graceful_restart_secs > 0 {
+        capabilities.push(Capability::GracefulRestart {
+            // Every session nativeroute opens may follow one of an earlier
+            // controller: the peer should send its routes without waiting
+            // for ours (RFC 4724 §3).
+            restarted: true,
+            restart_time: graceful_restart_secs,
+            // Forwarding is the router's own, never interrupted by our
+            // restart: without the F bit, the peer would drop our routes
+            // at once (RFC 4724 §4.2).
+            families: vec![
+                (wire::AFI_IPV4, wire::SAFI_UNICAST, true),
+                (wire::AFI_IPV6, wire::SAFI_UNICAST, true),
+            ],
+        });
+    }
+    Open {
+        my_as: u16::try_from(config.local_as).unwrap_or(AS_TRANS),
+        hold_time: u16::try_from(config.hold_time.as_secs()).unwrap_or(u16::MAX),
+        identifier,
+        capabilities,
+    }
+}
+
+/// Checks the router's OPEN against the config: `Err` carries the
+/// NOTIFICATION to send and the reason for the operator.
+fn check_open(
+    config: &SessionConfig,
+    ours: Ipv4Addr,
+    peer: &Open,
+) -> Result<(), (Notification, String)> {
+    let four_octet = peer.has(|c| matches!(c, Capability::FourOctetAs(_)));
+    if !four_octet {
+        return Err((
+            Notification::new(
+                error_code::OPEN,
+                error_code::OPEN_UNSUPPORTED_CAPABILITY,
+                vec![65, 4, 0, 0, 0, 0],
+            ),
+            "the router does not offer 4-octet AS numbers (RFC 6793), which nativeroute needs"
+                .to_owned(),
+        ));
+    }
+    if peer.peer_as() != config.peer_as {
+        return Err((
+            Notification::new(error_code::OPEN, error_code::OPEN_BAD_PEER_AS, Vec::new()),
+            format!(
+                "the router's AS is {}, but peerAs is {}",
+                peer.peer_as(),
+                config.peer_as
+            ),
+        ));
+    }
+    if peer.hold_time != 0 && peer.hold_time < 3 {
+        return Err((
+            Notification::new(
+                error_code::OPEN,
+                error_code::OPEN_UNACCEPTABLE_HOLD_TIME,
+                Vec::new(),
+            ),
+            format!(
+                "the router's hold time {} s is below 3 s (RFC 4271 §4.2)",
+                peer.hold_time
+            ),
+        ));
+    }
+    let ibgp = config.local_as == config.peer_as;
+    if peer.identifier.is_unspecified() || (ibgp && peer.identifier == ours) {
+        return Err((
+            Notification::new(
+                error_code::OPEN,
+                error_code::OPEN_BAD_IDENTIFIER,
+                Vec::new(),
+            ),
+            format!(
+                "the router's BGP identifier {} is not usable (zero, or the same as ours: set routerId)",
+                peer.identifier
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn negotiated_hold(ours: Duration, theirs: u16) -> Duration {
+    ours.min(Duration::from_secs(u64::from(theirs)))
+}
+
+fn kind_of(message: &Message) -> &'static str {
+    match message {
+        Message::Open(_) => "an OPEN",
+        Message::Update(_) => "an UPDATE",
+        Message::Notification(_) => "a NOTIFICATION",
+        Message::Keepalive => "a KEEPALIVE",
+        Message::RouteRefresh { .. } => "a ROUTE-REFRESH",
+    }
+}
+
+fn refused(config: &SessionConfig, notification: &Notification) -> DriverError {
+    session_error(
+        config,
+        "opening the session",
+        format!("the router refused it: {}", notification.describe()),
+    )
+}
+
+fn session_error(
+    config: &SessionConfig,
+    operation: &'static str,
+    message: impl Into<String>,
+) -> DriverError {
+    DriverError::Session {
+        router: config.router.clone(),
+        operation,
+        message: message.into(),
+    }
+}
+
+fn connect_error(config: &SessionConfig, err: std::io::Error) -> DriverError {
+    DriverError::Connect {
+        router: config.router.clone(),
+        address: config.address.to_string(),
+        message: err.to_string(),
+    }
+}
+
+/// Opens the TCP connection, from `netns` when one is set, with TCP-MD5
+/// when a password is.
+async fn connect(config: &SessionConfig) -> Result<TcpStream, DriverError> {
+    let namespace = config
+        .netns
+        .as_deref()
+        .map(|name| Namespace::open(&config.router, name))
+        .transpose()?;
+    let address = config.address;
+    let password = config.password.clone();
+    let socket = {
+        let config = config.clone();
+        create_inside(&config.router.clone(), namespace, move || {
+            let socket = match address {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }
+            .map_err(|err| connect_error(&config, err))?;
+            if let Some(password) = &password {
+                md5::set_password(&socket, address.ip(), password).map_err(|err| {
+                    connect_error(
+                        &config,
+                        std::io::Error::other(format!("setting the TCP-MD5 password: {err}")),
+                    )
+                })?;
+            }
+            Ok(socket)
+        })
+        .await?
+    };
+    let stream = timeout(config.connect_timeout, socket.connect(address))
+        .await
+        .map_err(|_| {
+            let hint = if config.password.is_some() {
+                "; with TCP-MD5, a password the router does not share makes it drop every segment silently"
+            } else {
+                ""
+            };
+            connect_error(
+                config,
+                std::io::Error::other(format!(
+                    "no answer within {:?} (is the router's BGP listening on that address, and a neighbor configured for ours?{hint})",
+                    config.connect_timeout
+                )),
+            )
+        })?
+        .map_err(|err| connect_error(config, err))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
