@@ -16,6 +16,10 @@ command -v pkill >/dev/null 2>&1 || missing+=(procps)
 # The SSH drivers' tests: real FRR (zebra, staticd, vtysh) behind a real sshd.
 [ -x /usr/lib/frr/zebra ] && [ -x /usr/lib/frr/staticd ] && command -v vtysh >/dev/null 2>&1 || missing+=(frr)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+# The BGP driver's tests: FRR's bgpd (in the frr package), BIRD 2 and GoBGP.
+[ -x /usr/lib/frr/bgpd ] || missing+=(frr)
+command -v bird >/dev/null 2>&1 && command -v birdc >/dev/null 2>&1 || missing+=(bird2)
+command -v gobgpd >/dev/null 2>&1 && command -v gobgp >/dev/null 2>&1 || missing+=(gobgpd)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -110,6 +110,22 @@ impl BgpDriver {
         }
     }
 
+    /// Ends this session's initial announcements: the peer then forgets
+    /// what an earlier session announced and this one did not.
+    async fn send_end_of_rib(&mut self) -> Result<(), DriverError> {
+        let mut bytes = Vec::new();
+        for family in &self.session.families {
+            wire::encode(
+                &Message::Update(Update::end_of_rib_marker(*family)),
+                &mut bytes,
+            );
+        }
+        self.session.send(&bytes, |_| {}).await?;
+        self.end_of_rib_sent = true;
+        tracing::info!(router = %self.router.name, families = ?self.session.families, "End-of-RIB sent: the router now holds exactly what this session announced");
+        Ok(())
+    }
+
     /// Why `change` cannot be sent on this session, if it cannot.
     fn refusal(&self, route: &Route) -> Option<ChangeError> {
         let family = Family::of(&route.dst);
@@ -228,6 +244,14 @@ impl RouterDriver for BgpDriver {
                 outcomes[i] = Some(Ok(()));
             }
         }
+        // The first batch of a session is the worker's whole diff against
+        // an empty router: everything it wants is announced now. A peer
+        // that keeps stale routes (or, like FRR restarting, holds back its
+        // best path until every peer's End-of-RIB) should not wait for an
+        // idle moment to hear so.
+        if !self.end_of_rib_sent && !fence.is_raised() {
+            self.send_end_of_rib().await?;
+        }
         Ok(outcomes
             .into_iter()
             .zip(changes)
@@ -248,24 +272,14 @@ impl RouterDriver for BgpDriver {
         Ok(vec![self.router.address.ip()])
     }
 
-    /// Sends End-of-RIB once per session, after the first sync: the peer
-    /// then forgets what an earlier session announced and this one did not.
+    /// Sends End-of-RIB once per session, after the first sync, when that
+    /// sync had nothing to change.
     async fn tidy(&mut self) -> Result<(), DriverError> {
         if self.end_of_rib_sent {
             return Ok(());
         }
         self.established()?;
-        let mut bytes = Vec::new();
-        for family in &self.session.families {
-            wire::encode(
-                &Message::Update(Update::end_of_rib_marker(*family)),
-                &mut bytes,
-            );
-        }
-        self.session.send(&bytes, |_| {}).await?;
-        self.end_of_rib_sent = true;
-        tracing::info!(router = %self.router.name, families = ?self.session.families, "End-of-RIB sent: the router now holds exactly what this session announced");
-        Ok(())
+        self.send_end_of_rib().await
     }
 
     async fn probe(&mut self) -> Result<Vec<ProbeStep>, DriverError> {
