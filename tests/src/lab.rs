@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use nativeroute::lab::{LabSpec, Topology, destroy_blocking};
+use nativeroute::lab::{LabRouter, LabSpec, Topology, destroy_blocking};
 
 use crate::netns::{require_root, run};
 
@@ -26,6 +26,12 @@ impl TestLab {
     /// Builds router, switch and nodes; writes the controller config (with
     /// `resync`) and the lab's default inventory. No controller runs yet.
     pub async fn create(resync: Duration) -> TestLab {
+        Self::create_with_router(resync, LabRouter::Netlink).await
+    }
+
+    /// [`TestLab::create`] with the router reached as `router` says: with
+    /// `Bgp`, FRR's zebra and bgpd run in the router's namespace.
+    pub async fn create_with_router(resync: Duration, router: LabRouter) -> TestLab {
         require_root();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -33,9 +39,15 @@ impl TestLab {
         let prefix = format!("nre{}x{id}-", std::process::id() % 100_000);
         let dir = tempfile::tempdir().expect("temp dir for the lab");
         let spec = LabSpec::new(prefix, dir.path());
-        let topology = Topology::create(spec)
+        let mut topology = Topology::create(spec)
             .await
             .unwrap_or_else(|err| panic!("cannot build the lab: {err:#}"));
+        if router == LabRouter::Bgp {
+            topology
+                .start_bgp_router()
+                .await
+                .unwrap_or_else(|err| panic!("cannot start the lab's BGP router: {err:#}"));
+        }
         let config = topology
             .write_controller_files(resync)
             .unwrap_or_else(|err| panic!("cannot write the controller files: {err:#}"));

@@ -3,6 +3,7 @@
 //! it fails.
 
 pub mod apiserver;
+pub mod bgp_peers;
 pub mod frr;
 pub mod kube_lab;
 pub mod lab;

@@ -11,6 +11,8 @@ use anyhow::{Context, Result, anyhow};
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
+use super::LabRouter;
+use super::bgp_router::{LAB_AS, ROUTER_BGP_ADDRESS};
 use super::topology::{POOL, Topology, node_networks};
 
 /// The name the router has in the controller config.
@@ -78,16 +80,37 @@ impl Topology {
             ipam: "allocate",
             nodes,
             resync_interval: humantime::format_duration(resync_interval).to_string(),
-            routers: vec![RouterSection {
-                name: ROUTER_NAME,
-                driver: "netlink",
-                netns: self.router_netns(),
-                node_networks: node_networks(),
-            }],
+            routers: vec![self.router_section()],
         };
         let config_path = spec.config_path();
         write_yaml(&config_path, &config)?;
         Ok(config_path)
+    }
+
+    fn router_section(&self) -> RouterSection {
+        match self.router() {
+            LabRouter::Netlink => RouterSection {
+                name: ROUTER_NAME,
+                driver: "netlink",
+                netns: self.router_netns().to_owned(),
+                address: None,
+                local_as: None,
+                peer_as: None,
+                hold_time: None,
+                node_networks: node_networks(),
+            },
+            LabRouter::Bgp => RouterSection {
+                name: ROUTER_NAME,
+                driver: "bgp",
+                netns: self.spec().netns(&self.bgp_speaker().name),
+                address: Some(ROUTER_BGP_ADDRESS.to_string()),
+                local_as: Some(LAB_AS),
+                peer_as: Some(LAB_AS),
+                // Short, so that a router gone is noticed while you watch.
+                hold_time: Some("9s"),
+                node_networks: node_networks(),
+            },
+        }
     }
 
     /// Polls the controller's state file until every lab node has a subnet.
@@ -161,7 +184,7 @@ struct ConfigFile<'a> {
     ipam: &'static str,
     nodes: NodesSection<'a>,
     resync_interval: String,
-    routers: Vec<RouterSection<'a>>,
+    routers: Vec<RouterSection>,
 }
 
 #[derive(Serialize)]
@@ -183,10 +206,18 @@ struct NodesSection<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct RouterSection<'a> {
+struct RouterSection {
     name: &'static str,
     driver: &'static str,
-    netns: &'a str,
+    netns: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_as: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_as: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_time: Option<&'static str>,
     node_networks: Vec<IpNet>,
 }
 

@@ -6,6 +6,7 @@
 //! pieces ([`Topology`], [`destroy`]) under their own [`LabSpec::prefix`]
 //! and run the controller themselves.
 
+mod bgp_router;
 mod containers;
 mod controller_files;
 mod controller_process;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+pub use bgp_router::{LAB_AS, ROUTER_BGP_ADDRESS, vtysh as router_vtysh};
 pub use controller_files::{ROUTER_NAME, read_assignments};
 pub use controller_process::{
     ControllerProcess, running as running_controller, spawn as spawn_controller,
@@ -61,10 +63,25 @@ impl LabArgs {
     }
 }
 
+/// How the controller reaches the lab's router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LabRouter {
+    /// The router is a Linux kernel, programmed over netlink.
+    #[default]
+    Netlink,
+    /// The router runs FRR's bgpd and learns every subnet from the
+    /// controller's BGP session.
+    Bgp,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
     #[command(flatten)]
     pub lab: LabArgs,
+    /// How the controller reaches the router: `netlink`, or `bgp` (FRR's
+    /// bgpd in the router's namespace, the session started from node1).
+    #[arg(long, value_enum, default_value_t = LabRouter::Netlink)]
+    pub router: LabRouter,
     /// How long to wait for the controller to assign every node a subnet.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -94,7 +111,13 @@ pub struct StatusArgs {
 pub async fn run(cmd: LabCommand) -> Result<()> {
     match cmd {
         LabCommand::Up(args) => {
-            up::up(args.lab.spec(), args.timeout, args.kubeconfig.as_deref()).await
+            up::up(
+                args.lab.spec(),
+                args.router,
+                args.timeout,
+                args.kubeconfig.as_deref(),
+            )
+            .await
         }
         LabCommand::Down(args) => down(args.lab.spec()).await,
         LabCommand::Status(args) => {
@@ -140,6 +163,12 @@ mod tests {
         };
         assert_eq!(args.lab.spec(), LabSpec::default());
         assert_eq!(args.timeout, Duration::from_secs(10));
+        assert_eq!(args.router, LabRouter::Netlink);
+        let cli = Cli::parse_from(["lab", "up", "--router", "bgp"]);
+        let LabCommand::Up(args) = cli.lab else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.router, LabRouter::Bgp);
     }
 
     #[test]

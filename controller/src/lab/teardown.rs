@@ -75,6 +75,13 @@ pub(crate) fn remove_lab_files(dir: &Path) -> Result<()> {
     };
     for entry in entries {
         let entry = entry.with_context(|| format!("reading lab directory {}", dir.display()))?;
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir && entry.file_name() == super::bgp_router::FRR_DIR {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing {}", path.display()))?;
+            continue;
+        }
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
         if is_file && is_lab_file(&entry.file_name().to_string_lossy()) {
             let path = entry.path();

@@ -17,6 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use anyhow::{Context, Result, bail};
 use ipnet::{IpNet, Ipv4Net};
 
+use super::LabRouter;
 use super::netns::{self, Cmd};
 use super::spec::LabSpec;
 use super::teardown;
@@ -76,6 +77,8 @@ pub struct Topology {
     nodes: Vec<LabNode>,
     /// node name → subnet of its attached container.
     containers: Mutex<BTreeMap<String, Ipv4Net>>,
+    /// How the controller reaches the router.
+    router: LabRouter,
 }
 
 impl Topology {
@@ -97,6 +100,7 @@ impl Topology {
             spec,
             nodes,
             containers: Mutex::new(BTreeMap::new()),
+            router: LabRouter::Netlink,
         }
     }
 
@@ -156,6 +160,29 @@ impl Topology {
 
     pub fn spec(&self) -> &LabSpec {
         &self.spec
+    }
+
+    pub fn router(&self) -> LabRouter {
+        self.router
+    }
+
+    /// Turns the router into a BGP router: FRR in its namespace, taking
+    /// the node subnets from the controller's session (which starts from
+    /// node1, on the router's direct segment). The controller files written
+    /// afterwards name a `driver: bgp` router.
+    pub async fn start_bgp_router(&mut self) -> Result<()> {
+        let controller = match self.bgp_speaker().address {
+            IpAddr::V4(address) => address,
+            IpAddr::V6(_) => bail!("the lab's nodes have IPv4 addresses"),
+        };
+        super::bgp_router::start(&self.spec, &self.router_netns, controller, POOL, 24).await?;
+        self.router = LabRouter::Bgp;
+        Ok(())
+    }
+
+    /// The node whose namespace the controller's BGP session starts from.
+    pub(crate) fn bgp_speaker(&self) -> &LabNode {
+        &self.nodes[0]
     }
 
     /// The router's namespace: give it to the netlink driver.

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::LabRouter;
+use super::bgp_router;
 use super::controller_process::{self, ControllerProcess};
 use super::kubernetes::LabCluster;
 use super::netns;
@@ -19,8 +21,16 @@ const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 const EXIT_POLL: Duration = Duration::from_millis(100);
 const LOG_TAIL_LINES: usize = 20;
 
-pub(crate) async fn up(spec: LabSpec, timeout: Duration, kubeconfig: Option<&Path>) -> Result<()> {
+pub(crate) async fn up(
+    spec: LabSpec,
+    router: LabRouter,
+    timeout: Duration,
+    kubeconfig: Option<&Path>,
+) -> Result<()> {
     netns::require_root()?;
+    if router == LabRouter::Bgp {
+        bgp_router::require_frr()?;
+    }
     netns::require_programs(&["ip", "ping", "sysctl", "setsid"])?;
     spec.check()?;
     refuse_if_up(&spec).await?;
@@ -33,7 +43,12 @@ pub(crate) async fn up(spec: LabSpec, timeout: Duration, kubeconfig: Option<&Pat
         None => None,
     };
 
-    let topo = Topology::create(spec.clone()).await?;
+    let mut topo = Topology::create(spec.clone()).await?;
+    if router == LabRouter::Bgp
+        && let Err(err) = topo.start_bgp_router().await
+    {
+        return Err(abandon(&spec, err).await);
+    }
     match start(&topo, &exe, timeout, cluster.as_ref()).await {
         Ok(pid) => {
             print_summary(&topo, pid);

@@ -1,0 +1,166 @@
+//! The controller binary with a BGP router: the seed-000 lab whose router
+//! runs FRR (zebra and bgpd, configured as docs/drivers/bgp.md tells an
+//! operator) and learns every node's subnet over the controller's session,
+//! started from node1's namespace.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nativeroute::lab::LabRouter;
+use nativeroute_tests::lab::{TestLab, run_nativeroute, wait_until, write_atomically};
+use nativeroute_tests::route_monitor::RouteMonitor;
+
+/// The kernel's protocol number of the routes FRR's zebra installs.
+const RTPROT_BGP: u8 = 186;
+
+async fn bgp_lab() -> TestLab {
+    TestLab::create_with_router(Duration::from_secs(30), LabRouter::Bgp).await
+}
+
+/// The router's BGP routes inside the pool: destination → next hop.
+fn bgp_routes(lab: &TestLab) -> BTreeMap<IpNet, Option<IpAddr>> {
+    lab.router_routes()
+        .into_iter()
+        .filter(|(_, (_, protocol))| protocol == "bgp")
+        .map(|(dst, (via, _))| (dst, via))
+        .collect()
+}
+
+/// What the router should hold once the controller assigned `subnets`.
+fn expected(lab: &TestLab, subnets: &BTreeMap<String, IpNet>) -> BTreeMap<IpNet, Option<IpAddr>> {
+    subnets
+        .iter()
+        .map(|(node, subnet)| {
+            let address = lab.topology.node(node).expect("a lab node").address;
+            (*subnet, Some(address))
+        })
+        .collect()
+}
+
+async fn wait_for_routes(
+    lab: &TestLab,
+    want: &BTreeMap<IpNet, Option<IpAddr>>,
+    log: &dyn Fn() -> String,
+) {
+    let mut seen = BTreeMap::new();
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            seen = bgp_routes(lab);
+            if &seen == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the router holds {seen:?}, expected {want:?}; controller log:\n{}",
+        log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_ping_across_a_router_that_learns_the_subnets_over_bgp() {
+    let lab = bgp_lab().await;
+    let controller = lab.start_controller();
+    let subnets = lab
+        .topology
+        .wait_for_assignments(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", controller.log()));
+    wait_for_routes(&lab, &expected(&lab, &subnets), &|| controller.log()).await;
+    lab.attach_containers(&subnets).await;
+    for (from, to) in [("node1", "node2"), ("node2", "node3"), ("node3", "node1")] {
+        assert!(lab.pings(from, to).await, "{from} → {to}");
+    }
+}
+
+/// kill -9 of the controller: the router keeps every route (graceful
+/// restart) and a route monitor in its kernel sees none leave, through the
+/// restart and the next session's End-of-RIB. A node removed afterwards
+/// is withdrawn, and only it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_controller_killed_and_started_again_withdraws_nothing_from_the_router() {
+    let lab = bgp_lab().await;
+    let monitor = RouteMonitor::start(lab.router_netns(), RTPROT_BGP).expect("a route monitor");
+    let controller = lab.start_controller();
+    let subnets = lab
+        .topology
+        .wait_for_assignments(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", controller.log()));
+    let want = expected(&lab, &subnets);
+    wait_for_routes(&lab, &want, &|| controller.log()).await;
+
+    controller.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        bgp_routes(&lab),
+        want,
+        "the router dropped routes when the controller died"
+    );
+    let controller = lab.start_controller();
+    wait_until(
+        "the new session's End-of-RIB",
+        Duration::from_secs(30),
+        async || controller.log().matches("End-of-RIB sent").count() >= 2,
+    )
+    .await;
+    // Time for the router to act on the End-of-RIB (drop stale routes).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bgp_routes(&lab), want);
+    assert_eq!(monitor.withdrawals(), vec![], "{}", controller.log());
+    assert_eq!(monitor.overruns(), 0);
+
+    let gone = subnets.get("node3").copied().expect("node3's subnet");
+    let inventory = std::fs::read_to_string(lab.inventory_path()).expect("the inventory");
+    let without_node3: String = {
+        let mut lines: Vec<&str> = inventory.lines().collect();
+        let at = lines
+            .iter()
+            .position(|line| line.contains("node3"))
+            .expect("node3 in the inventory");
+        // `- name: node3` and its `address:` line.
+        lines.drain(at..at + 2);
+        lines.join("\n") + "\n"
+    };
+    write_atomically(&lab.inventory_path(), &without_node3);
+    let mut after = want.clone();
+    after.remove(&gone);
+    wait_for_routes(&lab, &after, &|| controller.log()).await;
+    let withdrawn: Vec<IpNet> = monitor
+        .withdrawals()
+        .into_iter()
+        .map(|(_, dst)| IpNet::V4(dst))
+        .collect();
+    assert_eq!(withdrawn, vec![gone]);
+}
+
+/// `check` opens a session and reports what the router offers; `plan`
+/// shows the announcements a first sync would make. Neither announces
+/// anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_and_plan_reach_the_bgp_router_and_announce_nothing() {
+    let lab = bgp_lab().await;
+    let config = lab.config.to_str().expect("utf-8 path").to_owned();
+    let (ok, output) = run_nativeroute(&["check", "--config", &config]);
+    assert!(ok, "{output}");
+    for expected in [
+        "router rtr: ok",
+        "iBGP session to 192.168.2.2:179",
+        "established from 192.168.2.1",
+        "graceful restart yes, restart time 120 s",
+    ] {
+        assert!(output.contains(expected), "{expected}: {output}");
+    }
+    let (ok, output) = run_nativeroute(&["plan", "--config", &config]);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("3 to add, 0 to replace, 0 to remove"),
+        "{output}"
+    );
+    assert!(bgp_routes(&lab).is_empty(), "{:?}", bgp_routes(&lab));
+}
