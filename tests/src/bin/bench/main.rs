@@ -13,7 +13,10 @@
 //! 5. FRR over SSH: routes through the SSH driver, a local `vtysh -f` and
 //!    one `ssh` per route; node created → route in FRR's kernel through the
 //!    controller (see `frr_ssh.rs`).
-//! 6. Only with `--only full-table` (it loads a million routes): a router
+//! 6. BGP: node subnets announced to FRR by the BGP driver beside BIRD
+//!    announcing the same static routes; node created → route in FRR's
+//!    kernel through the controller (see `bgp.rs`).
+//! 7. Only with `--only full-table` (it loads a million routes): a router
 //!    carrying a full Internet table, its resync and a cold start of our
 //!    routes beside it (see `full_table.rs`).
 //!
@@ -24,6 +27,7 @@
 //! -p nativeroute-tests --bin bench -- [--full]`; `-- --help` lists the
 //! sizes, repetitions and `--only SECTION`.
 
+mod bgp;
 mod controller;
 mod file_cold_start;
 mod frr_ssh;
@@ -55,6 +59,7 @@ enum Section {
     FileColdStart,
     Kubernetes,
     FrrSsh,
+    Bgp,
     /// Rows (g) and (h) of issue 12; only ever run by `--only full-table`.
     FullTable,
 }
@@ -91,6 +96,10 @@ struct Cli {
     /// scaled to --frr-routes.
     #[arg(long, default_value_t = 500)]
     per_route_sample: usize,
+    /// Routes the BGP section announces, ours and BIRD's (default 2,000;
+    /// with --full 10,000).
+    #[arg(long)]
+    bgp_routes: Option<usize>,
     /// Foreign routes the full-table section loads first.
     #[arg(long, default_value_t = 1_000_000)]
     full_table_foreign: usize,
@@ -119,6 +128,7 @@ struct Args {
     /// One Kubernetes section per size.
     kubernetes: Vec<kubernetes::Settings>,
     frr_ssh: frr_ssh::Settings,
+    bgp: bgp::Settings,
     full_table: full_table::Settings,
 }
 
@@ -166,6 +176,15 @@ fn parse_args() -> Args {
             ours: cli.full_table_ours,
             runs,
             resyncs: cli.full_table_resyncs,
+        },
+        bgp: bgp::Settings {
+            routes: cli
+                .bgp_routes
+                .unwrap_or(if cli.full { 10_000 } else { 2_000 }),
+            nodes: if cli.full { 5_000 } else { 1_000 },
+            created: if cli.full { 300 } else { 100 },
+            runs,
+            log_level: cli.controller_log.clone(),
         },
         frr_ssh: frr_ssh::Settings {
             routes: cli
@@ -450,6 +469,9 @@ async fn main() {
     }
     if args.runs(Section::FrrSsh) {
         frr_ssh::bench(&args.frr_ssh).await;
+    }
+    if args.runs(Section::Bgp) {
+        bgp::bench(&args.bgp).await;
     }
     if args.only == Some(Section::FullTable) {
         full_table::bench(&args.full_table).await;
