@@ -431,6 +431,44 @@ async fn a_foreign_route_of_the_router_is_listed_and_never_touched() {
     assert!(peer.advertised().expect("advertised").contains(&foreign));
 }
 
+/// The router asks for our routes again (a soft inbound reset): they are
+/// sent again on the same session, which stays up, and nothing moves in
+/// its kernel.
+#[tokio::test]
+async fn a_route_refresh_is_answered_on_the_same_session() {
+    let lab = Lab::new();
+    let peer = FrrBgp::start(&lab.spec(), lab.peer_dir()).expect("FRR");
+    let monitor = RouteMonitor::start(lab.router.name(), RTPROT_BGP).expect("a route monitor");
+    let mut driver = lab.connect(lab.router_config()).await;
+    let a = route("11.11.1.0/24", "192.168.3.3");
+    announce(&mut driver, &[a]).await;
+    wait_kernel(&peer, &[a]);
+    let updates_before = message_stat(&peer, "updatesRecv");
+    peer.vtysh(&format!("clear bgp ipv4 unicast {CONTROLLER} soft in"))
+        .expect("a soft reset");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while message_stat(&peer, "updatesRecv") <= updates_before {
+        assert!(Instant::now() < deadline, "no UPDATE answered the refresh");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(message_stat(&peer, "routeRefreshSent") >= 1);
+    wait_received(&peer, &[a]);
+    wait_kernel(&peer, &[a]);
+    assert!(driver.list().await.is_ok(), "the session went down");
+    assert_eq!(monitor.withdrawals(), vec![]);
+}
+
+/// One counter of FRR's `messageStats` for the controller's session.
+fn message_stat(peer: &FrrBgp, name: &str) -> u64 {
+    let text = peer
+        .vtysh(&format!("show bgp neighbors {CONTROLLER} json"))
+        .expect("FRR's neighbor");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    json[CONTROLLER.to_string()]["messageStats"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 /// With TCP-MD5 on both ends the session comes up; with a password the
 /// router does not share, connecting fails and says why it may have.
 #[tokio::test]

@@ -422,6 +422,21 @@ fn check_bgp(
     let graceful_restart = router
         .graceful_restart
         .map_or(BgpRouter::DEFAULT_GRACEFUL_RESTART, |d| d.0);
+    // BGP counts both in whole seconds: 1.5s would be sent as 1s.
+    for (key, value) in [
+        ("holdTime", hold_time),
+        ("gracefulRestart", graceful_restart),
+    ] {
+        if value.subsec_nanos() != 0 {
+            report(
+                format!("{field}.{key}"),
+                format!(
+                    "{} is not a whole number of seconds, which is all BGP can say",
+                    humantime::format_duration(value)
+                ),
+            );
+        }
+    }
     if graceful_restart.as_secs() > 4095 {
         report(
             format!("{field}.gracefulRestart"),

@@ -511,6 +511,13 @@ fn a_bgp_router_s_bad_values_are_each_named() {
         assert!(message.contains(expected), "{expected}: {message}");
     }
     let message = problems_of(&format!(
+        "{BGP_BASE}    address: 192.168.2.2\n    localAs: 1\n    peerAs: 1\n    holdTime: 1500ms\n"
+    ));
+    assert!(
+        message.contains("routers[0].holdTime: 1s 500ms is not a whole number of seconds"),
+        "{message}"
+    );
+    let message = problems_of(&format!(
         "{BGP_BASE}    address: \"[fd00::2]:179\"\n    localAs: 1\n    peerAs: 2\n"
     ));
     assert!(message.contains("routers[0].routerId"), "{message}");

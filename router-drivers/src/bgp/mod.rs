@@ -78,7 +78,15 @@ pub struct BgpDriver {
     /// routes from an earlier session (graceful restart) drops only those
     /// no longer announced.
     end_of_rib_sent: bool,
+    /// Whether this session was listed before: the first list waits for
+    /// the router's own routes, so that the first sync sees its foreign
+    /// routes in the pool.
+    listed: bool,
 }
+
+/// How long the first list of a session waits for the router's
+/// End-of-RIB. Routers without graceful restart may never send one.
+const ROUTER_END_OF_RIB_WAIT: Duration = Duration::from_secs(3);
 
 impl BgpDriver {
     /// Opens the session; `Ok` once it is established.
@@ -94,12 +102,15 @@ impl BgpDriver {
             password: router.password.clone(),
             netns: router.netns.clone(),
             connect_timeout: router.connect_timeout,
+            community: router.ownership.bgp_community,
+            pool: router.ownership.pool.clone(),
         };
-        let session = Session::open(&config, router.ownership.bgp_community).await?;
+        let session = Session::open(&config).await?;
         Ok(BgpDriver {
             router,
             session,
             end_of_rib_sent: false,
+            listed: false,
         })
     }
 
@@ -156,6 +167,17 @@ impl RouterDriver for BgpDriver {
 
     async fn list(&mut self) -> Result<RouterRoutes, DriverError> {
         self.established()?;
+        if !self.listed {
+            self.listed = true;
+            if !self
+                .session
+                .wait_for_router_end_of_rib(ROUTER_END_OF_RIB_WAIT)
+                .await
+            {
+                tracing::info!(router = %self.router.name, waited = ?ROUTER_END_OF_RIB_WAIT, "the router sent no End-of-RIB; its routes in the pool are read as they come");
+            }
+            self.established()?;
+        }
         let ribs = self
             .session
             .ribs

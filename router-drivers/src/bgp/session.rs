@@ -39,6 +39,12 @@ pub(crate) struct SessionConfig {
     pub password: Option<String>,
     pub netns: Option<String>,
     pub connect_timeout: Duration,
+    /// nativeroute's community: routes the router sends with it are ours.
+    pub community: u32,
+    /// Only routes inside the pool are kept from what the router sends:
+    /// a router with a full table must not fill our memory or wake the
+    /// worker for routes nativeroute never looks at.
+    pub pool: Vec<IpNet>,
 }
 
 /// A route the router sent us.
@@ -54,6 +60,29 @@ pub(crate) struct Received {
 pub(crate) enum SessionState {
     Established,
     Down(String),
+}
+
+/// The sending half, and whether a write was cut off half-way (a timeout):
+/// after that the byte stream is broken, and nothing more may be written.
+pub(crate) struct Writer {
+    half: OwnedWriteHalf,
+    broken: bool,
+}
+
+impl Writer {
+    /// Writes `bytes` whole or marks the stream broken: a write dropped
+    /// half-way (its future cancelled) leaves `broken` set.
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.broken {
+            return Err(std::io::Error::other(
+                "an earlier write to the session was cut off half-way",
+            ));
+        }
+        self.broken = true;
+        self.half.write_all(bytes).await?;
+        self.broken = false;
+        Ok(())
+    }
 }
 
 /// What the session task and the driver share.
@@ -77,9 +106,9 @@ pub(crate) struct Session {
     pub local_address: SocketAddr,
     pub identifier: Ipv4Addr,
     pub hold_time: Duration,
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     pub ribs: Arc<Mutex<Ribs>>,
-    state: watch::Receiver<SessionState>,
+    state: watch::Sender<SessionState>,
     pub wake: Arc<Notify>,
     task: JoinHandle<()>,
     community: u32,
@@ -94,7 +123,7 @@ impl Drop for Session {
 
 impl Session {
     /// Connects, exchanges OPENs and waits for the router's KEEPALIVE.
-    pub async fn open(config: &SessionConfig, community: u32) -> Result<Session, DriverError> {
+    pub async fn open(config: &SessionConfig) -> Result<Session, DriverError> {
         let stream = connect(config).await?;
         let local_address = stream
             .local_addr()
@@ -121,7 +150,9 @@ impl Session {
                 return Err(refused(config, &notification));
             }
             Ok(other) => {
-                let _ = send_notification(&mut writer, error_code::FSM, 0).await;
+                let _ =
+                    send_notification(&mut writer, error_code::FSM, error_code::FSM_IN_OPEN_SENT)
+                        .await;
                 return Err(session_error(
                     config,
                     "opening the session",
@@ -161,6 +192,12 @@ impl Session {
                 return Err(refused(config, &notification));
             }
             Ok(other) => {
+                let _ = send_notification(
+                    &mut writer,
+                    error_code::FSM,
+                    error_code::FSM_IN_OPEN_CONFIRM,
+                )
+                .await;
                 return Err(session_error(
                     config,
                     "opening the session",
@@ -188,7 +225,7 @@ impl Session {
                 ));
             }
         }
-        let families = [Family::Ipv4Unicast, Family::Ipv6Unicast]
+        let families: BTreeSet<Family> = [Family::Ipv4Unicast, Family::Ipv6Unicast]
             .into_iter()
             .filter(|family| peer.supports_family(*family))
             .collect();
@@ -202,9 +239,12 @@ impl Session {
             graceful_restart = ?peer.graceful_restart_time(),
             "BGP session established"
         );
-        let writer = Arc::new(tokio::sync::Mutex::new(writer));
+        let writer = Arc::new(tokio::sync::Mutex::new(Writer {
+            half: writer,
+            broken: false,
+        }));
         let ribs = Arc::new(Mutex::new(Ribs::default()));
-        let (state_tx, state) = watch::channel(SessionState::Established);
+        let (state, _) = watch::channel(SessionState::Established);
         let wake = Arc::new(Notify::new());
         let keeper = Keeper {
             router: config.router.clone(),
@@ -212,12 +252,15 @@ impl Session {
             buffer,
             writer: Arc::clone(&writer),
             ribs: Arc::clone(&ribs),
-            state: state_tx,
+            state: state.clone(),
             wake: Arc::clone(&wake),
             hold_time,
-            community,
+            community: config.community,
             local_as: config.local_as,
+            identifier,
             ibgp: config.local_as == config.peer_as,
+            families: families.clone(),
+            pool: config.pool.clone(),
         };
         let task = tokio::spawn(keeper.run());
         Ok(Session {
@@ -231,7 +274,7 @@ impl Session {
             state,
             wake,
             task,
-            community,
+            community: config.community,
             router: config.router.clone(),
         })
     }
@@ -240,27 +283,64 @@ impl Session {
         self.state.borrow().clone()
     }
 
-    /// Sends `messages` (encoded back to back) as one write, bounded by the
-    /// hold time: a router that stops reading is as good as down.
+    /// Sends `bytes` (messages encoded back to back) as one write, then
+    /// lets `then` record what went out. Bounded by the hold time, waiting
+    /// for the writer included: a router that stops reading is as good as
+    /// down, and the session is then given up.
     pub async fn send(
         &self,
         bytes: &[u8],
         then: impl FnOnce(&mut Ribs),
     ) -> Result<(), DriverError> {
         let bound = self.hold_time.max(Duration::from_secs(10));
-        let mut writer = self.writer.lock().await;
-        if let SessionState::Down(why) = self.state() {
-            return Err(self.down(why));
-        }
-        match timeout(bound, writer.write_all(bytes)).await {
-            Ok(Ok(())) => {
-                then(&mut self.ribs.lock().unwrap_or_else(PoisonError::into_inner));
-                Ok(())
+        let written = timeout(bound, async {
+            let mut writer = self.writer.lock().await;
+            if let SessionState::Down(why) = self.state() {
+                return Err(why);
             }
-            Ok(Err(err)) => Err(self.down(format!("writing to the session failed: {err}"))),
-            Err(_) => Err(self.down(format!(
-                "the router took no data for {bound:?}; the session is given up"
-            ))),
+            writer
+                .write(bytes)
+                .await
+                .map_err(|err| format!("writing to the session failed: {err}"))?;
+            then(&mut self.ribs.lock().unwrap_or_else(PoisonError::into_inner));
+            Ok(())
+        })
+        .await;
+        let why = match written {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(why)) => why,
+            Err(_) => format!("the router took no data for {bound:?}; the session is given up"),
+        };
+        self.give_up(&why);
+        Err(self.down(why))
+    }
+
+    /// Ends the session from our side: the keeper stops, the state says
+    /// why, and the worker is woken.
+    fn give_up(&self, why: &str) {
+        self.task.abort();
+        if self.state() == SessionState::Established {
+            tracing::warn!(router = %self.router, reason = %why, "BGP session given up");
+            self.state.send_replace(SessionState::Down(why.to_owned()));
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits, at most `bound`, until the router has sent End-of-RIB for
+    /// every family of the session: its own routes are all in by then.
+    pub async fn wait_for_router_end_of_rib(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        loop {
+            {
+                let ribs = self.ribs.lock().unwrap_or_else(PoisonError::into_inner);
+                if self.families.is_subset(&ribs.router_end_of_rib) {
+                    return true;
+                }
+            }
+            if Instant::now() >= deadline || self.state() != SessionState::Established {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -284,14 +364,17 @@ struct Keeper {
     router: String,
     reader: OwnedReadHalf,
     buffer: Vec<u8>,
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     ribs: Arc<Mutex<Ribs>>,
     state: watch::Sender<SessionState>,
     wake: Arc<Notify>,
     hold_time: Duration,
     community: u32,
     local_as: u32,
+    identifier: Ipv4Addr,
     ibgp: bool,
+    families: BTreeSet<Family>,
+    pool: Vec<IpNet>,
 }
 
 impl Keeper {
@@ -311,14 +394,21 @@ impl Keeper {
         } else {
             (self.hold_time, self.hold_time / 3)
         };
+        // A KEEPALIVE that cannot go out within the hold time would not
+        // keep the session anyway.
+        let write_bound = hold.min(Duration::from_secs(90));
         let mut hold_expires = Instant::now() + hold;
         let mut next_keepalive = Instant::now() + keepalive;
         loop {
             tokio::select! {
+                // What the router sent first: after a long wait (for the
+                // writer) its messages are in the socket, and they reset
+                // the hold timer before it is looked at.
+                biased;
                 read = read_message(&mut self.reader, &mut self.buffer, far) => match read {
                     Ok(message) => {
                         hold_expires = Instant::now() + hold;
-                        if let Some(why) = self.take(message).await {
+                        if let Some(why) = self.take(message, write_bound).await {
                             return why;
                         }
                     }
@@ -337,16 +427,27 @@ impl Keeper {
                     next_keepalive = Instant::now() + keepalive;
                     let mut bytes = Vec::new();
                     wire::encode(&Message::Keepalive, &mut bytes);
-                    if let Err(err) = self.writer.lock().await.write_all(&bytes).await {
-                        return format!("sending a KEEPALIVE failed: {err}");
+                    if let Some(why) = self.write(&bytes, write_bound, "sending a KEEPALIVE").await {
+                        return why;
                     }
                 }
             }
         }
     }
 
+    /// Writes `bytes` within `bound`; `Some` with the reason when it could
+    /// not, which ends the session.
+    async fn write(&self, bytes: &[u8], bound: Duration, what: &str) -> Option<String> {
+        let written = timeout(bound, async { self.writer.lock().await.write(bytes).await }).await;
+        match written {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(format!("{what} failed: {err}")),
+            Err(_) => Some(format!("{what} took longer than {bound:?}")),
+        }
+    }
+
     /// Takes one message from the router; `Some` when it ends the session.
-    async fn take(&mut self, message: Message) -> Option<String> {
+    async fn take(&mut self, message: Message, write_bound: Duration) -> Option<String> {
         match message {
             Message::Keepalive => None,
             Message::Update(update) => {
@@ -357,12 +458,24 @@ impl Keeper {
                 "the router closed the session: {}",
                 notification.describe()
             )),
-            Message::RouteRefresh { afi, safi } => {
-                self.refresh(Family::from_afi_safi(afi, safi)).await
+            Message::RouteRefresh { afi, subtype, safi } => {
+                // Only a plain request (RFC 2918) for a family of this
+                // session is answered; the enhanced refresh markers of RFC
+                // 7313 were not offered and are ignored, as it asks.
+                match Family::from_afi_safi(afi, safi) {
+                    Some(family) if subtype == 0 && self.families.contains(&family) => {
+                        self.refresh(family, write_bound).await
+                    }
+                    _ => None,
+                }
             }
             Message::Open(_) => {
-                self.notify(Notification::new(error_code::FSM, 0, Vec::new()))
-                    .await;
+                self.notify(Notification::new(
+                    error_code::FSM,
+                    error_code::FSM_IN_ESTABLISHED,
+                    Vec::new(),
+                ))
+                .await;
                 Some("the router sent a second OPEN".to_owned())
             }
         }
@@ -372,53 +485,89 @@ impl Keeper {
         if let Some(why) = &update.treat_as_withdraw {
             tracing::warn!(router = %self.router, reason = %why, "an UPDATE from the router could not be read; its routes are taken as withdrawn (RFC 7606)");
         }
+        let in_pool = |dst: &IpNet| self.pool.iter().any(|cidr| cidr.contains(dst));
+        let mut changed = false;
         let mut ribs = self.ribs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(family) = update.end_of_rib() {
-            ribs.router_end_of_rib.insert(family);
-            return;
+            changed = ribs.router_end_of_rib.insert(family);
         }
         for dst in update.withdrawals() {
-            ribs.received.remove(&dst);
-        }
-        let ours = update.communities().contains(&self.community);
-        for (dst, via) in update.announcements() {
-            ribs.received.insert(dst, Received { via, ours });
-        }
-        drop(ribs);
-        self.wake.notify_one();
-    }
-
-    /// Sends every route of `family` again, then its End-of-RIB, as the
-    /// router asked (RFC 2918).
-    async fn refresh(&mut self, family: Option<Family>) -> Option<String> {
-        let family = family?;
-        let routes: Vec<(IpNet, IpAddr)> = {
-            let ribs = self.ribs.lock().unwrap_or_else(PoisonError::into_inner);
-            ribs.announced
-                .iter()
-                .filter(|(dst, _)| Family::of(dst) == family)
-                .map(|(dst, via)| (*dst, *via))
-                .collect()
-        };
-        tracing::info!(router = %self.router, %family, routes = routes.len(), "the router asked for our routes again");
-        let mut bytes = Vec::new();
-        for (dst, via) in routes {
-            if let Some(update) =
-                super::updates::announcement(dst, via, self.local_as, self.ibgp, self.community)
-            {
-                wire::encode(&Message::Update(update), &mut bytes);
+            if in_pool(&dst) {
+                changed |= ribs.received.remove(&dst).is_some();
             }
         }
-        wire::encode(
-            &Message::Update(Update::end_of_rib_marker(family)),
-            &mut bytes,
-        );
-        let mut writer = self.writer.lock().await;
-        writer
-            .write_all(&bytes)
-            .await
-            .err()
-            .map(|err| format!("answering a route refresh failed: {err}"))
+        if !self.our_own_coming_back(update) {
+            let ours = update.communities().contains(&self.community);
+            for (dst, via) in update.announcements() {
+                if in_pool(&dst) {
+                    let received = Received { via, ours };
+                    changed |= ribs.received.insert(dst, received) != Some(received);
+                }
+            }
+        }
+        drop(ribs);
+        if changed {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Our own announcements reflected back (a route reflector, or an eBGP
+    /// path through us): never someone else's route, even when the router
+    /// stripped our community.
+    fn our_own_coming_back(&self, update: &Update) -> bool {
+        /// ORIGINATOR_ID (RFC 4456).
+        const ORIGINATOR_ID: u8 = 9;
+        update.attributes.iter().any(|attribute| match attribute {
+            wire::Attribute::AsPath(segments) => {
+                !self.ibgp
+                    && segments
+                        .iter()
+                        .any(|segment| segment.numbers().contains(&self.local_as))
+            }
+            wire::Attribute::Other { code, value, .. } => {
+                *code == ORIGINATOR_ID && value.as_slice() == self.identifier.octets()
+            }
+            _ => false,
+        })
+    }
+
+    /// Sends every route of `family` again, as the router asked (RFC
+    /// 2918). The writer is taken first, so that no batch of the driver
+    /// goes between the copy of what was announced and its sending.
+    async fn refresh(&mut self, family: Family, bound: Duration) -> Option<String> {
+        let answered = timeout(bound, async {
+            let mut writer = self.writer.lock().await;
+            let routes: Vec<(IpNet, IpAddr)> = {
+                let ribs = self.ribs.lock().unwrap_or_else(PoisonError::into_inner);
+                ribs.announced
+                    .iter()
+                    .filter(|(dst, _)| Family::of(dst) == family)
+                    .map(|(dst, via)| (*dst, *via))
+                    .collect()
+            };
+            tracing::info!(router = %self.router, %family, routes = routes.len(), "the router asked for our routes again");
+            let mut bytes = Vec::new();
+            for (dst, via) in routes {
+                if let Some(update) = super::updates::announcement(
+                    dst,
+                    via,
+                    self.local_as,
+                    self.ibgp,
+                    self.community,
+                ) {
+                    wire::encode(&Message::Update(update), &mut bytes);
+                }
+            }
+            writer.write(&bytes).await
+        })
+        .await;
+        match answered {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(format!("answering a route refresh failed: {err}")),
+            Err(_) => Some(format!(
+                "answering a route refresh took longer than {bound:?}"
+            )),
+        }
     }
 
     async fn notify(&mut self, notification: Notification) {
@@ -427,7 +576,7 @@ impl Keeper {
         // The session ends either way; a write that cannot finish in a
         // second is not waited for.
         if let Ok(mut writer) = self.writer.try_lock() {
-            let _ = timeout(Duration::from_secs(1), writer.write_all(&bytes)).await;
+            let _ = timeout(Duration::from_secs(1), writer.write(&bytes)).await;
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::wire::{
-    Attribute, HEADER_LEN, MAX_MESSAGE_LEN, ORIGIN_IGP, Segment, Update, prefix_wire_len,
+    Attribute, Family, HEADER_LEN, MAX_MESSAGE_LEN, ORIGIN_IGP, Segment, Update, prefix_wire_len,
 };
 
 /// The LOCAL_PREF of our routes on iBGP: the usual default, so that the
@@ -29,20 +29,28 @@ pub(crate) fn announcement(
     } else {
         vec![Segment::Sequence(vec![local_as])]
     };
-    let mut attributes = vec![Attribute::Origin(ORIGIN_IGP), Attribute::AsPath(as_path)];
+    // MP_REACH_NLRI first (RFC 7606 §5.1), the rest by type code.
+    let mut attributes = Vec::with_capacity(6);
     let mut announced = Vec::new();
-    match (dst, via) {
+    let next_hop = match (dst, via) {
         (IpNet::V4(dst), IpAddr::V4(via)) => {
-            attributes.push(Attribute::NextHop(via));
             announced.push(dst);
+            Some(Attribute::NextHop(via))
         }
-        (IpNet::V6(dst), IpAddr::V6(via)) => attributes.push(Attribute::MpReach {
-            next_hop: via,
-            link_local: None,
-            prefixes: vec![dst],
-        }),
+        (IpNet::V6(_), IpAddr::V6(_)) => {
+            attributes.push(Attribute::MpReach {
+                family: Family::Ipv6Unicast,
+                next_hop: via,
+                link_local: None,
+                prefixes: vec![dst],
+            });
+            None
+        }
         _ => return None,
-    }
+    };
+    attributes.push(Attribute::Origin(ORIGIN_IGP));
+    attributes.push(Attribute::AsPath(as_path));
+    attributes.extend(next_hop);
     if ibgp {
         attributes.push(Attribute::LocalPref(LOCAL_PREF));
     }
@@ -87,7 +95,10 @@ pub(crate) fn withdrawals(dsts: &[IpNet]) -> Vec<Update> {
         packed(&v6, V6_ROOM, |p| prefix_wire_len(&IpNet::V6(*p)))
             .into_iter()
             .map(|prefixes| Update {
-                attributes: vec![Attribute::MpUnreach { prefixes }],
+                attributes: vec![Attribute::MpUnreach {
+                    family: Family::Ipv6Unicast,
+                    prefixes: prefixes.into_iter().map(IpNet::V6).collect(),
+                }],
                 ..Update::default()
             }),
     );

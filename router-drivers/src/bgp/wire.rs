@@ -52,6 +52,8 @@ const FLAG_EXTENDED_LENGTH: u8 = 0x10;
 pub const ORIGIN_IGP: u8 = 0;
 const AS_SET: u8 = 1;
 const AS_SEQUENCE: u8 = 2;
+const AS_CONFED_SEQUENCE: u8 = 3;
+const AS_CONFED_SET: u8 = 4;
 
 /// NOTIFICATION error codes and subcodes (RFC 4271 §4.5, RFC 4486, RFC 7313).
 pub mod error_code {
@@ -70,10 +72,15 @@ pub mod error_code {
 
     pub const UPDATE: u8 = 3;
     pub const UPDATE_MALFORMED_ATTRIBUTES: u8 = 1;
+    pub const UPDATE_OPTIONAL_ATTRIBUTE: u8 = 9;
     pub const UPDATE_INVALID_NETWORK: u8 = 10;
 
     pub const HOLD_TIMER_EXPIRED: u8 = 4;
     pub const FSM: u8 = 5;
+    /// RFC 6608: an unexpected message in OpenSent, OpenConfirm, Established.
+    pub const FSM_IN_OPEN_SENT: u8 = 1;
+    pub const FSM_IN_OPEN_CONFIRM: u8 = 2;
+    pub const FSM_IN_ESTABLISHED: u8 = 3;
 
     pub const CEASE: u8 = 6;
     pub const CEASE_ADMINISTRATIVE_SHUTDOWN: u8 = 2;
@@ -128,7 +135,13 @@ pub enum Message {
     Update(Update),
     Notification(Notification),
     Keepalive,
-    RouteRefresh { afi: u16, safi: u8 },
+    /// Subtype 0 is a request (RFC 2918); 1 and 2 mark the beginning and
+    /// end of a refresh (RFC 7313), which nativeroute does not offer.
+    RouteRefresh {
+        afi: u16,
+        subtype: u8,
+        safi: u8,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -278,6 +291,19 @@ impl Notification {
 pub enum Segment {
     Set(Vec<u32>),
     Sequence(Vec<u32>),
+    ConfedSequence(Vec<u32>),
+    ConfedSet(Vec<u32>),
+}
+
+impl Segment {
+    pub fn numbers(&self) -> &[u32] {
+        match self {
+            Segment::Set(numbers)
+            | Segment::Sequence(numbers)
+            | Segment::ConfedSequence(numbers)
+            | Segment::ConfedSet(numbers) => numbers,
+        }
+    }
 }
 
 /// A path attribute, as far as nativeroute reads it; the others are kept
@@ -290,15 +316,17 @@ pub enum Attribute {
     Med(u32),
     LocalPref(u32),
     Communities(Vec<u32>),
-    /// MP_REACH_NLRI for IPv6 unicast: the global next hop, and the
-    /// link-local one when the peer sends both.
+    /// MP_REACH_NLRI for one of our families: the next hop (for IPv6 the
+    /// global one, with the link-local one when the peer sends both).
     MpReach {
-        next_hop: Ipv6Addr,
+        family: Family,
+        next_hop: IpAddr,
         link_local: Option<Ipv6Addr>,
-        prefixes: Vec<Ipv6Net>,
+        prefixes: Vec<IpNet>,
     },
     MpUnreach {
-        prefixes: Vec<Ipv6Net>,
+        family: Family,
+        prefixes: Vec<IpNet>,
     },
     Other {
         flags: u8,
@@ -327,7 +355,7 @@ impl Update {
         }
         match self.attributes.as_slice() {
             [] => Some(Family::Ipv4Unicast),
-            [Attribute::MpUnreach { prefixes }] if prefixes.is_empty() => Some(Family::Ipv6Unicast),
+            [Attribute::MpUnreach { family, prefixes }] if prefixes.is_empty() => Some(*family),
             _ => None,
         }
     }
@@ -336,6 +364,7 @@ impl Update {
         let attributes = match family {
             Family::Ipv4Unicast => Vec::new(),
             Family::Ipv6Unicast => vec![Attribute::MpUnreach {
+                family,
                 prefixes: Vec::new(),
             }],
         };
@@ -350,8 +379,8 @@ impl Update {
     pub fn withdrawals(&self) -> Vec<IpNet> {
         let mut all: Vec<IpNet> = self.withdrawn.iter().map(|&p| IpNet::V4(p)).collect();
         for attribute in &self.attributes {
-            if let Attribute::MpUnreach { prefixes } = attribute {
-                all.extend(prefixes.iter().map(|&p| IpNet::V6(p)));
+            if let Attribute::MpUnreach { prefixes, .. } = attribute {
+                all.extend(prefixes.iter().copied());
             }
         }
         if self.treat_as_withdraw.is_some() {
@@ -397,11 +426,7 @@ impl Update {
                 next_hop, prefixes, ..
             } = attribute
             {
-                all.extend(
-                    prefixes
-                        .iter()
-                        .map(|&p| (IpNet::V6(p), Some(IpAddr::V6(*next_hop)))),
-                );
+                all.extend(prefixes.iter().map(|&p| (p, Some(*next_hop))));
             }
         }
         all
@@ -429,13 +454,16 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
             out.push(TYPE_NOTIFICATION);
             out.push(notification.code);
             out.push(notification.subcode);
-            out.extend_from_slice(&notification.data);
+            // Data that quotes a whole message must still fit in one.
+            let room = MAX_MESSAGE_LEN - HEADER_LEN - 2;
+            let data = &notification.data[..notification.data.len().min(room)];
+            out.extend_from_slice(data);
         }
         Message::Keepalive => out.push(TYPE_KEEPALIVE),
-        Message::RouteRefresh { afi, safi } => {
+        Message::RouteRefresh { afi, subtype, safi } => {
             out.push(TYPE_ROUTE_REFRESH);
             out.extend_from_slice(&afi.to_be_bytes());
-            out.push(0);
+            out.push(*subtype);
             out.push(*safi);
         }
     }
@@ -529,6 +557,8 @@ fn encode_attribute(attribute: &Attribute, out: &mut Vec<u8>) {
                 let (kind, numbers) = match segment {
                     Segment::Set(numbers) => (AS_SET, numbers),
                     Segment::Sequence(numbers) => (AS_SEQUENCE, numbers),
+                    Segment::ConfedSequence(numbers) => (AS_CONFED_SEQUENCE, numbers),
+                    Segment::ConfedSet(numbers) => (AS_CONFED_SET, numbers),
                 };
                 value.push(kind);
                 value.push(byte_len(numbers.len()));
@@ -557,34 +587,41 @@ fn encode_attribute(attribute: &Attribute, out: &mut Vec<u8>) {
             (FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_COMMUNITIES)
         }
         Attribute::MpReach {
+            family,
             next_hop,
             link_local,
             prefixes,
         } => {
-            value.extend_from_slice(&AFI_IPV6.to_be_bytes());
-            value.push(SAFI_UNICAST);
-            match link_local {
-                Some(link_local) => {
+            let (afi, safi) = family.afi_safi();
+            value.extend_from_slice(&afi.to_be_bytes());
+            value.push(safi);
+            match (next_hop, link_local) {
+                (IpAddr::V4(next_hop), _) => {
+                    value.push(4);
+                    value.extend_from_slice(&next_hop.octets());
+                }
+                (IpAddr::V6(next_hop), Some(link_local)) => {
                     value.push(32);
                     value.extend_from_slice(&next_hop.octets());
                     value.extend_from_slice(&link_local.octets());
                 }
-                None => {
+                (IpAddr::V6(next_hop), None) => {
                     value.push(16);
                     value.extend_from_slice(&next_hop.octets());
                 }
             }
             value.push(0);
             for prefix in prefixes {
-                encode_prefix(&IpNet::V6(*prefix), &mut value);
+                encode_prefix(prefix, &mut value);
             }
             (FLAG_OPTIONAL, ATTR_MP_REACH)
         }
-        Attribute::MpUnreach { prefixes } => {
-            value.extend_from_slice(&AFI_IPV6.to_be_bytes());
-            value.push(SAFI_UNICAST);
+        Attribute::MpUnreach { family, prefixes } => {
+            let (afi, safi) = family.afi_safi();
+            value.extend_from_slice(&afi.to_be_bytes());
+            value.push(safi);
             for prefix in prefixes {
-                encode_prefix(&IpNet::V6(*prefix), &mut value);
+                encode_prefix(prefix, &mut value);
             }
             (FLAG_OPTIONAL, ATTR_MP_UNREACH)
         }
@@ -693,8 +730,9 @@ pub fn decode(message: &[u8]) -> Result<Message, Notification> {
         })),
         TYPE_KEEPALIVE => Ok(Message::Keepalive),
         TYPE_ROUTE_REFRESH => match body {
-            [afi_high, afi_low, _, safi] => Ok(Message::RouteRefresh {
+            [afi_high, afi_low, subtype, safi] => Ok(Message::RouteRefresh {
                 afi: u16::from_be_bytes([*afi_high, *afi_low]),
+                subtype: *subtype,
                 safi: *safi,
             }),
             _ => Err(Notification::new(
@@ -888,7 +926,7 @@ fn decode_attributes(raw: &[u8], update: &mut Update) -> Result<(), Notification
                 update.treat_as_withdraw.get_or_insert(why);
             }
             Err(AttributeError::ResetSession) => {
-                return Err(update_error(error_code::UPDATE_MALFORMED_ATTRIBUTES));
+                return Err(update_error(error_code::UPDATE_OPTIONAL_ATTRIBUTE));
             }
         }
     }
@@ -934,6 +972,8 @@ fn decode_attribute(flags: u8, code: u8, value: &[u8]) -> Result<Attribute, Attr
                 segments.push(match kind {
                     AS_SET => Segment::Set(numbers),
                     AS_SEQUENCE => Segment::Sequence(numbers),
+                    AS_CONFED_SEQUENCE => Segment::ConfedSequence(numbers),
+                    AS_CONFED_SET => Segment::ConfedSet(numbers),
                     _ => return Err(bad("AS_PATH")),
                 });
             }
@@ -982,21 +1022,30 @@ fn decode_mp_reach(value: &[u8]) -> Result<Attribute, AttributeError> {
         .take(next_hop_len)
         .ok_or(AttributeError::ResetSession)?;
     reader.u8().ok_or(AttributeError::ResetSession)?;
-    if Family::from_afi_safi(afi, safi) != Some(Family::Ipv6Unicast) {
+    let Some(family) = Family::from_afi_safi(afi, safi) else {
         // A family nativeroute did not offer: kept as it came, never read.
         return Ok(Attribute::Other {
             flags: FLAG_OPTIONAL,
             code: ATTR_MP_REACH,
             value: value.to_vec(),
         });
-    }
+    };
     let (next_hop, link_local) = match next_hop_len {
-        16 => (ipv6_at(next_hop, 0), None),
-        32 => (ipv6_at(next_hop, 0), Some(ipv6_at(next_hop, 16))),
+        4 => {
+            let mut octets = [0u8; 4];
+            octets.copy_from_slice(next_hop);
+            (IpAddr::V4(Ipv4Addr::from(octets)), None)
+        }
+        16 => (IpAddr::V6(ipv6_at(next_hop, 0)), None),
+        32 => (
+            IpAddr::V6(ipv6_at(next_hop, 0)),
+            Some(ipv6_at(next_hop, 16)),
+        ),
         _ => return Err(AttributeError::ResetSession),
     };
-    let prefixes = decode_prefixes_v6(reader.rest).ok_or(AttributeError::ResetSession)?;
+    let prefixes = decode_prefixes(family, reader.rest).ok_or(AttributeError::ResetSession)?;
     Ok(Attribute::MpReach {
+        family,
         next_hop,
         link_local,
         prefixes,
@@ -1007,15 +1056,28 @@ fn decode_mp_unreach(value: &[u8]) -> Result<Attribute, AttributeError> {
     let mut reader = Reader::new(value);
     let afi = reader.u16().ok_or(AttributeError::ResetSession)?;
     let safi = reader.u8().ok_or(AttributeError::ResetSession)?;
-    if Family::from_afi_safi(afi, safi) != Some(Family::Ipv6Unicast) {
+    let Some(family) = Family::from_afi_safi(afi, safi) else {
         return Ok(Attribute::Other {
             flags: FLAG_OPTIONAL,
             code: ATTR_MP_UNREACH,
             value: value.to_vec(),
         });
-    }
-    let prefixes = decode_prefixes_v6(reader.rest).ok_or(AttributeError::ResetSession)?;
-    Ok(Attribute::MpUnreach { prefixes })
+    };
+    let prefixes = decode_prefixes(family, reader.rest).ok_or(AttributeError::ResetSession)?;
+    Ok(Attribute::MpUnreach { family, prefixes })
+}
+
+fn decode_prefixes(family: Family, raw: &[u8]) -> Option<Vec<IpNet>> {
+    Some(match family {
+        Family::Ipv4Unicast => decode_prefixes_v4(raw)?
+            .into_iter()
+            .map(IpNet::V4)
+            .collect(),
+        Family::Ipv6Unicast => decode_prefixes_v6(raw)?
+            .into_iter()
+            .map(IpNet::V6)
+            .collect(),
+    })
 }
 
 fn ipv6_at(octets: &[u8], at: usize) -> Ipv6Addr {

@@ -1,6 +1,6 @@
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 
 use super::*;
@@ -233,6 +233,7 @@ fn an_attribute_overrunning_the_list_withdraws_the_routes() {
 #[test]
 fn a_second_mp_reach_resets_the_session() {
     let reach = Attribute::MpReach {
+        family: Family::Ipv6Unicast,
         next_hop: "fd00::3".parse().expect("address"),
         link_local: None,
         prefixes: vec!["fd11:11:1::/64".parse().expect("prefix")],
@@ -252,6 +253,87 @@ fn a_second_mp_reach_resets_the_session() {
     assert_eq!(
         decode(&framed(TYPE_UPDATE, &body)),
         Err(Notification::new(3, 1, vec![]))
+    );
+}
+
+#[test]
+fn ipv4_routes_in_mp_reach_are_read_and_a_broken_one_is_an_optional_attribute_error() {
+    let reach = Attribute::MpReach {
+        family: Family::Ipv4Unicast,
+        next_hop: "192.168.3.3".parse().expect("address"),
+        link_local: None,
+        prefixes: vec!["11.11.4.0/24".parse().expect("prefix")],
+    };
+    let update = Update {
+        attributes: vec![reach, Attribute::Origin(0), Attribute::AsPath(vec![])],
+        ..Update::default()
+    };
+    let Ok(Message::Update(decoded)) = decode(&encoded(&Message::Update(update))) else {
+        panic!("an UPDATE");
+    };
+    assert_eq!(
+        decoded.announcements(),
+        vec![(
+            "11.11.4.0/24".parse().expect("prefix"),
+            "192.168.3.3".parse().expect("address")
+        )]
+    );
+    // AFI 1, SAFI 1, a next hop of 5 octets.
+    let mut attributes = Vec::new();
+    encode_attribute(
+        &Attribute::Other {
+            flags: 0x80,
+            code: 14,
+            value: vec![0, 1, 1, 5, 1, 2, 3, 4, 5, 0],
+        },
+        &mut attributes,
+    );
+    let mut body = vec![0, 0];
+    body.extend_from_slice(
+        &u16::try_from(attributes.len())
+            .expect("short")
+            .to_be_bytes(),
+    );
+    body.extend_from_slice(&attributes);
+    assert_eq!(
+        decode(&framed(TYPE_UPDATE, &body)),
+        Err(Notification::new(3, 9, vec![]))
+    );
+}
+
+#[test]
+fn a_refresh_keeps_its_subtype_and_a_notification_quoting_a_whole_message_still_fits() {
+    let refresh = Message::RouteRefresh {
+        afi: 2,
+        subtype: 1,
+        safi: 1,
+    };
+    assert_eq!(decode(&encoded(&refresh)), Ok(refresh));
+    let long = Notification::new(7, 1, vec![0xab; MAX_MESSAGE_LEN]);
+    let bytes = encoded(&Message::Notification(long));
+    assert_eq!(bytes.len(), MAX_MESSAGE_LEN);
+    assert!(
+        matches!(decode(&bytes), Ok(Message::Notification(n)) if n.data.len() == MAX_MESSAGE_LEN - 21)
+    );
+}
+
+#[test]
+fn a_confederation_path_is_read() {
+    let update = Update {
+        attributes: vec![
+            Attribute::Origin(0),
+            Attribute::AsPath(vec![
+                Segment::ConfedSequence(vec![65001]),
+                Segment::Sequence(vec![64512]),
+            ]),
+            Attribute::NextHop(Ipv4Addr::new(192, 168, 3, 3)),
+        ],
+        announced: vec![v4("11.11.5.0/24")],
+        ..Update::default()
+    };
+    assert_eq!(
+        decode(&encoded(&Message::Update(update.clone()))),
+        Ok(Message::Update(update))
     );
 }
 
@@ -319,13 +401,17 @@ fn update() -> impl Strategy<Value = Update> {
                 attributes.push(Attribute::Communities(communities));
                 if let Some((global, link_local, prefixes)) = reach {
                     attributes.push(Attribute::MpReach {
-                        next_hop: Ipv6Addr::from(global),
+                        family: Family::Ipv6Unicast,
+                        next_hop: IpAddr::V6(Ipv6Addr::from(global)),
                         link_local: link_local.map(Ipv6Addr::from),
-                        prefixes,
+                        prefixes: prefixes.into_iter().map(IpNet::V6).collect(),
                     });
                 }
                 if let Some(prefixes) = unreach {
-                    attributes.push(Attribute::MpUnreach { prefixes });
+                    attributes.push(Attribute::MpUnreach {
+                        family: Family::Ipv6Unicast,
+                        prefixes: prefixes.into_iter().map(IpNet::V6).collect(),
+                    });
                 }
                 Update {
                     withdrawn,
