@@ -164,3 +164,63 @@ async fn check_and_plan_reach_the_bgp_router_and_announce_nothing() {
     );
     assert!(bgp_routes(&lab).is_empty(), "{:?}", bgp_routes(&lab));
 }
+
+/// The session cut under a controller that holds withdrawals back (its
+/// node list went empty): the router keeps our routes as stale, the next
+/// session starts with what the last one announced, the held withdrawals
+/// stay held, and its End-of-RIB takes nothing. Without that, the removal
+/// guard would be bypassed by any session flap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_cut_while_withdrawals_are_held_withdraws_nothing() {
+    let lab = bgp_lab().await;
+    let controller = lab.start_controller();
+    let subnets = lab
+        .topology
+        .wait_for_assignments(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", controller.log()));
+    let want = expected(&lab, &subnets);
+    wait_for_routes(&lab, &want, &|| controller.log()).await;
+
+    write_atomically(&lab.inventory_path(), "nodes: []\n");
+    wait_until(
+        "the withdrawals held back",
+        Duration::from_secs(20),
+        async || controller.log().contains("withdrawals held back"),
+    )
+    .await;
+    let monitor = RouteMonitor::start(lab.router_netns(), RTPROT_BGP).expect("a route monitor");
+    let sessions_before = controller.log().matches("BGP session established").count();
+    // A reset from the router's side: no NOTIFICATION, so the router keeps
+    // our routes as stale.
+    let node1 = lab
+        .topology
+        .node("node1")
+        .expect("node1")
+        .address
+        .to_string();
+    nativeroute_tests::netns::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            lab.router_netns(),
+            "ss",
+            "-K",
+            "-t",
+            "dst",
+            &node1,
+        ],
+    );
+    wait_until("a new session", Duration::from_secs(30), async || {
+        controller.log().matches("BGP session established").count() > sessions_before
+    })
+    .await;
+    wait_until("its End-of-RIB", Duration::from_secs(30), async || {
+        controller.log().matches("End-of-RIB sent").count() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bgp_routes(&lab), want, "{}", controller.log());
+    assert_eq!(monitor.withdrawals(), vec![], "{}", controller.log());
+}

@@ -15,12 +15,14 @@ mod updates;
 pub mod wire;
 
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 use tokio::sync::Notify;
 
 use self::session::{Session, SessionConfig, SessionState};
@@ -66,6 +68,21 @@ impl BgpRouter {
     }
 }
 
+/// Each router's last session's Adj-RIB-Out, for the life of the process
+/// (a session flap, a worker reconnecting after an error).
+static LAST_SESSIONS: LazyLock<Mutex<HashMap<SessionKey, SharedRibs>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+type SharedRibs = Arc<Mutex<session::Ribs>>;
+
+/// Which router a session was with: its name, and where it was reached.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SessionKey {
+    router: String,
+    address: SocketAddr,
+    netns: Option<String>,
+}
+
 /// Changes written to the session between fence checks: a deposed leader
 /// stops within one such write.
 const CHANGES_PER_WRITE: usize = 512;
@@ -106,12 +123,62 @@ impl BgpDriver {
             pool: router.ownership.pool.clone(),
         };
         let session = Session::open(&config).await?;
-        Ok(BgpDriver {
+        let mut driver = BgpDriver {
             router,
             session,
             end_of_rib_sent: false,
             listed: false,
-        })
+        };
+        driver.announce_again_what_the_last_session_did().await?;
+        Ok(driver)
+    }
+
+    /// A new session of a router this process already talked to starts
+    /// with what the last one announced. A router under graceful restart
+    /// still holds those routes (stale): announcing them again keeps them,
+    /// and the worker, seeing them listed, withdraws the ones it no longer
+    /// wants through the removal guard, as on any other driver. Without
+    /// this, the next End-of-RIB would take them all at once.
+    async fn announce_again_what_the_last_session_did(&mut self) -> Result<(), DriverError> {
+        let key = SessionKey {
+            router: self.router.name.clone(),
+            address: self.router.address,
+            netns: self.router.netns.clone(),
+        };
+        let carried: Vec<(IpNet, IpAddr)> = {
+            let mut sessions = LAST_SESSIONS.lock().unwrap_or_else(PoisonError::into_inner);
+            let last = sessions.insert(key, Arc::clone(&self.session.ribs));
+            last.map(|ribs| {
+                let ribs = ribs.lock().unwrap_or_else(PoisonError::into_inner);
+                ribs.announced
+                    .iter()
+                    .map(|(dst, via)| (*dst, *via))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let routes: Vec<(IpNet, IpAddr)> = carried
+            .into_iter()
+            .filter(|(dst, _)| self.session.families.contains(&Family::of(dst)))
+            .collect();
+        if routes.is_empty() {
+            return Ok(());
+        }
+        let ibgp = self.router.is_ibgp();
+        let community = self.session.community();
+        let mut bytes = Vec::new();
+        for (dst, via) in &routes {
+            if let Some(update) =
+                updates::announcement(*dst, *via, self.router.local_as, ibgp, community)
+            {
+                wire::encode(&Message::Update(update), &mut bytes);
+            }
+        }
+        self.session
+            .send(&bytes, |ribs| ribs.announced.extend(routes.iter().copied()))
+            .await?;
+        tracing::info!(router = %self.router.name, routes = routes.len(), "announced again what the last session of this router announced");
+        Ok(())
     }
 
     fn established(&self) -> Result<(), DriverError> {
