@@ -520,3 +520,73 @@ async fn a_router_that_never_answers_fails_within_the_connect_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.contains("no answer within 2s"), "{err}");
 }
+
+/// An IPv6 subnet goes in MP_REACH_NLRI with the node's IPv6 address as
+/// next hop, on the same (IPv4) session, and reaches FRR's kernel; its
+/// withdrawal goes in MP_UNREACH_NLRI.
+#[tokio::test]
+async fn an_ipv6_subnet_is_announced_via_the_node_s_ipv6_address_and_withdrawn() {
+    let lab = Lab::new();
+    lab.router.ip("address add fd00:3::1/64 dev nodes nodad");
+    let peer = FrrBgp::start(&lab.spec(), lab.peer_dir()).expect("FRR");
+    peer.frr()
+        .vtysh(&[
+            "-c",
+            "configure terminal",
+            "-c",
+            &format!("router bgp {AS}"),
+            "-c",
+            "address-family ipv6 unicast",
+            "-c",
+            &format!("neighbor {CONTROLLER} activate"),
+        ])
+        .expect("IPv6 unicast for the controller");
+    let mut router = lab.router_config();
+    router
+        .ownership
+        .pool
+        .push("fd11:11::/48".parse().expect("pool"));
+    let mut driver = lab.connect(router).await;
+    let v6 = route("fd11:11:0:1::/64", "fd00:3::3");
+    let v4 = route("11.11.1.0/24", "192.168.3.3");
+    announce(&mut driver, &[v6, v4]).await;
+    let kernel_v6 = || {
+        run(
+            "ip",
+            &[
+                "-n",
+                lab.router.name(),
+                "-6",
+                "route",
+                "show",
+                "proto",
+                "bgp",
+            ],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let installed = |text: String| {
+        text.lines()
+            .any(|line| line.starts_with("fd11:11:0:1::/64 ") && line.contains(" via fd00:3::3 "))
+    };
+    while !installed(kernel_v6()) {
+        assert!(
+            Instant::now() < deadline,
+            "FRR's kernel: {}\n{}",
+            kernel_v6(),
+            peer.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_kernel(&peer, &[v4]);
+    driver
+        .apply(&[Change::Remove(v6)])
+        .await
+        .expect("the withdrawal went out");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kernel_v6().contains("fd11:11:0:1::/64") {
+        assert!(Instant::now() < deadline, "still there: {}", kernel_v6());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_kernel(&peer, &[v4]);
+}
