@@ -342,6 +342,23 @@ async fn wrong_as_is_named(lab: &Lab, peer: &mut dyn BgpPeer) {
     );
 }
 
+/// Our local AS not the one the router expects: the router refuses our
+/// OPEN with a NOTIFICATION, which the error names.
+async fn refused_open_is_named(lab: &Lab, peer: &mut dyn BgpPeer) {
+    wait_until_listening(lab).await;
+    let mut router = lab.router_config();
+    router.local_as = 65001;
+    let err = match BgpDriver::connect(router).await {
+        Ok(_) => panic!("a session with the wrong local AS"),
+        Err(err) => err.to_string(),
+    };
+    assert!(
+        err.contains("the router refused it: OPEN refused: bad peer AS"),
+        "{}: {err}",
+        peer.name()
+    );
+}
+
 async fn wait_until_listening(lab: &Lab) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !run(
@@ -391,6 +408,13 @@ macro_rules! suite {
                 let lab = Lab::new();
                 let mut peer = start(&lab);
                 session_dropped_withdraws_nothing(&lab, peer.as_mut()).await;
+            }
+
+            #[tokio::test]
+            async fn an_open_the_router_refuses_is_named() {
+                let lab = Lab::new();
+                let mut peer = start(&lab);
+                refused_open_is_named(&lab, peer.as_mut()).await;
             }
 
             #[tokio::test]
