@@ -112,7 +112,33 @@ async fn start(
     };
     let assigned = assigned.map_err(|e| with_log_tail(e, &spec.log_path()))?;
     topo.attach_containers(&assigned).await?;
+    if topo.router() == LabRouter::Bgp {
+        // The router learns the routes over the session: "up" means they
+        // are in its kernel, as they are at once with netlink.
+        wait_for_router_routes(topo, assigned.len(), timeout)
+            .await
+            .map_err(|e| with_log_tail(e, &spec.log_path()))?;
+    }
     Ok(controller.pid())
+}
+
+async fn wait_for_router_routes(topo: &Topology, count: usize, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let routes = topo.router_routes().await?;
+        if routes.len() >= count {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the router holds {} of the {count} routes {} after the subnets were assigned: see `{}`",
+                routes.len(),
+                humantime::format_duration(timeout),
+                lab_command(topo.spec(), "status")
+            );
+        }
+        tokio::time::sleep(EXIT_POLL).await;
+    }
 }
 
 async fn exited(controller: &mut ControllerProcess) -> Result<ExitStatus> {
