@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nativeroute::lab::LabRouter;
-use nativeroute_tests::lab::{TestLab, run_nativeroute, wait_until, write_atomically};
+use nativeroute_tests::lab::{
+    ControllerProcess, TestLab, run_nativeroute, wait_until, write_atomically,
+};
 use nativeroute_tests::route_monitor::RouteMonitor;
 
 /// The kernel's protocol number of the routes FRR's zebra installs.
@@ -62,16 +64,30 @@ async fn wait_for_routes(
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn containers_ping_across_a_router_that_learns_the_subnets_over_bgp() {
-    let lab = bgp_lab().await;
+/// Starts the controller and waits until every node has a subnet and the
+/// router holds every route: (the controller, node → subnet, the routes).
+async fn converged(
+    lab: &TestLab,
+) -> (
+    ControllerProcess,
+    BTreeMap<String, IpNet>,
+    BTreeMap<IpNet, Option<IpAddr>>,
+) {
     let controller = lab.start_controller();
     let subnets = lab
         .topology
         .wait_for_assignments(Duration::from_secs(20))
         .await
         .unwrap_or_else(|err| panic!("{err:#}\n{}", controller.log()));
-    wait_for_routes(&lab, &expected(&lab, &subnets), &|| controller.log()).await;
+    let want = expected(lab, &subnets);
+    wait_for_routes(lab, &want, &|| controller.log()).await;
+    (controller, subnets, want)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_ping_across_a_router_that_learns_the_subnets_over_bgp() {
+    let lab = bgp_lab().await;
+    let (_controller, subnets, _) = converged(&lab).await;
     lab.attach_containers(&subnets).await;
     for (from, to) in [("node1", "node2"), ("node2", "node3"), ("node3", "node1")] {
         assert!(lab.pings(from, to).await, "{from} → {to}");
@@ -86,14 +102,7 @@ async fn containers_ping_across_a_router_that_learns_the_subnets_over_bgp() {
 async fn a_controller_killed_and_started_again_withdraws_nothing_from_the_router() {
     let lab = bgp_lab().await;
     let monitor = RouteMonitor::start(lab.router_netns(), RTPROT_BGP).expect("a route monitor");
-    let controller = lab.start_controller();
-    let subnets = lab
-        .topology
-        .wait_for_assignments(Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|err| panic!("{err:#}\n{}", controller.log()));
-    let want = expected(&lab, &subnets);
-    wait_for_routes(&lab, &want, &|| controller.log()).await;
+    let (controller, subnets, want) = converged(&lab).await;
 
     controller.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -173,14 +182,7 @@ async fn check_and_plan_reach_the_bgp_router_and_announce_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_cut_while_withdrawals_are_held_withdraws_nothing() {
     let lab = bgp_lab().await;
-    let controller = lab.start_controller();
-    let subnets = lab
-        .topology
-        .wait_for_assignments(Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|err| panic!("{err:#}\n{}", controller.log()));
-    let want = expected(&lab, &subnets);
-    wait_for_routes(&lab, &want, &|| controller.log()).await;
+    let (controller, _, want) = converged(&lab).await;
 
     write_atomically(&lab.inventory_path(), "nodes: []\n");
     wait_until(

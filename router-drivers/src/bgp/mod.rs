@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use tokio::sync::Notify;
 
-use self::session::{Session, SessionConfig, SessionState};
+use self::session::{Session, SessionState};
 use self::wire::{Family, Message, Update};
 use crate::{
     Change, ChangeError, ChangeOutcome, DriverError, Fence, ForeignRoute, Ownership, ProbeStep,
@@ -108,21 +108,7 @@ const ROUTER_END_OF_RIB_WAIT: Duration = Duration::from_secs(3);
 impl BgpDriver {
     /// Opens the session; `Ok` once it is established.
     pub async fn connect(router: BgpRouter) -> Result<BgpDriver, DriverError> {
-        let config = SessionConfig {
-            router: router.name.clone(),
-            address: router.address,
-            local_as: router.local_as,
-            peer_as: router.peer_as,
-            router_id: router.router_id,
-            hold_time: router.hold_time,
-            graceful_restart: router.graceful_restart,
-            password: router.password.clone(),
-            netns: router.netns.clone(),
-            connect_timeout: router.connect_timeout,
-            community: router.ownership.bgp_community,
-            pool: router.ownership.pool.clone(),
-        };
-        let session = Session::open(&config).await?;
+        let session = Session::open(&router).await?;
         let mut driver = BgpDriver {
             router,
             session,

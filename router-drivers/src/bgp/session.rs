@@ -19,33 +19,12 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::md5;
 use super::wire::{
     self, AS_TRANS, Capability, Family, Message, Notification, Open, Update, error_code,
 };
+use super::{BgpRouter, md5};
 use crate::DriverError;
 use crate::netns::{Namespace, create_inside};
-
-/// What the session needs to know to open.
-#[derive(Clone, Debug)]
-pub(crate) struct SessionConfig {
-    pub router: String,
-    pub address: SocketAddr,
-    pub local_as: u32,
-    pub peer_as: u32,
-    pub router_id: Option<Ipv4Addr>,
-    pub hold_time: Duration,
-    pub graceful_restart: Duration,
-    pub password: Option<String>,
-    pub netns: Option<String>,
-    pub connect_timeout: Duration,
-    /// nativeroute's community: routes the router sends with it are ours.
-    pub community: u32,
-    /// Only routes inside the pool are kept from what the router sends:
-    /// a router with a full table must not fill our memory or wake the
-    /// worker for routes nativeroute never looks at.
-    pub pool: Vec<IpNet>,
-}
 
 /// A route the router sent us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +102,7 @@ impl Drop for Session {
 
 impl Session {
     /// Connects, exchanges OPENs and waits for the router's KEEPALIVE.
-    pub async fn open(config: &SessionConfig) -> Result<Session, DriverError> {
+    pub async fn open(config: &BgpRouter) -> Result<Session, DriverError> {
         let stream = connect(config).await?;
         let local_address = stream
             .local_addr()
@@ -144,41 +123,18 @@ impl Session {
         write(&mut writer, &Message::Open(ours), config).await?;
         let mut buffer = Vec::new();
         let wait = config.connect_timeout.max(Duration::from_secs(5));
-        let peer = match read_message(&mut reader, &mut buffer, wait).await {
-            Ok(Message::Open(open)) => open,
-            Ok(Message::Notification(notification)) => {
-                return Err(refused(config, &notification));
-            }
-            Ok(other) => {
-                let _ =
-                    send_notification(&mut writer, error_code::FSM, error_code::FSM_IN_OPEN_SENT)
-                        .await;
-                return Err(session_error(
-                    config,
-                    "opening the session",
-                    format!("the router sent {} before its OPEN", kind_of(&other)),
-                ));
-            }
-            Err(ReadError::Malformed(notification)) => {
-                let _ = write(
-                    &mut writer,
-                    &Message::Notification(notification.clone()),
-                    config,
-                )
-                .await;
-                return Err(session_error(
-                    config,
-                    "reading the router's OPEN",
-                    format!("it was malformed; sent {}", notification.describe()),
-                ));
-            }
-            Err(ReadError::Io(message)) => {
-                return Err(session_error(
-                    config,
-                    "waiting for the router's OPEN",
-                    message,
-                ));
-            }
+        let peer = match awaiting(
+            Awaiting::Open,
+            &mut reader,
+            &mut writer,
+            &mut buffer,
+            wait,
+            config,
+        )
+        .await?
+        {
+            Message::Open(open) => open,
+            other => return Err(unexpected(config, &other, Awaiting::Open)),
         };
         if let Err((notification, why)) = check_open(config, identifier, &peer) {
             let _ = write(&mut writer, &Message::Notification(notification), config).await;
@@ -186,51 +142,21 @@ impl Session {
         }
         let hold_time = negotiated_hold(config.hold_time, peer.hold_time);
         write(&mut writer, &Message::Keepalive, config).await?;
-        match read_message(&mut reader, &mut buffer, wait).await {
-            Ok(Message::Keepalive) => {}
-            Ok(Message::Notification(notification)) => {
-                return Err(refused(config, &notification));
-            }
-            Ok(other) => {
-                let _ = send_notification(
-                    &mut writer,
-                    error_code::FSM,
-                    error_code::FSM_IN_OPEN_CONFIRM,
-                )
-                .await;
-                return Err(session_error(
-                    config,
-                    "opening the session",
-                    format!("the router sent {} instead of a KEEPALIVE", kind_of(&other)),
-                ));
-            }
-            Err(ReadError::Malformed(notification)) => {
-                let _ = write(
-                    &mut writer,
-                    &Message::Notification(notification.clone()),
-                    config,
-                )
-                .await;
-                return Err(session_error(
-                    config,
-                    "opening the session",
-                    notification.describe(),
-                ));
-            }
-            Err(ReadError::Io(message)) => {
-                return Err(session_error(
-                    config,
-                    "waiting for the router's KEEPALIVE",
-                    message,
-                ));
-            }
-        }
+        awaiting(
+            Awaiting::Keepalive,
+            &mut reader,
+            &mut writer,
+            &mut buffer,
+            wait,
+            config,
+        )
+        .await?;
         let families: BTreeSet<Family> = [Family::Ipv4Unicast, Family::Ipv6Unicast]
             .into_iter()
             .filter(|family| peer.supports_family(*family))
             .collect();
         tracing::info!(
-            router = %config.router,
+            router = %config.name,
             peer = %config.address,
             peer_as = peer.peer_as(),
             identifier = %peer.identifier,
@@ -247,7 +173,7 @@ impl Session {
         let (state, _) = watch::channel(SessionState::Established);
         let wake = Arc::new(Notify::new());
         let keeper = Keeper {
-            router: config.router.clone(),
+            router: config.name.clone(),
             reader,
             buffer,
             writer: Arc::clone(&writer),
@@ -255,12 +181,12 @@ impl Session {
             state: state.clone(),
             wake: Arc::clone(&wake),
             hold_time,
-            community: config.community,
+            community: config.ownership.bgp_community,
             local_as: config.local_as,
             identifier,
             ibgp: config.local_as == config.peer_as,
             families: families.clone(),
-            pool: config.pool.clone(),
+            pool: config.ownership.pool.clone(),
         };
         let task = tokio::spawn(keeper.run());
         Ok(Session {
@@ -274,8 +200,8 @@ impl Session {
             state,
             wake,
             task,
-            community: config.community,
-            router: config.router.clone(),
+            community: config.ownership.bgp_community,
+            router: config.name.clone(),
         })
     }
 
@@ -581,6 +507,87 @@ impl Keeper {
     }
 }
 
+/// What the OPEN exchange waits for next.
+#[derive(Clone, Copy)]
+enum Awaiting {
+    Open,
+    Keepalive,
+}
+
+impl Awaiting {
+    fn name(self) -> &'static str {
+        match self {
+            Awaiting::Open => "OPEN",
+            Awaiting::Keepalive => "KEEPALIVE",
+        }
+    }
+
+    fn is(self, message: &Message) -> bool {
+        matches!(
+            (self, message),
+            (Awaiting::Open, Message::Open(_)) | (Awaiting::Keepalive, Message::Keepalive)
+        )
+    }
+
+    /// RFC 6608: what came instead was unexpected in OpenSent (waiting for
+    /// the OPEN) or in OpenConfirm (waiting for the KEEPALIVE).
+    fn fsm_subcode(self) -> u8 {
+        match self {
+            Awaiting::Open => error_code::FSM_IN_OPEN_SENT,
+            Awaiting::Keepalive => error_code::FSM_IN_OPEN_CONFIRM,
+        }
+    }
+}
+
+/// The router's next message, when it is the one `what` waits for. Anything
+/// else ends the opening, with the NOTIFICATION the RFCs ask for.
+async fn awaiting(
+    what: Awaiting,
+    reader: &mut OwnedReadHalf,
+    writer: &mut OwnedWriteHalf,
+    buffer: &mut Vec<u8>,
+    wait: Duration,
+    config: &BgpRouter,
+) -> Result<Message, DriverError> {
+    match read_message(reader, buffer, wait).await {
+        Ok(message) if what.is(&message) => Ok(message),
+        Ok(Message::Notification(notification)) => Err(refused(config, &notification)),
+        Ok(other) => {
+            let _ = send_notification(writer, error_code::FSM, what.fsm_subcode()).await;
+            Err(unexpected(config, &other, what))
+        }
+        Err(ReadError::Malformed(notification)) => {
+            let _ = write(writer, &Message::Notification(notification.clone()), config).await;
+            Err(session_error(
+                config,
+                "opening the session",
+                format!(
+                    "the router's {} was malformed; sent {}",
+                    what.name(),
+                    notification.describe()
+                ),
+            ))
+        }
+        Err(ReadError::Io(message)) => Err(session_error(
+            config,
+            "opening the session",
+            format!("waiting for the router's {}: {message}", what.name()),
+        )),
+    }
+}
+
+fn unexpected(config: &BgpRouter, message: &Message, what: Awaiting) -> DriverError {
+    session_error(
+        config,
+        "opening the session",
+        format!(
+            "the router sent {} where its {} was due",
+            kind_of(message),
+            what.name()
+        ),
+    )
+}
+
 enum ReadError {
     Malformed(Notification),
     Io(String),
@@ -616,7 +623,7 @@ async fn read_message(
 async fn write(
     writer: &mut OwnedWriteHalf,
     message: &Message,
-    config: &SessionConfig,
+    config: &BgpRouter,
 ) -> Result<(), DriverError> {
     let mut bytes = Vec::new();
     wire::encode(message, &mut bytes);
@@ -645,7 +652,7 @@ async fn send_notification(
     writer.write_all(&bytes).await
 }
 
-fn our_open(config: &SessionConfig, identifier: Ipv4Addr) -> Open {
+fn our_open(config: &BgpRouter, identifier: Ipv4Addr) -> Open {
     let graceful_restart_secs =
         u16::try_from(config.graceful_restart.as_secs().min(4095)).unwrap_or(4095);
     let mut capabilities = vec![
@@ -687,7 +694,7 @@ fn our_open(config: &SessionConfig, identifier: Ipv4Addr) -> Open {
 /// Checks the router's OPEN against the config: `Err` carries the
 /// NOTIFICATION to send and the reason for the operator.
 fn check_open(
-    config: &SessionConfig,
+    config: &BgpRouter,
     ours: Ipv4Addr,
     peer: &Open,
 ) -> Result<(), (Notification, String)> {
@@ -757,7 +764,7 @@ fn kind_of(message: &Message) -> &'static str {
     }
 }
 
-fn refused(config: &SessionConfig, notification: &Notification) -> DriverError {
+fn refused(config: &BgpRouter, notification: &Notification) -> DriverError {
     session_error(
         config,
         "opening the session",
@@ -766,20 +773,20 @@ fn refused(config: &SessionConfig, notification: &Notification) -> DriverError {
 }
 
 fn session_error(
-    config: &SessionConfig,
+    config: &BgpRouter,
     operation: &'static str,
     message: impl Into<String>,
 ) -> DriverError {
     DriverError::Session {
-        router: config.router.clone(),
+        router: config.name.clone(),
         operation,
         message: message.into(),
     }
 }
 
-fn connect_error(config: &SessionConfig, err: std::io::Error) -> DriverError {
+fn connect_error(config: &BgpRouter, err: std::io::Error) -> DriverError {
     DriverError::Connect {
-        router: config.router.clone(),
+        router: config.name.clone(),
         address: config.address.to_string(),
         message: err.to_string(),
     }
@@ -787,17 +794,17 @@ fn connect_error(config: &SessionConfig, err: std::io::Error) -> DriverError {
 
 /// Opens the TCP connection, from `netns` when one is set, with TCP-MD5
 /// when a password is.
-async fn connect(config: &SessionConfig) -> Result<TcpStream, DriverError> {
+async fn connect(config: &BgpRouter) -> Result<TcpStream, DriverError> {
     let namespace = config
         .netns
         .as_deref()
-        .map(|name| Namespace::open(&config.router, name))
+        .map(|name| Namespace::open(&config.name, name))
         .transpose()?;
     let address = config.address;
     let password = config.password.clone();
     let socket = {
         let config = config.clone();
-        create_inside(&config.router.clone(), namespace, move || {
+        create_inside(&config.name.clone(), namespace, move || {
             let socket = match address {
                 SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
                 SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),

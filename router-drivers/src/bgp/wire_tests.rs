@@ -25,6 +25,19 @@ fn framed(kind: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An UPDATE's body with no withdrawn routes and these attribute octets
+/// (NLRI, if any, to be appended).
+fn update_body(attributes: &[u8]) -> Vec<u8> {
+    let mut body = vec![0, 0];
+    body.extend_from_slice(
+        &u16::try_from(attributes.len())
+            .expect("short")
+            .to_be_bytes(),
+    );
+    body.extend_from_slice(attributes);
+    body
+}
+
 fn complete_attributes() -> Vec<Attribute> {
     vec![
         Attribute::Origin(ORIGIN_IGP),
@@ -212,13 +225,7 @@ fn an_attribute_overrunning_the_list_withdraws_the_routes() {
     // COMMUNITIES (the last) claims more octets than the list holds.
     let last = attributes.len() - 5;
     attributes[last] = 200;
-    let mut body = vec![0, 0];
-    body.extend_from_slice(
-        &u16::try_from(attributes.len())
-            .expect("short")
-            .to_be_bytes(),
-    );
-    body.extend_from_slice(&attributes);
+    let mut body = update_body(&attributes);
     body.extend_from_slice(&[24, 11, 11, 9]);
     let Ok(Message::Update(decoded)) = decode(&framed(TYPE_UPDATE, &body)) else {
         panic!("an UPDATE");
@@ -243,13 +250,7 @@ fn a_second_mp_reach_resets_the_session() {
     encode_attribute(&Attribute::AsPath(vec![]), &mut attributes);
     encode_attribute(&reach, &mut attributes);
     encode_attribute(&reach, &mut attributes);
-    let mut body = vec![0, 0];
-    body.extend_from_slice(
-        &u16::try_from(attributes.len())
-            .expect("short")
-            .to_be_bytes(),
-    );
-    body.extend_from_slice(&attributes);
+    let body = update_body(&attributes);
     assert_eq!(
         decode(&framed(TYPE_UPDATE, &body)),
         Err(Notification::new(3, 1, vec![]))
@@ -288,13 +289,7 @@ fn ipv4_routes_in_mp_reach_are_read_and_a_broken_one_is_an_optional_attribute_er
         },
         &mut attributes,
     );
-    let mut body = vec![0, 0];
-    body.extend_from_slice(
-        &u16::try_from(attributes.len())
-            .expect("short")
-            .to_be_bytes(),
-    );
-    body.extend_from_slice(&attributes);
+    let body = update_body(&attributes);
     assert_eq!(
         decode(&framed(TYPE_UPDATE, &body)),
         Err(Notification::new(3, 9, vec![]))
