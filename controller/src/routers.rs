@@ -82,9 +82,9 @@ pub async fn connect(
 /// The TCP-MD5 password in `file`, without the line end an editor or
 /// `kubectl create secret --from-file` leaves.
 fn read_password(router: &str, file: &std::path::Path) -> Result<String, DriverError> {
-    let fail = |message: String| DriverError::Auth {
+    let fail = |message: String| DriverError::Request {
         router: router.to_owned(),
-        username: "TCP-MD5".to_owned(),
+        operation: "reading the TCP-MD5 password",
         message,
     };
     let text = std::fs::read_to_string(file).map_err(|err| {
