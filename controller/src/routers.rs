@@ -103,3 +103,23 @@ fn read_password(router: &str, file: &std::path::Path) -> Result<String, DriverE
     }
     Ok(password.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_is_read_without_its_line_end_and_refused_when_empty_or_too_long() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let file = dir.path().join("core-bgp");
+        std::fs::write(&file, "s3cret\r\n").expect("written");
+        assert_eq!(read_password("core-bgp", &file).expect("read"), "s3cret");
+        for bad in ["\n".to_owned(), "x".repeat(MAX_PASSWORD_LEN + 1)] {
+            std::fs::write(&file, &bad).expect("written");
+            let err = read_password("core-bgp", &file).expect_err("refused");
+            assert!(err.to_string().contains("a TCP-MD5 password has 1 to 80"), "{err}");
+        }
+        let err = read_password("core-bgp", &dir.path().join("missing")).expect_err("refused");
+        assert!(err.to_string().contains("cannot read passwordFile"), "{err}");
+    }
+}
