@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Node};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -761,9 +762,9 @@ async fn bookmarks_arrive_periodically_and_a_watch_ends_at_its_timeout() {
     );
 }
 
-async fn next(
-    stream: &mut futures::stream::BoxStream<'static, kube::Result<WatchEvent<Node>>>,
-) -> WatchEvent<Node> {
+async fn next<K>(
+    stream: &mut futures::stream::BoxStream<'static, kube::Result<WatchEvent<K>>>,
+) -> WatchEvent<K> {
     let event = tokio::time::timeout(WAIT, stream.try_next())
         .await
         .expect("in time");
@@ -821,4 +822,422 @@ async fn a_held_watch_sends_nothing_until_released_and_then_every_change_at_once
         .expect("the second change came in the same write")
         .expect("no error");
     assert!(matches!(second, Some(WatchEvent::Added(_))), "{second:?}");
+}
+
+fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+async fn config_maps(namespace: &str) -> (ApiServer, Api<ConfigMap>) {
+    let server = ApiServer::start()
+        .await
+        .expect("the test API server starts");
+    let api = Api::namespaced(server.client().expect("a client"), namespace);
+    (server, api)
+}
+
+fn data(map: &ConfigMap) -> Vec<(String, String)> {
+    map.data.clone().unwrap_or_default().into_iter().collect()
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The fields of a 422's causes, in order.
+fn cause_fields(status: &kube::core::Status) -> Vec<String> {
+    status
+        .details
+        .as_ref()
+        .map(|d| d.causes.iter().map(|c| c.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn config_maps_are_created_read_replaced_listed_and_deleted() {
+    let (server, maps) = config_maps("nativeroute").await;
+    let pp = PostParams::default();
+    let mut wanted = config_map("routes", &[("a", "1")]);
+    wanted.binary_data = Some([("blob".to_string(), ByteString(vec![0, 1, 255]))].into());
+    let created = maps.create(&pp, &wanted).await.expect("created");
+    assert_eq!(created.namespace().as_deref(), Some("nativeroute"));
+    assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+    assert_eq!(
+        created.binary_data.as_ref().expect("binaryData")["blob"],
+        ByteString(vec![0, 1, 255])
+    );
+    let read = maps.get("routes").await.expect("read back");
+    assert_eq!(read, created);
+
+    let mut changed = read.clone();
+    changed.data = Some([("a".to_string(), "2".to_string())].into());
+    let replaced = maps
+        .replace("routes", &pp, &changed)
+        .await
+        .expect("replaced");
+    assert_ne!(replaced.resource_version(), created.resource_version());
+    assert_eq!(replaced.metadata.uid, created.metadata.uid);
+    assert_eq!(data(&replaced), pairs(&[("a", "2")]));
+    assert_eq!(
+        server.config_map("nativeroute", "routes"),
+        Some(replaced.clone())
+    );
+
+    let duplicate = api_error(maps.create(&pp, &wanted).await.expect_err("exists"));
+    assert_eq!(
+        (duplicate.code, duplicate.reason.as_str()),
+        (409, "AlreadyExists")
+    );
+    assert_eq!(duplicate.message, "configmaps \"routes\" already exists");
+    let missing = api_error(
+        maps.replace("ghost", &pp, &config_map("ghost", &[]))
+            .await
+            .expect_err("no create on update"),
+    );
+    assert_eq!((missing.code, missing.reason.as_str()), (404, "NotFound"));
+    assert_eq!(missing.message, "configmaps \"ghost\" not found");
+    assert!(server.config_map("nativeroute", "ghost").is_none());
+
+    let elsewhere: Api<ConfigMap> = Api::namespaced(server.client().expect("client"), "other");
+    elsewhere
+        .create(&pp, &config_map("routes", &[("b", "1")]))
+        .await
+        .expect("the same name in another namespace");
+    let here = maps.list(&ListParams::default()).await.expect("listed");
+    assert_eq!(here.items, [replaced]);
+    let everywhere: Api<ConfigMap> = Api::all(server.client().expect("client"));
+    let all = everywhere
+        .list(&ListParams::default())
+        .await
+        .expect("listed");
+    let names: Vec<(String, String)> = all
+        .iter()
+        .map(|m| (m.namespace().unwrap_or_default(), m.name_any()))
+        .collect();
+    assert_eq!(
+        names,
+        pairs(&[("nativeroute", "routes"), ("other", "routes")])
+    );
+    assert_eq!(server.config_maps().len(), 2);
+
+    maps.delete("routes", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    assert_eq!(
+        api_error(maps.get("routes").await.expect_err("gone")).code,
+        404
+    );
+    assert!(server.config_map("nativeroute", "routes").is_none());
+    assert!(server.config_map("other", "routes").is_some());
+}
+
+#[tokio::test]
+async fn a_config_map_replaced_from_a_stale_version_is_a_conflict() {
+    let (server, maps) = config_maps("default").await;
+    let pp = PostParams::default();
+    let created = maps
+        .create(&pp, &config_map("routes", &[("a", "1")]))
+        .await
+        .expect("created");
+    let mut first = created.clone();
+    first.data = Some([("a".to_string(), "first".to_string())].into());
+    maps.replace("routes", &pp, &first).await.expect("replaced");
+    let mut late = created.clone();
+    late.data = Some([("a".to_string(), "late".to_string())].into());
+    let err = api_error(maps.replace("routes", &pp, &late).await.expect_err("stale"));
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        err.message,
+        "Operation cannot be fulfilled on configmaps \"routes\": the object has been modified; \
+         please apply your changes to the latest version and try again"
+    );
+    let kept = server.config_map("default", "routes").expect("stored");
+    assert_eq!(data(&kept), pairs(&[("a", "first")]));
+}
+
+#[tokio::test]
+async fn config_map_data_is_patched_by_merge_strategic_and_json_patches() {
+    let (server, maps) = config_maps("default").await;
+    maps.create(
+        &PostParams::default(),
+        &config_map("routes", &[("a", "1"), ("b", "2")]),
+    )
+    .await
+    .expect("created");
+    let pp = PatchParams::default();
+    let merged = maps
+        .patch(
+            "routes",
+            &pp,
+            &Patch::Merge(json!({"data": {"a": null, "c": "3"}})),
+        )
+        .await
+        .expect("merge patched");
+    assert_eq!(data(&merged), pairs(&[("b", "2"), ("c", "3")]));
+    let strategic = maps
+        .patch(
+            "routes",
+            &pp,
+            &Patch::Strategic(json!({"data": {"d": "4"}})),
+        )
+        .await
+        .expect("strategic merge patched");
+    assert_eq!(
+        data(&strategic),
+        pairs(&[("b", "2"), ("c", "3"), ("d", "4")])
+    );
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/b", "value": "2"},
+        {"op": "replace", "path": "/data/b", "value": "two"}
+    ]))
+    .expect("a JSON patch");
+    let patched = maps
+        .patch("routes", &pp, &Patch::Json::<()>(ops))
+        .await
+        .expect("JSON patched");
+    assert_eq!(
+        data(&patched),
+        pairs(&[("b", "two"), ("c", "3"), ("d", "4")])
+    );
+    assert_eq!(
+        server.config_map("default", "routes"),
+        Some(patched.clone())
+    );
+
+    let same = maps
+        .patch("routes", &pp, &Patch::Merge(json!({"data": {"c": "3"}})))
+        .await
+        .expect("patched");
+    assert_eq!(
+        same.resource_version(),
+        patched.resource_version(),
+        "no change, no new version"
+    );
+    let missing = api_error(
+        maps.patch("ghost", &pp, &Patch::Merge(json!({"data": {"a": "1"}})))
+            .await
+            .expect_err("no such config map"),
+    );
+    assert_eq!(missing.code, 404);
+}
+
+#[tokio::test]
+async fn a_config_map_over_one_mebibyte_is_invalid_and_keys_do_not_count() {
+    let (server, maps) = config_maps("default").await;
+    let pp = PostParams::default();
+    let limit = 1024 * 1024;
+    let full = "x".repeat(limit);
+    maps.create(
+        &pp,
+        &config_map("full", &[("a-rather-long-key-name", &full)]),
+    )
+    .await
+    .expect("exactly 1 MiB of values fits, whatever the keys");
+    let over = "x".repeat(limit + 1);
+    let err = api_error(
+        maps.create(&pp, &config_map("over", &[("a", &over)]))
+            .await
+            .expect_err("too large"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "ConfigMap \"over\" is invalid: []: Too long: may not be more than 1048576 bytes"
+    );
+    assert_eq!(cause_fields(&err), ["[]"]);
+    let cause = &err.details.as_ref().expect("details").causes[0];
+    assert_eq!(cause.reason, "FieldValueTooLong");
+    assert!(server.config_map("default", "over").is_none());
+
+    // Binary data counts decoded, and an update is held to the limit too.
+    let grown = Patch::Merge(json!({"binaryData": {"extra": "AA=="}}));
+    let err = api_error(
+        maps.patch("full", &PatchParams::default(), &grown)
+            .await
+            .expect_err("one byte over"),
+    );
+    assert_eq!(err.code, 422);
+    assert!(err.message.contains("1048576"), "{}", err.message);
+    let kept = server.config_map("default", "full").expect("stored");
+    assert!(kept.binary_data.is_none());
+}
+
+#[tokio::test]
+async fn a_config_map_with_a_bad_or_duplicated_key_is_invalid() {
+    let (server, maps) = config_maps("default").await;
+    let pp = PostParams::default();
+    let err = api_error(
+        maps.create(
+            &pp,
+            &config_map("bad", &[("no spaces", "x"), ("fine", "y")]),
+        )
+        .await
+        .expect_err("a bad key"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "ConfigMap \"bad\" is invalid: data[no spaces]: Invalid value: \"no spaces\": a valid config key \
+         must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  \
+         or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+    );
+    assert_eq!(cause_fields(&err), ["data[no spaces]"]);
+    assert!(server.config_map("default", "bad").is_none());
+
+    let mut both = config_map("both", &[("k", "x")]);
+    both.binary_data = Some([("k".to_string(), ByteString(vec![1]))].into());
+    let err = api_error(maps.create(&pp, &both).await.expect_err("a duplicate"));
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        "ConfigMap \"both\" is invalid: data[k]: Invalid value: \"k\": duplicate of key present in binaryData"
+    );
+
+    maps.create(&pp, &config_map("good", &[("a", "1")]))
+        .await
+        .expect("created");
+    let err = api_error(
+        maps.patch(
+            "good",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"binaryData": {"..": "AA=="}})),
+        )
+        .await
+        .expect_err("a bad key by patch"),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(cause_fields(&err), ["binaryData[..]"]);
+    assert!(err.message.ends_with("must not be '..'"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn an_immutable_config_map_refuses_data_changes_but_takes_new_labels() {
+    let (server, maps) = config_maps("default").await;
+    let mut frozen = config_map("frozen", &[("a", "1")]);
+    frozen.immutable = Some(true);
+    maps.create(&PostParams::default(), &frozen)
+        .await
+        .expect("created");
+    let pp = PatchParams::default();
+    let err = api_error(
+        maps.patch("frozen", &pp, &Patch::Merge(json!({"data": {"a": "2"}})))
+            .await
+            .expect_err("immutable"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+    );
+    let err = api_error(
+        maps.patch("frozen", &pp, &Patch::Merge(json!({"immutable": false})))
+            .await
+            .expect_err("stays immutable"),
+    );
+    assert_eq!(cause_fields(&err), ["immutable"]);
+    let labelled = maps
+        .patch(
+            "frozen",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "edge"}}})),
+        )
+        .await
+        .expect("metadata may change");
+    assert_eq!(labelled.labels()["tier"], "edge");
+    assert_eq!(
+        data(&server.config_map("default", "frozen").expect("stored")),
+        pairs(&[("a", "1")])
+    );
+}
+
+#[tokio::test]
+async fn a_config_map_watch_sees_its_namespace_added_modified_and_deleted() {
+    let (server, maps) = config_maps("watched").await;
+    let params = WatchParams::default().disable_bookmarks();
+    let mut stream = maps.watch(&params, "0").await.expect("watching").boxed();
+    let elsewhere: Api<ConfigMap> = Api::namespaced(server.client().expect("client"), "other");
+    let pp = PostParams::default();
+    elsewhere
+        .create(&pp, &config_map("routes", &[]))
+        .await
+        .expect("created elsewhere");
+    let created = maps
+        .create(&pp, &config_map("routes", &[("a", "1")]))
+        .await
+        .expect("created");
+    match next(&mut stream).await {
+        WatchEvent::Added(m) => assert_eq!(
+            (m.namespace().as_deref(), m.resource_version()),
+            (Some("watched"), created.resource_version())
+        ),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    let patched = maps
+        .patch(
+            "routes",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "2"}})),
+        )
+        .await
+        .expect("patched");
+    match next(&mut stream).await {
+        WatchEvent::Modified(m) => {
+            assert_eq!(m.resource_version(), patched.resource_version());
+            assert_eq!(data(&m), pairs(&[("a", "2")]));
+        }
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+    maps.delete("routes", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    assert!(matches!(next(&mut stream).await, WatchEvent::Deleted(m) if m.name_any() == "routes"));
+    assert_eq!(server.count_requests("watch", "configmaps"), 1);
+}
+
+#[tokio::test]
+async fn a_fault_injected_on_config_maps_reaches_the_client_and_leaves_nodes_alone() {
+    let (server, maps) = config_maps("default").await;
+    let nodes: Api<Node> = Api::all(server.client().expect("client"));
+    server.put_node(node("n1", &[])).expect("stored");
+    maps.create(&PostParams::default(), &config_map("routes", &[("a", "1")]))
+        .await
+        .expect("created");
+    server
+        .faults()
+        .fail(Failure::status(500).path_contains("/configmaps/").times(2));
+    nodes.get("n1").await.expect("nodes are not targeted");
+    let err = api_error(maps.get("routes").await.expect_err("injected"));
+    assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
+    let err = api_error(
+        maps.patch(
+            "routes",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "2"}})),
+        )
+        .await
+        .expect_err("injected"),
+    );
+    assert_eq!(err.code, 500);
+    assert_eq!(
+        data(&server.config_map("default", "routes").expect("stored")),
+        pairs(&[("a", "1")]),
+        "the failed patch wrote nothing"
+    );
+    maps.get("routes").await.expect("only two requests failed");
+    assert_eq!(server.count_requests("get", "configmaps"), 2);
+    assert_eq!(server.count_requests("patch", "configmaps"), 1);
 }

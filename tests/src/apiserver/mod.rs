@@ -1,10 +1,11 @@
 //! A Kubernetes API server for tests, in process, on 127.0.0.1: enough of
 //! the real one (Nodes with their status subresource, both Events APIs,
-//! Leases; list, watch, get, create, update, patch, delete) that the real
-//! `kube` client, its watcher and its event Recorder run against it
-//! unchanged, and faithful where a controller's behaviour depends on it:
-//! resourceVersions, conflicts, 404s, 422s for podCIDR changes, strategic
-//! merge, watch resumption and 410 Expired.
+//! Leases, ConfigMaps; list, watch, get, create, update, patch, delete)
+//! that the real `kube` client, its watcher and its event Recorder run
+//! against it unchanged, and faithful where a controller's behaviour depends
+//! on it: resourceVersions, conflicts, 404s, 422s for podCIDR changes and
+//! for ConfigMaps that are too large, have bad keys or are immutable,
+//! strategic merge, watch resumption and 410 Expired.
 //!
 //! Tests reach behind the API through the store methods (as a kubelet or
 //! kube-controller-manager would write) and break the server through
@@ -14,6 +15,7 @@
 //! namespace exists), managedFields, protobuf, authentication. A list with a
 //! resourceVersion answers from the current state.
 
+mod config_map_rules;
 mod event_rules;
 mod faults;
 mod fixtures;
@@ -41,7 +43,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use k8s_openapi::api::events::v1::Event;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -229,13 +231,28 @@ impl ApiServer {
         typed(&*self.shared.store.get(Storage::Leases, &key)?)
     }
 
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
+        let key = (namespace.to_string(), name.to_string());
+        typed(&*self.shared.store.get(Storage::ConfigMaps, &key)?)
+    }
+
+    /// Every ConfigMap in every namespace, ordered by namespace then name.
+    pub fn config_maps(&self) -> Vec<ConfigMap> {
+        self.shared
+            .store
+            .all(Storage::ConfigMaps)
+            .iter()
+            .filter_map(|v| typed(v))
+            .collect()
+    }
+
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.requests.snapshot()
     }
 
     /// How many requests had this verb ("patch", "watch", ...) on this
-    /// resource ("nodes", "events", "leases").
+    /// resource ("nodes", "events", "leases", "configmaps").
     pub fn count_requests(&self, verb: &str, resource: &str) -> usize {
         self.shared.requests.count(verb, resource)
     }

@@ -12,19 +12,21 @@ pub(crate) enum ResourceType {
     CoreEvents,
     Events,
     Leases,
+    ConfigMaps,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 4] = [
+    pub const ALL: [ResourceType; 5] = [
         ResourceType::Nodes,
         ResourceType::CoreEvents,
         ResourceType::Events,
         ResourceType::Leases,
+        ResourceType::ConfigMaps,
     ];
 
     pub fn group(self) -> &'static str {
         match self {
-            ResourceType::Nodes | ResourceType::CoreEvents => "",
+            ResourceType::Nodes | ResourceType::CoreEvents | ResourceType::ConfigMaps => "",
             ResourceType::Events => "events.k8s.io",
             ResourceType::Leases => "coordination.k8s.io",
         }
@@ -32,7 +34,7 @@ impl ResourceType {
 
     pub fn api_version(self) -> &'static str {
         match self {
-            ResourceType::Nodes | ResourceType::CoreEvents => "v1",
+            ResourceType::Nodes | ResourceType::CoreEvents | ResourceType::ConfigMaps => "v1",
             ResourceType::Events => "events.k8s.io/v1",
             ResourceType::Leases => "coordination.k8s.io/v1",
         }
@@ -43,6 +45,7 @@ impl ResourceType {
             ResourceType::Nodes => "Node",
             ResourceType::CoreEvents | ResourceType::Events => "Event",
             ResourceType::Leases => "Lease",
+            ResourceType::ConfigMaps => "ConfigMap",
         }
     }
 
@@ -51,6 +54,7 @@ impl ResourceType {
             ResourceType::Nodes => "NodeList",
             ResourceType::CoreEvents | ResourceType::Events => "EventList",
             ResourceType::Leases => "LeaseList",
+            ResourceType::ConfigMaps => "ConfigMapList",
         }
     }
 
@@ -59,6 +63,7 @@ impl ResourceType {
             ResourceType::Nodes => "nodes",
             ResourceType::CoreEvents | ResourceType::Events => "events",
             ResourceType::Leases => "leases",
+            ResourceType::ConfigMaps => "configmaps",
         }
     }
 
@@ -79,6 +84,7 @@ impl ResourceType {
             ResourceType::Nodes => Storage::Nodes,
             ResourceType::CoreEvents | ResourceType::Events => Storage::Events,
             ResourceType::Leases => Storage::Leases,
+            ResourceType::ConfigMaps => Storage::ConfigMaps,
         }
     }
 
@@ -87,7 +93,7 @@ impl ResourceType {
     }
 
     /// Events may be created by PUT (the real eventStrategy allows it);
-    /// Nodes and Leases answer 404.
+    /// Nodes, Leases and ConfigMaps answer 404.
     pub fn create_on_update(self) -> bool {
         matches!(self, ResourceType::CoreEvents | ResourceType::Events)
     }
@@ -122,7 +128,7 @@ impl ResourceType {
                 "reportingController",
                 "type",
             ],
-            ResourceType::Leases => &[],
+            ResourceType::Leases | ResourceType::ConfigMaps => &[],
         }
     }
 
@@ -217,6 +223,25 @@ mod tests {
         assert_eq!(t.resource, ResourceType::Leases);
         assert_eq!(t.namespace.as_deref(), Some("kube-system"));
         assert!(parse_path("/apis/events.k8s.io/v1/events").is_some());
+    }
+
+    #[test]
+    fn config_maps_are_core_and_namespaced_without_status() {
+        let t = parse_path("/api/v1/namespaces/default/configmaps/cm").expect("config map path");
+        assert_eq!(
+            (t.resource, t.namespace.as_deref(), t.name.as_deref()),
+            (ResourceType::ConfigMaps, Some("default"), Some("cm"))
+        );
+        let all = parse_path("/api/v1/configmaps").expect("every namespace's config maps");
+        assert_eq!(
+            (all.resource, all.namespace),
+            (ResourceType::ConfigMaps, None)
+        );
+        assert!(parse_path("/api/v1/configmaps/cm").is_none());
+        assert!(parse_path("/api/v1/namespaces/default/configmaps/cm/status").is_none());
+        assert!(parse_path("/apis/coordination.k8s.io/v1/namespaces/x/configmaps").is_none());
+        assert_eq!(ResourceType::ConfigMaps.qualified(), "configmaps");
+        assert!(!ResourceType::ConfigMaps.create_on_update());
     }
 
     #[test]

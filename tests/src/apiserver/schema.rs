@@ -5,7 +5,7 @@
 //! server converts both to one internal type.
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSeries as CoreSeries, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, EventSeries as CoreSeries, Node};
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use std::borrow::Cow;
 
@@ -22,6 +22,7 @@ pub(crate) fn decode(rt: ResourceType, object: Value) -> Result<Value, ApiError>
     match rt {
         ResourceType::Nodes => round_trip::<Node>(rt, object),
         ResourceType::Leases => round_trip::<Lease>(rt, object),
+        ResourceType::ConfigMaps => round_trip::<ConfigMap>(rt, object),
         ResourceType::CoreEvents => round_trip::<CoreEvent>(rt, object),
         ResourceType::Events => {
             let event: Event = typed(rt, object)?;
@@ -169,5 +170,37 @@ mod tests {
         assert_eq!(back["note"], "hello");
         assert_eq!(back["series"]["count"], 2);
         assert_eq!(back["apiVersion"], "events.k8s.io/v1");
+    }
+
+    #[test]
+    fn a_config_map_keeps_its_data_and_binary_data_must_be_base64() {
+        let stored = decode(
+            ResourceType::ConfigMaps,
+            json!({"metadata": {"name": "cm"}, "data": {"a": "1"},
+                   "binaryData": {"b": "AAEC"}, "immutable": true, "bogus": 1}),
+        )
+        .expect("a valid config map");
+        assert_eq!(
+            (&stored["apiVersion"], &stored["kind"]),
+            (&json!("v1"), &json!("ConfigMap"))
+        );
+        assert_eq!(stored["data"], json!({"a": "1"}));
+        assert_eq!(stored["binaryData"], json!({"b": "AAEC"}));
+        assert_eq!(stored["immutable"], true);
+        assert!(stored.get("bogus").is_none());
+        let err = decode(
+            ResourceType::ConfigMaps,
+            json!({"metadata": {"name": "cm"}, "binaryData": {"b": "not base64!"}}),
+        )
+        .expect_err("binaryData is base64");
+        assert_eq!(err.code, 400);
+        assert!(
+            err.message
+                .starts_with("ConfigMap in version \"v1\" cannot be handled as a ConfigMap"),
+            "{}",
+            err.message
+        );
+        let err = decode(ResourceType::ConfigMaps, json!({"data": {"a": 1}})).expect_err("strings");
+        assert_eq!(err.code, 400);
     }
 }

@@ -22,6 +22,8 @@ pub(crate) enum FieldErrorKind {
     Invalid(String, String),
     Required(String),
     Duplicate(String),
+    /// Why (the real server omits the value).
+    TooLong(String),
 }
 
 impl FieldError {
@@ -65,12 +67,23 @@ impl FieldError {
         }
     }
 
+    /// `field.TooLong` with a limit in bytes, as apimachinery words it
+    /// since Kubernetes 1.32 (before: "must have at most N bytes").
+    pub fn too_long(field: impl Into<String>, max_bytes: usize) -> FieldError {
+        let unit = if max_bytes == 1 { "byte" } else { "bytes" };
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::TooLong(format!("may not be more than {max_bytes} {unit}")),
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
             FieldErrorKind::Invalid(..) => "FieldValueInvalid",
             FieldErrorKind::Required(_) => "FieldValueRequired",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
+            FieldErrorKind::TooLong(_) => "FieldValueTooLong",
         }
     }
 
@@ -82,6 +95,7 @@ impl FieldError {
             FieldErrorKind::Required(detail) if detail.is_empty() => "Required value".to_string(),
             FieldErrorKind::Required(detail) => format!("Required value: {detail}"),
             FieldErrorKind::Duplicate(value) => format!("Duplicate value: {value}"),
+            FieldErrorKind::TooLong(detail) => format!("Too long: {detail}"),
         }
     }
 }

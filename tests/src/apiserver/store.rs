@@ -22,14 +22,19 @@ pub(crate) enum Storage {
     Nodes,
     Events,
     Leases,
+    ConfigMaps,
 }
 
 impl Storage {
+    /// How many tables the store keeps.
+    const COUNT: usize = 4;
+
     fn index(self) -> usize {
         match self {
             Storage::Nodes => 0,
             Storage::Events => 1,
             Storage::Leases => 2,
+            Storage::ConfigMaps => 3,
         }
     }
 }
@@ -107,7 +112,7 @@ struct Table {
 
 struct Inner {
     rv: u64,
-    tables: [Table; 3],
+    tables: [Table; Storage::COUNT],
 }
 
 pub(crate) struct Store {
@@ -128,7 +133,7 @@ impl Store {
             // (meaning "any") never names a real version.
             inner: Mutex::new(Inner {
                 rv: 1,
-                tables: [table(), table(), table()],
+                tables: std::array::from_fn(|_| table()),
             }),
             history_limit: history_limit.max(1),
         }

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::config_map_rules;
 use super::event_rules;
 use super::meta;
 use super::node_rules::{self, NodePart};
@@ -22,6 +23,7 @@ pub(crate) fn prepare_and_validate_create(
             event_rules::validate(object, rt == ResourceType::Events)
         }
         ResourceType::Leases => validate_lease(object),
+        ResourceType::ConfigMaps => config_map_rules::validate(object),
     };
     refuse(rt, object, &errors)
 }
@@ -47,6 +49,7 @@ pub(crate) fn prepare_and_validate_update(
             event_rules::validate_update(new, old, rt == ResourceType::Events)
         }
         ResourceType::Leases => validate_lease(new),
+        ResourceType::ConfigMaps => config_map_rules::validate_update(new, old),
     };
     refuse(rt, new, &errors)
 }
