@@ -8,6 +8,7 @@
 //! [`report`] (node events), [`plan`] and [`check`] (the dry-run commands),
 //! [`run`] (the controller), [`lab`] (the seed topology in namespaces).
 
+pub mod announced;
 pub mod check;
 pub mod cluster_status;
 pub mod config;

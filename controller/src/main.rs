@@ -172,12 +172,14 @@ async fn dispatch(command: Command) -> anyhow::Result<Exit> {
             let config_path = config;
             let config = Config::load(&config_path)?;
             let signals = signals::listen()?;
+            let home = lease.home();
             let options = run::RunOptions {
                 metrics_address: metrics_address.0,
                 kubeconfig,
                 lease: lease.settings(),
                 release: signals.release,
                 config_path: Some(config_path),
+                home,
             };
             run::run(config, options, signals.shutdown).await?;
             Ok(Exit::Success)
@@ -266,12 +268,12 @@ struct LeaseArgs {
 }
 
 impl LeaseArgs {
-    fn settings(self) -> Option<LeaseSettings> {
-        if !self.leader_election {
-            return None;
-        }
+    /// The Lease's namespace and name, also when no leader is elected: the
+    /// controller's other objects are kept beside it.
+    fn home(&self) -> run::Home {
         let namespace = self
             .lease_namespace
+            .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .or_else(|| {
                 std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -280,11 +282,22 @@ impl LeaseArgs {
             })
             .filter(|namespace| !namespace.is_empty())
             .unwrap_or_else(|| "default".into());
+        run::Home {
+            namespace,
+            stem: self.lease_name.clone(),
+        }
+    }
+
+    fn settings(self) -> Option<LeaseSettings> {
+        if !self.leader_election {
+            return None;
+        }
+        let home = self.home();
         let identity = self
             .identity
             .filter(|identity| !identity.is_empty())
             .unwrap_or_else(LeaseSettings::default_identity);
-        Some(LeaseSettings::new(namespace, self.lease_name, identity).with_timing(self.timing.0))
+        Some(LeaseSettings::new(home.namespace, home.stem, identity).with_timing(self.timing.0))
     }
 }
 

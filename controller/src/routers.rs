@@ -117,9 +117,15 @@ mod tests {
         for bad in ["\n".to_owned(), "x".repeat(MAX_PASSWORD_LEN + 1)] {
             std::fs::write(&file, &bad).expect("written");
             let err = read_password("core-bgp", &file).expect_err("refused");
-            assert!(err.to_string().contains("a TCP-MD5 password has 1 to 80"), "{err}");
+            assert!(
+                err.to_string().contains("a TCP-MD5 password has 1 to 80"),
+                "{err}"
+            );
         }
         let err = read_password("core-bgp", &dir.path().join("missing")).expect_err("refused");
-        assert!(err.to_string().contains("cannot read passwordFile"), "{err}");
+        assert!(
+            err.to_string().contains("cannot read passwordFile"),
+            "{err}"
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use kube::Api;
 
+use crate::announced::AnnouncedRecord;
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
 use crate::health::Liveness;
@@ -59,6 +60,17 @@ pub struct RunOptions {
     pub release: watch::Receiver<u64>,
     /// The config file, watched for live changes; `None`: no live config.
     pub config_path: Option<PathBuf>,
+    /// Where the controller keeps its own objects in the cluster.
+    pub home: Home,
+}
+
+/// The namespace of the controller's own objects, and the stem of their
+/// names (the Lease's name): the Lease, and the ConfigMaps that record what
+/// BGP sessions announced (`{stem}-bgp-{router}`).
+#[derive(Clone, Debug)]
+pub struct Home {
+    pub namespace: String,
+    pub stem: String,
 }
 
 /// How a term ended, when it ended without an error.
@@ -125,12 +137,19 @@ pub async fn run(
         }
         NodesConfig::Kubernetes { .. } => {
             let cluster = kubernetes::cluster_config(options.kubeconfig.as_deref()).await?;
+            let clients = Clients::new(cluster)?;
+            let record = Arc::new(AnnouncedRecord::in_config_maps(
+                clients.requests.clone(),
+                &options.home.namespace,
+                &options.home.stem,
+            ));
             run_kubernetes(
                 config.clone(),
-                Clients::new(cluster)?,
+                clients,
                 options.lease,
                 metrics,
                 controls,
+                &record,
             )
             .await
         }
@@ -144,18 +163,30 @@ async fn run_file_inventory(
     metrics: &Arc<Metrics>,
     controls: Controls,
 ) -> anyhow::Result<()> {
+    let mut record = None;
     loop {
         let NodesConfig::File { path } = &config.nodes else {
             anyhow::bail!("a live config cannot change nodes.source");
         };
-        let source = FileSource::open(FileInventory::open(path)?, config.resync_interval)?;
+        let inventory = FileInventory::open(path)?;
+        // One process sends every session of a file inventory's routers:
+        // the record is read once, before the first.
+        let record = match &mut record {
+            Some(record) => record,
+            None => {
+                let new = Arc::new(AnnouncedRecord::beside(inventory.state_path()));
+                new.restore(&config, &mut controls.shutdown.clone()).await;
+                record.insert(new)
+            }
+        };
+        let source = FileSource::open(inventory, config.resync_interval)?;
         let observers = Observers {
             reporter: Arc::new(LogReporter::new(EVENT_QUIET)),
             metrics: metrics.clone(),
             board: controls.board.clone(),
         };
         let term = controls.for_term(controls.shutdown.clone());
-        match run_with_source(config.clone(), source, observers, None, term).await? {
+        match run_with_source(config.clone(), source, observers, None, term, record).await? {
             Ended::Stopped => return Ok(()),
             Ended::Reload(new) => config = new,
         }
@@ -170,15 +201,29 @@ async fn run_kubernetes(
     lease: Option<LeaseSettings>,
     metrics: Arc<Metrics>,
     controls: Controls,
+    record: &Arc<AnnouncedRecord>,
 ) -> anyhow::Result<()> {
     let identity = lease
         .as_ref()
         .map_or_else(|| "nativeroute".to_owned(), |l| l.identity.clone());
     let Some(lease) = lease else {
         metrics.leader(true);
+        record
+            .restore(&config, &mut controls.shutdown.clone())
+            .await;
         loop {
             let term = controls.for_term(controls.shutdown.clone());
-            match lead(config.clone(), &clients, &identity, &metrics, None, term).await? {
+            match lead(
+                config.clone(),
+                &clients,
+                &identity,
+                &metrics,
+                None,
+                term,
+                record,
+            )
+            .await?
+            {
                 Ended::Stopped => return Ok(()),
                 Ended::Reload(new) => config = new,
             }
@@ -201,6 +246,9 @@ async fn run_kubernetes(
         ready.send_replace(false);
         metrics.leader(true);
         tracing::info!(lease = election.describe(), "leading");
+        // The last leader's sessions ended at its fence; what they
+        // announced is what the routers still hold.
+        record.restore(&config, &mut shutdown.clone()).await;
         // Terms while the lease is held: a new config starts a new term
         // without letting the lease go.
         let ended = loop {
@@ -214,6 +262,7 @@ async fn run_kubernetes(
                 &metrics,
                 Some(election.next_fit()),
                 controls.for_term(term_rx),
+                record,
             );
             tokio::pin!(term);
             let ended = tokio::select! {
@@ -259,6 +308,7 @@ async fn lead(
     metrics: &Arc<Metrics>,
     next_fit: Option<NextFit>,
     controls: Controls,
+    record: &Arc<AnnouncedRecord>,
 ) -> anyhow::Result<Ended> {
     // The Node writer and the Event sender stop with the term, also when
     // the term ends by itself for a new config.
@@ -304,6 +354,7 @@ async fn lead(
         observers,
         Some(sink),
         controls.for_term(shutdown),
+        record,
     )
     .await;
     end_term.send_replace(true);
@@ -500,6 +551,7 @@ async fn run_with_source(
     observers: Observers,
     status: Option<Arc<dyn StatusSink>>,
     controls: Controls,
+    record: &Arc<AnnouncedRecord>,
 ) -> anyhow::Result<Ended> {
     let Controls {
         ready,
@@ -519,6 +571,11 @@ async fn run_with_source(
     let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
     reconciler.resume_after(&source.resume_point());
     let mut routers = Routers::start(&config, &observers, &shutdown, &release);
+    let keeping = tokio::spawn({
+        let record = record.clone();
+        let shutdown = shutdown.clone();
+        async move { record.keep(shutdown).await }
+    });
     let (plan_tx, plan_rx) = watch::channel(Arc::new(RoutingPlan::default()));
     if let Some(sink) = status {
         tokio::spawn(run_status(
@@ -619,6 +676,11 @@ async fn run_with_source(
     progress.abort();
     let _ = progress.await;
     routers.stop().await;
+    keeping.abort();
+    let _ = keeping.await;
+    // The sessions are closed: what they announced last is what the
+    // routers keep, and what the next leader or process starts from.
+    record.save_now().await;
     Ok(reload.map_or(Ended::Stopped, Ended::Reload))
 }
 

@@ -13,6 +13,7 @@ use k8s_openapi::api::events::v1::Event;
 
 use crate::apiserver::{ApiServer, realistic_node};
 use crate::lab::{ControllerProcess, TestLab, wait_until};
+pub use nativeroute::lab::LabRouter;
 
 /// The label every lab Node carries; the controller selects on it.
 pub const LAB_LABEL: &str = "nativeroute.io/e2e";
@@ -24,6 +25,8 @@ pub struct KubeConfig {
     pub ipam: &'static str,
     pub manage_node_condition: bool,
     pub resync: Duration,
+    /// The lab's router: the kernel's table by netlink, or FRR over BGP.
+    pub router: LabRouter,
 }
 
 impl Default for KubeConfig {
@@ -32,6 +35,7 @@ impl Default for KubeConfig {
             ipam: "allocate",
             manage_node_condition: true,
             resync: Duration::from_secs(2),
+            router: LabRouter::Netlink,
         }
     }
 }
@@ -57,7 +61,7 @@ impl KubeLab {
     /// The lab's namespaces, a test API server with no Nodes yet, and a
     /// controller config that watches Nodes labelled [`LAB_LABEL`].
     pub async fn create(settings: KubeConfig) -> KubeLab {
-        let lab = TestLab::create(settings.resync).await;
+        let lab = TestLab::create_with_router(settings.resync, settings.router).await;
         let api = ApiServer::start()
             .await
             .expect("the test API server starts");
@@ -72,11 +76,11 @@ impl KubeLab {
              nodes: {{source: kubernetes, selector: \"{LAB_LABEL}=yes\"}}\n\
              manageNodeCondition: {manage}\n\
              resyncInterval: {resync}\n\
-             routers:\n  - {{name: rtr, driver: netlink, netns: {netns}, nodeNetworks: [192.168.2.0/24, 192.168.3.0/24]}}\n",
+             routers: {routers}\n",
             ipam = settings.ipam,
             manage = settings.manage_node_condition,
             resync = humantime::format_duration(settings.resync),
-            netns = lab.router_netns(),
+            routers = lab_routers(&lab),
         );
         std::fs::write(&config, text).expect("the config is written");
         KubeLab {
@@ -323,6 +327,23 @@ impl KubeLab {
             .into_iter()
             .find(|c| c.type_ == kind)
     }
+}
+
+/// The routers of the lab's own (file inventory) config, as a YAML list
+/// with a line per router (tests append routers to it): the same router,
+/// whichever way the nodes come.
+fn lab_routers(lab: &TestLab) -> String {
+    let text = std::fs::read_to_string(&lab.config).expect("the lab's config");
+    let config: serde_json::Value =
+        serde_yaml_ng::from_str(&text).expect("the lab's config is YAML");
+    let routers = config
+        .get("routers")
+        .and_then(serde_json::Value::as_array)
+        .expect("the lab's config names its router");
+    routers
+        .iter()
+        .map(|router| format!("\n  - {router}"))
+        .collect()
 }
 
 pub fn annotation(node: &Node, key: &str) -> Option<String> {

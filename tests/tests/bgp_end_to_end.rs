@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nativeroute::lab::LabRouter;
+use nativeroute_tests::kube_lab::{KubeConfig, KubeLab, LAB_LABEL};
 use nativeroute_tests::lab::{
     ControllerProcess, TestLab, run_nativeroute, wait_until, write_atomically,
 };
@@ -225,4 +226,150 @@ async fn a_session_cut_while_withdrawals_are_held_withdraws_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(bgp_routes(&lab), want, "{}", controller.log());
     assert_eq!(monitor.withdrawals(), vec![], "{}", controller.log());
+}
+
+/// The routes a record of announced routes holds (`subnet next-hop` lines).
+fn recorded_routes(text: &str) -> usize {
+    text.lines()
+        .filter(|line| {
+            let mut fields = line.split_whitespace();
+            fields
+                .next()
+                .is_some_and(|dst| dst.parse::<IpNet>().is_ok())
+                && fields
+                    .next()
+                    .is_some_and(|via| via.parse::<IpAddr>().is_ok())
+        })
+        .count()
+}
+
+/// The removal guard spares routers of fewer than ten routes by default;
+/// the lab's three are guarded too.
+fn guard_three_routes(config: &std::path::Path) {
+    let mut text = std::fs::read_to_string(config).expect("the controller's config");
+    text.push_str("removalGuard:\n  minRoutes: 3\n");
+    std::fs::write(config, text).expect("the controller's config is written");
+}
+
+/// Waits for a held withdrawal and the new session's End-of-RIB, gives
+/// the router time to drop what it would drop, and checks that it dropped
+/// nothing.
+async fn nothing_withdrawn_once_held(
+    routes: &dyn Fn() -> BTreeMap<IpNet, Option<IpAddr>>,
+    want: &BTreeMap<IpNet, Option<IpAddr>>,
+    monitor: &RouteMonitor,
+    log: &dyn Fn() -> String,
+) {
+    let held = tokio::time::timeout(Duration::from_secs(40), async {
+        while !(log().contains("withdrawals held back")
+            && log().matches("End-of-RIB sent").count() >= 2)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        held.is_ok(),
+        "no withdrawal held back, or no End-of-RIB from the new session:\n{}",
+        log()
+    );
+    // Time for the router to act on the End-of-RIB (drop stale routes).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(&routes(), want, "{}", log());
+    assert_eq!(monitor.withdrawals(), vec![], "{}", log());
+    assert!(
+        log().contains("what the router's last BGP sessions announced is restored"),
+        "{}",
+        log()
+    );
+}
+
+/// A new process whose inventory lost most nodes (cut short by hand or by
+/// a tool): the router keeps every route. The last process's sessions
+/// recorded what they announced beside the state file; the new session
+/// announces that again, so the removal guard sees the withdrawals and
+/// holds them. Without the record, the new session's End-of-RIB would
+/// take those routes past the guard.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_process_with_most_nodes_gone_from_its_inventory_withdraws_nothing() {
+    let lab = bgp_lab().await;
+    guard_three_routes(&lab.config);
+    let monitor = RouteMonitor::start(lab.router_netns(), RTPROT_BGP).expect("a route monitor");
+    let (controller, _, want) = converged(&lab).await;
+    let mut record = lab.state_path().into_os_string();
+    record.push(".bgp");
+    wait_until(
+        "the record of what the session announced",
+        Duration::from_secs(10),
+        async || {
+            let text = std::fs::read_to_string(&record).unwrap_or_default();
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|json| {
+                    Some(recorded_routes(
+                        json.pointer("/routers/rtr/routes")?.as_str()?,
+                    ))
+                })
+                == Some(want.len())
+        },
+    )
+    .await;
+    controller.kill();
+
+    let node1 = lab.topology.node("node1").expect("node1").address;
+    write_atomically(
+        &lab.inventory_path(),
+        &format!("nodes:\n  - name: node1\n    address: {node1}\n"),
+    );
+    let controller = lab.start_controller();
+    nothing_withdrawn_once_held(&|| bgp_routes(&lab), &want, &monitor, &|| controller.log()).await;
+}
+
+/// The same across a leader handover in a cluster: the new leader no
+/// longer selects two of the three Nodes (a selector typo, labels taken
+/// away). The old leader's record is a ConfigMap in its namespace; the new
+/// leader reads it before its first session, and holds the withdrawals.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_leader_that_no_longer_selects_most_nodes_withdraws_nothing() {
+    let lab = KubeLab::create(KubeConfig {
+        router: LabRouter::Bgp,
+        ..KubeConfig::default()
+    })
+    .await;
+    guard_three_routes(&lab.config);
+    let monitor = RouteMonitor::start(lab.lab.router_netns(), RTPROT_BGP).expect("a route monitor");
+    lab.register_lab_nodes();
+    let controller = lab.start_controller("leader-a");
+    let subnets = lab.wait_for_subnets(&["node1", "node2", "node3"]).await;
+    let want: BTreeMap<IpNet, Option<IpAddr>> = lab
+        .lab_routes(&subnets)
+        .into_iter()
+        .map(|(dst, via)| (dst, Some(via)))
+        .collect();
+    wait_for_routes(&lab.lab, &want, &|| controller.log()).await;
+    wait_until(
+        "the ConfigMap recording what the session announced",
+        Duration::from_secs(10),
+        async || {
+            lab.api
+                .config_map("nativeroute", "nativeroute-bgp-rtr")
+                .and_then(|map| map.data?.get("routes").cloned())
+                .is_some_and(|routes| recorded_routes(&routes) == want.len())
+        },
+    )
+    .await;
+    controller.kill();
+
+    for name in ["node2", "node3"] {
+        lab.edit(name, |node| {
+            if let Some(labels) = node.metadata.labels.as_mut() {
+                labels.remove(LAB_LABEL);
+            }
+        });
+    }
+    let controller = lab.start_controller("leader-b");
+    nothing_withdrawn_once_held(&|| bgp_routes(&lab.lab), &want, &monitor, &|| {
+        controller.log()
+    })
+    .await;
 }

@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use nativeroute_tests::apiserver::RequestRecord;
-use nativeroute_tests::kube_lab::{KubeConfig, KubeLab};
+use nativeroute_tests::kube_lab::{KubeConfig, KubeLab, LabRouter};
 use nativeroute_tests::lab::{http_get, wait_until};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -252,7 +252,13 @@ fn ip(text: &str) -> IpAddr {
 /// Drives two controllers through what they do in a cluster; returns
 /// every request they made.
 async fn requests_of_a_controllers_life() -> Vec<RequestRecord> {
-    let converged = KubeLab::converged(KubeConfig::default()).await;
+    // A BGP router: the one driver that also keeps objects of its own in
+    // the cluster (what its sessions announced), so every grant is used.
+    let converged = KubeLab::converged(KubeConfig {
+        router: LabRouter::Bgp,
+        ..KubeConfig::default()
+    })
+    .await;
     let lab = &converged.lab;
     let mut routes = converged.routes.clone();
 

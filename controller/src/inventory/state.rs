@@ -130,17 +130,22 @@ impl State {
         let mut text = serde_json::to_vec_pretty(self)
             .map_err(|err| write_error(std::io::Error::other(err)))?;
         text.push(b'\n');
-        let temp = temp_path_for(path);
-        let mut file = File::create(&temp).map_err(write_error)?;
-        file.write_all(&text).map_err(write_error)?;
-        file.sync_all().map_err(write_error)?;
-        drop(file);
-        fs::rename(&temp, path).map_err(write_error)?;
-        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
-        File::open(dir.unwrap_or(Path::new(".")))
-            .and_then(|dir| dir.sync_all())
-            .map_err(write_error)
+        write_atomically(path, &text).map_err(write_error)
     }
+}
+
+/// Replaces the file at `path` with `text`: written beside it, synced, then
+/// renamed over it, so that a crash leaves the old file or the new one,
+/// never a part.
+pub fn write_atomically(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    let temp = temp_path_for(path);
+    let mut file = File::create(&temp)?;
+    file.write_all(text)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temp, path)?;
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new("."))).and_then(|dir| dir.sync_all())
 }
 
 #[cfg(test)]

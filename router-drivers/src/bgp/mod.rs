@@ -9,16 +9,16 @@
 //! Routes the router sends back are read only to report foreign ones in
 //! the pool.
 
+mod carried;
 mod md5;
 mod session;
 mod updates;
 pub mod wire;
 
 use std::collections::BTreeSet;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +32,8 @@ use crate::{
     Route, RouterDriver, RouterRoutes,
 };
 
+use self::carried::SessionKey;
+pub use self::carried::{Announced, announced, remember, writes};
 pub use self::md5::MAX_KEY_LEN as MAX_PASSWORD_LEN;
 
 /// How one BGP router is reached.
@@ -66,21 +68,6 @@ impl BgpRouter {
     fn is_ibgp(&self) -> bool {
         self.local_as == self.peer_as
     }
-}
-
-/// Each router's last session's Adj-RIB-Out, for the life of the process
-/// (a session flap, a worker reconnecting after an error).
-static LAST_SESSIONS: LazyLock<Mutex<HashMap<SessionKey, SharedRibs>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-type SharedRibs = Arc<Mutex<session::Ribs>>;
-
-/// Which router a session was with: its name, and where it was reached.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct SessionKey {
-    router: String,
-    address: SocketAddr,
-    netns: Option<String>,
 }
 
 /// Changes written to the session between fence checks: a deposed leader
@@ -119,8 +106,9 @@ impl BgpDriver {
         Ok(driver)
     }
 
-    /// A new session of a router this process already talked to starts
-    /// with what the last one announced. A router under graceful restart
+    /// A new session starts with what the router's last session announced:
+    /// in this process, or in an earlier one that saved it (see
+    /// [`carried`]). A router under graceful restart
     /// still holds those routes (stale): announcing them again keeps them,
     /// and the worker, seeing them listed, withdraws the ones it no longer
     /// wants through the removal guard, as on any other driver. Without
@@ -131,21 +119,11 @@ impl BgpDriver {
             address: self.router.address,
             netns: self.router.netns.clone(),
         };
-        let carried: Vec<(IpNet, IpAddr)> = {
-            let mut sessions = LAST_SESSIONS.lock().unwrap_or_else(PoisonError::into_inner);
-            let last = sessions.insert(key, Arc::clone(&self.session.ribs));
-            last.map(|ribs| {
-                let ribs = ribs.lock().unwrap_or_else(PoisonError::into_inner);
-                ribs.announced
-                    .iter()
-                    .map(|(dst, via)| (*dst, *via))
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
+        let carried = carried::take_over(key, &self.session.ribs);
         let routes: Vec<(IpNet, IpAddr)> = carried
             .into_iter()
-            .filter(|(dst, _)| self.session.families.contains(&Family::of(dst)))
+            .filter(|route| self.session.families.contains(&Family::of(&route.dst)))
+            .map(|route| (route.dst, route.via))
             .collect();
         if routes.is_empty() {
             return Ok(());

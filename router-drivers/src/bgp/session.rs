@@ -229,6 +229,7 @@ impl Session {
                 .await
                 .map_err(|err| format!("writing to the session failed: {err}"))?;
             then(&mut self.ribs.lock().unwrap_or_else(PoisonError::into_inner));
+            super::carried::written();
             Ok(())
         })
         .await;
