@@ -36,6 +36,9 @@ use crate::inventory::state::write_atomically;
 /// How often the record is saved while sessions change it.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest wait between saves that keep failing.
+const SAVE_EVERY_AT_MOST: Duration = Duration::from_secs(60);
+
 /// How long one save may take before it is given up until the next.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -415,33 +418,44 @@ impl AnnouncedRecord {
     /// turns true. The last save is [`AnnouncedRecord::save_now`], after
     /// the workers stopped.
     pub async fn keep(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut wait = SAVE_EVERY;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(SAVE_EVERY) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             if *shutdown.borrow() {
                 return;
             }
-            self.save_now().await;
+            // A failing save (the API server away, a record over the
+            // ConfigMap limit) is tried less and less often.
+            wait = if self.save_now().await {
+                SAVE_EVERY
+            } else {
+                (wait * 2).min(SAVE_EVERY_AT_MOST)
+            };
         }
     }
 
-    /// Saves the record if a session wrote anything since the last save.
-    pub async fn save_now(&self) {
+    /// Saves the record if a session wrote anything since the last save;
+    /// false when that failed.
+    pub async fn save_now(&self) -> bool {
         let writes = bgp::writes();
         if *self.saved_at.lock().unwrap_or_else(|e| e.into_inner()) == Some(writes) {
-            return;
+            return true;
         }
         match tokio::time::timeout(SAVE_TIMEOUT, self.save(&bgp::announced())).await {
             Ok(Ok(())) => {
                 *self.saved_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(writes);
+                true
             }
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, "the record of what BGP sessions announced was not saved; tried again in a second");
+                tracing::warn!(error = %err, "the record of what BGP sessions announced was not saved; a restart now would start from the last record saved");
+                false
             }
             Err(_) => {
-                tracing::warn!(timeout = ?SAVE_TIMEOUT, "saving the record of what BGP sessions announced took too long; tried again in a second");
+                tracing::warn!(timeout = ?SAVE_TIMEOUT, "saving the record of what BGP sessions announced took too long; a restart now would start from the last record saved");
+                false
             }
         }
     }
