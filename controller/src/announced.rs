@@ -85,6 +85,15 @@ pub enum RecordError {
 }
 
 impl RecordError {
+    fn api(namespace: &str, name: &str) -> impl FnOnce(kube::Error) -> RecordError {
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        move |source| RecordError::Api {
+            namespace,
+            name,
+            source,
+        }
+    }
+
     /// Refused for lack of rights: waiting does not help.
     fn is_forbidden(&self) -> bool {
         matches!(self, RecordError::Api { source: kube::Error::Api(status), .. } if status.code == 403)
@@ -251,11 +260,7 @@ impl AnnouncedRecord {
                     let found = api
                         .get_opt(&name)
                         .await
-                        .map_err(|source| RecordError::Api {
-                            namespace: namespace.clone(),
-                            name: name.clone(),
-                            source,
-                        })?;
+                        .map_err(RecordError::api(namespace, &name))?;
                     let Some(data) = found.and_then(|map| map.data) else {
                         continue;
                     };
@@ -347,11 +352,7 @@ impl AnnouncedRecord {
                     let name = Self::config_map_name(stem, &router);
                     write_config_map(api, &name, &router, &kept)
                         .await
-                        .map_err(|source| RecordError::Api {
-                            namespace: namespace.clone(),
-                            name: name.clone(),
-                            source,
-                        })?;
+                        .map_err(RecordError::api(namespace, &name))?;
                     self.saved
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
