@@ -63,6 +63,13 @@ pub async fn bench(settings: &Settings) {
     let mut bird = Vec::new();
     let mut single = Vec::new();
     for run in 1..=settings.runs {
+        // Each goes first in every other run, so that neither gains from
+        // the order (a warmer machine, the last run's teardown).
+        let bird_first = run % 2 == 0;
+        if bird_first {
+            eprintln!("bgp: run {run}: {} routes from BIRD", settings.routes);
+            bird.push(cold_start_bird(settings.routes).await);
+        }
         eprintln!(
             "bgp: run {run}: {} routes from nativeroute",
             settings.routes
@@ -70,21 +77,16 @@ pub async fn bench(settings: &Settings) {
         let (cold, latencies) = cold_start_ours(settings.routes).await;
         ours.push(cold);
         single.extend(latencies);
-        eprintln!("bgp: run {run}: {} routes from BIRD", settings.routes);
-        bird.push(cold_start_bird(settings.routes).await);
+        if !bird_first {
+            eprintln!("bgp: run {run}: {} routes from BIRD", settings.routes);
+            bird.push(cold_start_bird(settings.routes).await);
+        }
     }
     ours.sort();
     bird.sort();
     single.sort();
     let (created, rss_kib) = node_events(settings).await;
-    print_table(
-        settings,
-        median(&ours),
-        median(&bird),
-        &single,
-        &created,
-        rss_kib,
-    );
+    print_table(settings, &ours, &bird, &single, &created, rss_kib);
 }
 
 fn median(samples: &[Duration]) -> Duration {
@@ -363,31 +365,42 @@ async fn node_events(settings: &Settings) -> (Vec<Duration>, u64) {
     (created, rss)
 }
 
+/// The median, and the range when there is more than one run.
+fn spread(sorted: &[Duration]) -> String {
+    match (sorted.first(), sorted.last()) {
+        (Some(low), Some(high)) if sorted.len() > 1 => {
+            format!("{} ({}–{})", secs(median(sorted)), secs(*low), secs(*high))
+        }
+        _ => secs(median(sorted)),
+    }
+}
+
 fn print_table(
     settings: &Settings,
-    ours: Duration,
-    bird: Duration,
+    ours_runs: &[Duration],
+    bird_runs: &[Duration],
     single: &[Duration],
     created: &[Duration],
     rss_kib: u64,
 ) {
     let runs = settings.runs;
+    let (ours, bird) = (median(ours_runs), median(bird_runs));
     println!();
     println!(
         "BGP to FRR: {} routes, each with its own next hop, from the established session until all are in FRR's kernel (median of {runs})",
         settings.routes
     );
-    println!("| speaker | time | routes/s |");
+    println!("| speaker | time (range) | routes/s |");
     println!("| --- | --- | --- |");
     let rate = |d: Duration| settings.routes as f64 / d.as_secs_f64().max(1e-9);
     println!(
         "| nativeroute's BGP driver | {} | {:.0} |",
-        secs(ours),
+        spread(ours_runs),
         rate(ours)
     );
     println!(
         "| BIRD 2, static routes over iBGP | {} | {:.0} |",
-        secs(bird),
+        spread(bird_runs),
         rate(bird)
     );
     let vs_bird = ours.as_secs_f64() / bird.as_secs_f64().max(1e-9);
