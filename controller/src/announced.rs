@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use nativeroute_router_drivers::Route;
@@ -35,6 +36,14 @@ use crate::inventory::state::write_atomically;
 
 /// How often the record is saved while sessions change it.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the record is confirmed as current while the sessions run,
+/// so that the next process can tell a record the routers may still hold
+/// (younger than their restart time) from one they dropped long ago.
+const CONFIRM_EVERY: Duration = Duration::from_secs(30);
+
+/// The ConfigMap annotation that says when its record was last confirmed.
+const CONFIRMED_AT: &str = "nativeroute.io/confirmed-at";
 
 /// The longest wait between saves that keep failing.
 const SAVE_EVERY_AT_MOST: Duration = Duration::from_secs(60);
@@ -154,10 +163,47 @@ impl Kept {
     }
 }
 
-/// The file form: every router's record.
+/// The file form: every router's record, and when it was last confirmed.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct KeptFile {
+    #[serde(default)]
+    confirmed_at: Option<String>,
     routers: BTreeMap<String, Kept>,
+}
+
+/// A record as read, with when it was last confirmed (`None`: unknown).
+#[derive(Debug)]
+struct Loaded {
+    record: Announced,
+    confirmed_at: Option<Timestamp>,
+}
+
+/// Whether a router may still hold what a record says its sessions
+/// announced: under graceful restart it keeps them for its restart time
+/// after the last session ended, which was at most [`CONFIRM_EVERY`] after
+/// the record was last confirmed. Past that the router has dropped them,
+/// and announcing them again would bring back routes long gone.
+fn still_held(
+    confirmed_at: Option<Timestamp>,
+    now: Timestamp,
+    restart_time: Duration,
+) -> Result<(), String> {
+    if restart_time.is_zero() {
+        return Err("graceful restart is off (gracefulRestart: 0s), so the router dropped the routes when the last session ended".to_owned());
+    }
+    let Some(confirmed_at) = confirmed_at else {
+        return Err("the record does not say when it was last confirmed".to_owned());
+    };
+    let age = Duration::try_from(now.duration_since(confirmed_at)).unwrap_or(Duration::ZERO);
+    if age > restart_time + CONFIRM_EVERY {
+        return Err(format!(
+            "it was last confirmed {}s ago, and the router keeps the routes of an ended session for {}s",
+            age.as_secs(),
+            restart_time.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 enum Place {
@@ -225,7 +271,8 @@ impl AnnouncedRecord {
     async fn load(
         &self,
         routers: &[String],
-    ) -> Result<Vec<Result<Announced, RecordError>>, RecordError> {
+    ) -> Result<Vec<Result<Loaded, RecordError>>, RecordError> {
+        let mut confirmed: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
         let kept: BTreeMap<String, Kept> = match &self.place {
             Place::File(path) => {
                 let text = match std::fs::read_to_string(path) {
@@ -241,12 +288,19 @@ impl AnnouncedRecord {
                 if text.is_empty() {
                     BTreeMap::new()
                 } else {
-                    serde_json::from_str::<KeptFile>(&text)
-                        .map_err(|source| RecordError::CorruptFile {
+                    let file = serde_json::from_str::<KeptFile>(&text).map_err(|source| {
+                        RecordError::CorruptFile {
                             path: path.clone(),
                             source,
-                        })?
+                        }
+                    })?;
+                    let at = file.confirmed_at.and_then(|at| at.parse().ok());
+                    confirmed = file
                         .routers
+                        .keys()
+                        .map(|router| (router.clone(), at))
+                        .collect();
+                    file.routers
                 }
             }
             Place::ConfigMaps {
@@ -261,7 +315,17 @@ impl AnnouncedRecord {
                         .get_opt(&name)
                         .await
                         .map_err(RecordError::api(namespace, &name))?;
-                    let Some(data) = found.and_then(|map| map.data) else {
+                    let Some(map) = found else {
+                        continue;
+                    };
+                    let at = map
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|annotations| annotations.get(CONFIRMED_AT))
+                        .and_then(|at| at.parse().ok());
+                    confirmed.insert(router.clone(), at);
+                    let Some(data) = map.data else {
                         continue;
                     };
                     let field = |key: &str| data.get(key).cloned();
@@ -281,12 +345,17 @@ impl AnnouncedRecord {
             .iter()
             .filter(|(router, _)| routers.contains(router))
             .map(|(router, kept)| {
-                kept.clone()
-                    .read(router)
-                    .map_err(|problem| RecordError::Unreadable {
-                        place: self.place_of(router),
-                        problem,
-                    })
+                let record =
+                    kept.clone()
+                        .read(router)
+                        .map_err(|problem| RecordError::Unreadable {
+                            place: self.place_of(router),
+                            problem,
+                        })?;
+                Ok(Loaded {
+                    record,
+                    confirmed_at: confirmed.get(router).copied().flatten(),
+                })
             })
             .collect();
         // Every router's record stays known, also those of routers not in
@@ -307,8 +376,9 @@ impl AnnouncedRecord {
         }
     }
 
-    /// Writes what changed since the last save.
-    async fn save(&self, records: &[Announced]) -> Result<(), RecordError> {
+    /// Writes what changed since the last save, and with `confirm` marks
+    /// every router's record as current.
+    async fn save(&self, records: &[Announced], confirm: bool) -> Result<(), RecordError> {
         let kept: BTreeMap<String, Kept> = records
             .iter()
             .map(|record| (record.router.clone(), Kept::of(record)))
@@ -320,9 +390,10 @@ impl AnnouncedRecord {
                 .map(|(router, kept)| (router.clone(), kept.clone()))
                 .collect()
         };
-        if changed.is_empty() {
+        if changed.is_empty() && !confirm {
             return Ok(());
         }
+        let now = Timestamp::now().to_string();
         match &self.place {
             Place::File(path) => {
                 // Routers of an earlier config keep their record: a router
@@ -330,6 +401,7 @@ impl AnnouncedRecord {
                 let mut all = self.saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 all.extend(changed.iter().cloned());
                 let mut text = serde_json::to_vec_pretty(&KeptFile {
+                    confirmed_at: Some(now),
                     routers: all.clone(),
                 })
                 .map_err(|err| RecordError::Write {
@@ -348,15 +420,29 @@ impl AnnouncedRecord {
                 namespace,
                 stem,
             } => {
-                for (router, kept) in changed {
-                    let name = Self::config_map_name(stem, &router);
-                    write_config_map(api, &name, &router, &kept)
+                for (router, kept) in &changed {
+                    let name = Self::config_map_name(stem, router);
+                    write_config_map(api, &name, router, kept, &now)
                         .await
                         .map_err(RecordError::api(namespace, &name))?;
                     self.saved
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(router, kept);
+                        .insert(router.clone(), kept.clone());
+                }
+                if confirm {
+                    let unchanged = kept
+                        .keys()
+                        .filter(|router| !changed.iter().any(|(done, _)| done == *router));
+                    for router in unchanged {
+                        let name = Self::config_map_name(stem, router);
+                        let patch = serde_json::json!({
+                            "metadata": {"annotations": {CONFIRMED_AT: now}},
+                        });
+                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .map_err(RecordError::api(namespace, &name))?;
+                    }
                 }
             }
         }
@@ -368,23 +454,39 @@ impl AnnouncedRecord {
     /// `shutdown` turns true; a record the controller is not allowed to read
     /// is given up with an error, as it would never be read.
     pub async fn restore(&self, config: &Config, shutdown: &mut watch::Receiver<bool>) {
-        let routers: Vec<String> = config
+        let restart_times: BTreeMap<String, Duration> = config
             .routers
             .iter()
-            .filter(|router| matches!(router.driver, DriverConfig::Bgp(_)))
-            .map(|router| router.name.to_string())
+            .filter_map(|router| match &router.driver {
+                DriverConfig::Bgp(bgp) => Some((router.name.to_string(), bgp.graceful_restart)),
+                _ => None,
+            })
             .collect();
-        if routers.is_empty() {
+        if restart_times.is_empty() {
             return;
         }
+        let routers: Vec<String> = restart_times.keys().cloned().collect();
         loop {
             match self.load(&routers).await {
                 Ok(loaded) => {
                     let mut records = Vec::new();
-                    for record in loaded {
-                        match record {
-                            Ok(record) => {
-                                tracing::info!(router = %record.router, routes = record.routes.len(), from = %self.place_of(&record.router), "what the router's last BGP sessions announced is restored: the first session announces it again");
+                    let now = Timestamp::now();
+                    for loaded in loaded {
+                        match loaded {
+                            Ok(Loaded {
+                                record,
+                                confirmed_at,
+                            }) => {
+                                let restart_time = restart_times
+                                    .get(&record.router)
+                                    .copied()
+                                    .unwrap_or_default();
+                                let from = self.place_of(&record.router);
+                                if let Err(why) = still_held(confirmed_at, now, restart_time) {
+                                    tracing::info!(router = %record.router, routes = record.routes.len(), %from, reason = %why, "what the router's last BGP sessions announced is not announced again: the router no longer holds it");
+                                    continue;
+                                }
+                                tracing::info!(router = %record.router, routes = record.routes.len(), %from, "what the router's last BGP sessions announced is restored: the first session announces it again");
                                 records.push(record);
                             }
                             Err(err) => {
@@ -420,6 +522,7 @@ impl AnnouncedRecord {
     /// the workers stopped.
     pub async fn keep(&self, mut shutdown: watch::Receiver<bool>) {
         let mut wait = SAVE_EVERY;
+        let mut confirmed = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -428,9 +531,13 @@ impl AnnouncedRecord {
             if *shutdown.borrow() {
                 return;
             }
+            let confirm = confirmed.elapsed() >= CONFIRM_EVERY;
             // A failing save (the API server away, a record over the
             // ConfigMap limit) is tried less and less often.
-            wait = if self.save_now().await {
+            wait = if self.save_now(confirm).await {
+                if confirm {
+                    confirmed = tokio::time::Instant::now();
+                }
                 SAVE_EVERY
             } else {
                 (wait * 2).min(SAVE_EVERY_AT_MOST)
@@ -438,14 +545,15 @@ impl AnnouncedRecord {
         }
     }
 
-    /// Saves the record if a session wrote anything since the last save;
-    /// false when that failed.
-    pub async fn save_now(&self) -> bool {
+    /// Saves the record if a session wrote anything since the last save,
+    /// and with `confirm` marks it current even if not; false when that
+    /// failed.
+    pub async fn save_now(&self, confirm: bool) -> bool {
         let writes = bgp::writes();
-        if *self.saved_at.lock().unwrap_or_else(|e| e.into_inner()) == Some(writes) {
+        if *self.saved_at.lock().unwrap_or_else(|e| e.into_inner()) == Some(writes) && !confirm {
             return true;
         }
-        match tokio::time::timeout(SAVE_TIMEOUT, self.save(&bgp::announced())).await {
+        match tokio::time::timeout(SAVE_TIMEOUT, self.save(&bgp::announced(), confirm)).await {
             Ok(Ok(())) => {
                 *self.saved_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(writes);
                 true
@@ -468,16 +576,18 @@ async fn write_config_map(
     name: &str,
     router: &str,
     kept: &Kept,
+    confirmed_at: &str,
 ) -> Result<(), kube::Error> {
     let mut data = serde_json::json!({
         "address": kept.address,
         "routes": kept.routes,
         "netns": kept.netns,
     });
-    let patch = serde_json::json!({
-        "metadata": {"labels": {ROUTER_LABEL: router}},
-        "data": data,
+    let metadata = serde_json::json!({
+        "labels": {ROUTER_LABEL: router},
+        "annotations": {CONFIRMED_AT: confirmed_at},
     });
+    let patch = serde_json::json!({"metadata": metadata, "data": data});
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -488,7 +598,7 @@ async fn write_config_map(
                 map.retain(|_, value| !value.is_null());
             }
             let map: ConfigMap = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name, "labels": {ROUTER_LABEL: router}},
+                "metadata": {"name": name, "labels": metadata["labels"], "annotations": metadata["annotations"]},
                 "data": data,
             }))
             .map_err(kube::Error::SerdeError)?;
@@ -522,8 +632,28 @@ mod tests {
             .await
             .expect("read")
             .into_iter()
-            .map(|record| record.expect("a good record"))
+            .map(|loaded| loaded.expect("a good record").record)
             .collect()
+    }
+
+    #[test]
+    fn a_record_is_announced_again_only_while_the_router_may_hold_it() {
+        let now: Timestamp = "2026-12-06T12:00:00Z".parse().expect("time");
+        let ago = |secs: i64| Some(now - k8s_openapi::jiff::SignedDuration::from_secs(secs));
+        let restart = Duration::from_secs(120);
+        assert_eq!(still_held(ago(5), now, restart), Ok(()));
+        // Confirmed every 30 s: the session may have ended up to 30 s later.
+        assert_eq!(still_held(ago(150), now, restart), Ok(()));
+        let err = still_held(ago(151), now, restart).expect_err("dropped");
+        assert!(
+            err.contains("151s ago") && err.contains("for 120s"),
+            "{err}"
+        );
+        // A clock behind the last leader's: as good as new.
+        assert_eq!(still_held(ago(-20), now, restart), Ok(()));
+        assert!(still_held(None, now, restart).is_err());
+        let err = still_held(ago(1), now, Duration::ZERO).expect_err("no graceful restart");
+        assert!(err.contains("gracefulRestart: 0s"), "{err}");
     }
 
     #[test]
@@ -577,7 +707,7 @@ mod tests {
         let core = record("core", &[("11.11.1.0/24", "192.168.2.1")]);
         let edge = record("edge", &[("11.11.2.0/24", "192.168.3.1")]);
         store
-            .save(&[core.clone(), edge.clone()])
+            .save(&[core.clone(), edge.clone()], false)
             .await
             .expect("saved");
         let written = std::fs::metadata(&path)
@@ -586,7 +716,7 @@ mod tests {
             .expect("mtime");
         std::thread::sleep(Duration::from_millis(20));
         store
-            .save(&[core.clone(), edge.clone()])
+            .save(&[core.clone(), edge.clone()], false)
             .await
             .expect("nothing to save");
         assert_eq!(
@@ -597,13 +727,27 @@ mod tests {
             written,
             "an unchanged record is not written again"
         );
+        let confirmed_at = || {
+            let text = std::fs::read_to_string(&path).expect("the record");
+            serde_json::from_str::<KeptFile>(&text)
+                .expect("a record")
+                .confirmed_at
+                .and_then(|at| at.parse::<Timestamp>().ok())
+                .expect("a time")
+        };
+        let first = confirmed_at();
+        store
+            .save(&[core.clone(), edge.clone()], true)
+            .await
+            .expect("confirmed");
+        assert!(confirmed_at() > first, "a confirmation writes a new time");
 
         // A later process, with only one of the routers configured.
         let later = AnnouncedRecord::beside(&state);
         assert_eq!(loaded(&later, &names[..1]).await, vec![core.clone()]);
         let core_now = record("core", &[("11.11.3.0/24", "192.168.2.3")]);
         later
-            .save(std::slice::from_ref(&core_now))
+            .save(std::slice::from_ref(&core_now), false)
             .await
             .expect("saved");
         let again = AnnouncedRecord::beside(&state);

@@ -680,7 +680,7 @@ async fn run_with_source(
     let _ = keeping.await;
     // The sessions are closed: what they announced last is what the
     // routers keep, and what the next leader or process starts from.
-    let _ = record.save_now().await;
+    let _ = record.save_now(true).await;
     Ok(reload.map_or(Ended::Stopped, Ended::Reload))
 }
 

@@ -358,6 +358,19 @@ async fn a_new_leader_that_no_longer_selects_most_nodes_withdraws_nothing() {
         },
     )
     .await;
+    let confirmed_at = lab
+        .api
+        .config_map("nativeroute", "nativeroute-bgp-rtr")
+        .and_then(|map| {
+            map.metadata
+                .annotations?
+                .get("nativeroute.io/confirmed-at")
+                .cloned()
+        });
+    assert!(
+        confirmed_at.is_some_and(|at| at.parse::<k8s_openapi::jiff::Timestamp>().is_ok()),
+        "the record says when it was confirmed"
+    );
     controller.kill();
 
     for name in ["node2", "node3"] {
