@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use kube::Api;
 
-use crate::announced::AnnouncedRecord;
+use crate::announced::{self, AnnouncedRecord};
 use crate::config::{Config, NodesConfig};
 use crate::desired::RouterDesired;
 use crate::health::Liveness;
@@ -186,7 +186,11 @@ async fn run_file_inventory(
             board: controls.board.clone(),
         };
         let term = controls.for_term(controls.shutdown.clone());
-        match run_with_source(config.clone(), source, observers, None, term, record).await? {
+        let ended = run_with_source(config.clone(), source, observers, None, term, record).await?;
+        // The sessions are closed: what they announced last is what the
+        // routers keep, and what the next process starts from.
+        let _ = record.save_now(true).await;
+        match ended {
             Ended::Stopped => return Ok(()),
             Ended::Reload(new) => config = new,
         }
@@ -208,22 +212,22 @@ async fn run_kubernetes(
         .map_or_else(|| "nativeroute".to_owned(), |l| l.identity.clone());
     let Some(lease) = lease else {
         metrics.leader(true);
-        record
-            .restore(&config, &mut controls.shutdown.clone())
-            .await;
+        let mut first = true;
         loop {
             let term = controls.for_term(controls.shutdown.clone());
-            match lead(
+            let ended = lead(
                 config.clone(),
                 &clients,
                 &identity,
                 &metrics,
                 None,
                 term,
-                record,
+                Restore::first_term(record, first),
             )
-            .await?
-            {
+            .await?;
+            first = false;
+            let _ = record.save_now(true).await;
+            match ended {
                 Ended::Stopped => return Ok(()),
                 Ended::Reload(new) => config = new,
             }
@@ -247,8 +251,9 @@ async fn run_kubernetes(
         metrics.leader(true);
         tracing::info!(lease = election.describe(), "leading");
         // The last leader's sessions ended at its fence; what they
-        // announced is what the routers still hold.
-        record.restore(&config, &mut shutdown.clone()).await;
+        // announced is what the routers still hold, read by the first term
+        // (while the lease is held).
+        let mut first = true;
         // Terms while the lease is held: a new config starts a new term
         // without letting the lease go.
         let ended = loop {
@@ -262,12 +267,14 @@ async fn run_kubernetes(
                 &metrics,
                 Some(election.next_fit()),
                 controls.for_term(term_rx),
-                record,
+                Restore::first_term(record, first),
             );
+            first = false;
             tokio::pin!(term);
             let ended = tokio::select! {
                 result = &mut term => match result {
                     Ok(Ended::Reload(new)) => {
+                        let _ = record.save_now(true).await;
                         config = new;
                         continue;
                     }
@@ -290,6 +297,10 @@ async fn run_kubernetes(
             controls.liveness.term_ended();
             ready.send_replace(false);
             if ended == TermEnd::Shutdown {
+                // Still the leader: the last word on what the sessions
+                // announced is ours. A lost lease writes nothing more,
+                // since another leader may already have read the record.
+                let _ = record.save_now(true).await;
                 election.release().await;
                 return result.map(|_| ());
             }
@@ -297,6 +308,21 @@ async fn run_kubernetes(
         };
         metrics.leader(false);
         tracing::warn!(?ended, "stepped down as leader; routes stay as they are");
+    }
+}
+
+/// The record of what BGP sessions announced, and whether this term reads
+/// it first: the first term of a leadership does, as the last leader (or
+/// process) may have left one; later terms carry on from this process's.
+#[derive(Clone, Copy)]
+struct Restore<'a> {
+    record: &'a Arc<AnnouncedRecord>,
+    first: bool,
+}
+
+impl<'a> Restore<'a> {
+    fn first_term(record: &'a Arc<AnnouncedRecord>, first: bool) -> Restore<'a> {
+        Restore { record, first }
     }
 }
 
@@ -308,11 +334,14 @@ async fn lead(
     metrics: &Arc<Metrics>,
     next_fit: Option<NextFit>,
     controls: Controls,
-    record: &Arc<AnnouncedRecord>,
+    restore: Restore<'_>,
 ) -> anyhow::Result<Ended> {
     // The Node writer and the Event sender stop with the term, also when
     // the term ends by itself for a new config.
     let (end_term, shutdown) = term_signal(&controls.shutdown);
+    if restore.first {
+        restore.record.restore(&config, &mut shutdown.clone()).await;
+    }
     let directory = NodeDirectory::default();
     let writer = NodeWriter::new();
     let publisher = EventPublisher::new(
@@ -354,7 +383,7 @@ async fn lead(
         observers,
         Some(sink),
         controls.for_term(shutdown),
-        record,
+        restore.record,
     )
     .await;
     end_term.send_replace(true);
@@ -571,10 +600,11 @@ async fn run_with_source(
     let mut reconciler = Reconciler::new(config.clone(), observers.reporter.clone());
     reconciler.resume_after(&source.resume_point());
     let mut routers = Routers::start(&config, &observers, &shutdown, &release);
-    let keeping = tokio::spawn({
+    // Only a config with a BGP router has a record to keep.
+    let (stop_keeping, keeping_stopped) = watch::channel(false);
+    let keeping = (!announced::bgp_routers(&config).is_empty()).then(|| {
         let record = record.clone();
-        let shutdown = shutdown.clone();
-        async move { record.keep(shutdown).await }
+        tokio::spawn(async move { record.keep(keeping_stopped).await })
     });
     let (plan_tx, plan_rx) = watch::channel(Arc::new(RoutingPlan::default()));
     if let Some(sink) = status {
@@ -666,6 +696,11 @@ async fn run_with_source(
             desired,
         }));
     }
+    // At once: a deposed leader saves nothing after its fence.
+    stop_keeping.send_replace(true);
+    if let Some(keeping) = keeping {
+        let _ = keeping.await;
+    }
     if reload.is_some() {
         tracing::info!("applying the new config: a new term starts; routes stay on the routers");
     } else {
@@ -676,11 +711,6 @@ async fn run_with_source(
     progress.abort();
     let _ = progress.await;
     routers.stop().await;
-    keeping.abort();
-    let _ = keeping.await;
-    // The sessions are closed: what they announced last is what the
-    // routers keep, and what the next leader or process starts from.
-    let _ = record.save_now(true).await;
     Ok(reload.map_or(Ended::Stopped, Ended::Reload))
 }
 

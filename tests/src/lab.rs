@@ -88,7 +88,7 @@ impl TestLab {
         (controller, address)
     }
 
-    fn log_path(&self) -> PathBuf {
+    pub fn log_path(&self) -> PathBuf {
         self.topology.spec().dir.join("controller.log")
     }
 

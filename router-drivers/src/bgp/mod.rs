@@ -32,7 +32,7 @@ use crate::{
     Route, RouterDriver, RouterRoutes,
 };
 
-use self::carried::SessionKey;
+use self::carried::Reached;
 pub use self::carried::{Announced, announced, remember, writes};
 pub use self::md5::MAX_KEY_LEN as MAX_PASSWORD_LEN;
 
@@ -114,18 +114,27 @@ impl BgpDriver {
     /// wants through the removal guard, as on any other driver. Without
     /// this, the next End-of-RIB would take them all at once.
     async fn announce_again_what_the_last_session_did(&mut self) -> Result<(), DriverError> {
-        let key = SessionKey {
-            router: self.router.name.clone(),
+        let reached = Reached {
             address: self.router.address,
             netns: self.router.netns.clone(),
         };
-        let carried = carried::take_over(key, &self.session.ribs);
-        let routes: Vec<(IpNet, IpAddr)> = carried
+        let routes: Vec<(IpNet, IpAddr)> = carried::last_announced(&self.router.name, &reached)
             .into_iter()
             .filter(|route| self.session.families.contains(&Family::of(&route.dst)))
             .map(|route| (route.dst, route.via))
             .collect();
+        // This session becomes the record only once it announced what the
+        // last one did: a session lost half-way leaves the record whole.
+        let take_over = |session: &Session| {
+            carried::take_over(
+                &self.router.name,
+                reached.clone(),
+                &session.ribs,
+                session.watch_state(),
+            );
+        };
         if routes.is_empty() {
+            take_over(&self.session);
             return Ok(());
         }
         let ibgp = self.router.is_ibgp();
@@ -141,6 +150,7 @@ impl BgpDriver {
         self.session
             .send(&bytes, |ribs| ribs.announced.extend(routes.iter().copied()))
             .await?;
+        take_over(&self.session);
         tracing::info!(router = %self.router.name, routes = routes.len(), "announced again what the last session of this router announced");
         Ok(())
     }

@@ -205,6 +205,11 @@ impl Session {
         })
     }
 
+    /// The session's state as it changes.
+    pub fn watch_state(&self) -> watch::Receiver<SessionState> {
+        self.state.subscribe()
+    }
+
     pub fn state(&self) -> SessionState {
         self.state.borrow().clone()
     }
