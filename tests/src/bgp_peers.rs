@@ -50,11 +50,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::frr::{Frr, run_with_stdin};
+use crate::frr::{Frr, run_with_stdin, stop_child};
 
 const BGPD: &str = "/usr/lib/frr/bgpd";
 const BIRD: &str = "/usr/sbin/bird";
@@ -69,8 +67,6 @@ const GOBGP_API_PORT: &str = "50051";
 const BIRD_PROTOCOL: &str = "controller";
 /// How long a daemon may take to answer its control interface after start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a daemon may take to exit on SIGTERM before it gets SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The router side of one BGP session, whichever daemon plays it.
 #[derive(Clone, Debug)]
@@ -1274,25 +1270,6 @@ fn exited(child: &mut Option<Child>) -> Result<Option<ExitStatus>> {
         *child = None;
     }
     Ok(status)
-}
-
-/// SIGTERM, then SIGKILL if the daemon outlives the grace period; reaps it.
-fn stop_child(child: Option<Child>, name: &str) -> Result<()> {
-    let Some(mut child) = child else {
-        return Ok(());
-    };
-    let pid = Pid::from_raw(i32::try_from(child.id()).context("a pid")?);
-    let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill()?;
-    child.wait()?;
-    bail!("{name} (pid {pid}) ignored SIGTERM for {STOP_GRACE:?} and was killed")
 }
 
 /// SIGKILL and reap.

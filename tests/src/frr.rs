@@ -184,8 +184,8 @@ impl Frr {
 
     /// Stops staticd, then zebra: SIGTERM, SIGKILL after a grace period.
     pub fn stop(&mut self) -> Result<()> {
-        let staticd = stop_child(self.staticd.take(), Daemon::Staticd);
-        let zebra = stop_child(self.zebra.take(), Daemon::Zebra);
+        let staticd = stop_child(self.staticd.take(), Daemon::Staticd.name());
+        let zebra = stop_child(self.zebra.take(), Daemon::Zebra.name());
         staticd
             .and(zebra)
             .with_context(|| format!("stopping FRR in namespace {}", self.netns))
@@ -194,7 +194,7 @@ impl Frr {
     /// Stops staticd alone; zebra keeps running, and vtysh keeps accepting
     /// static routes it then drops.
     pub fn stop_staticd(&mut self) -> Result<()> {
-        stop_child(self.staticd.take(), Daemon::Staticd)
+        stop_child(self.staticd.take(), Daemon::Staticd.name())
             .with_context(|| format!("stopping staticd in namespace {}", self.netns))
     }
 
@@ -321,7 +321,7 @@ impl Drop for Frr {
 }
 
 /// SIGTERM, then SIGKILL if the daemon outlives the grace period; reaps it.
-fn stop_child(child: Option<Child>, daemon: Daemon) -> Result<()> {
+pub(crate) fn stop_child(child: Option<Child>, name: &str) -> Result<()> {
     let Some(mut child) = child else {
         return Ok(());
     };
@@ -336,10 +336,7 @@ fn stop_child(child: Option<Child>, daemon: Daemon) -> Result<()> {
     }
     child.kill()?;
     child.wait()?;
-    bail!(
-        "{} (pid {pid}) ignored SIGTERM for {STOP_GRACE:?} and was killed",
-        daemon.name()
-    )
+    bail!("{name} (pid {pid}) ignored SIGTERM for {STOP_GRACE:?} and was killed")
 }
 
 fn write_config_files(netns: &str, dir: &Path) -> Result<()> {
